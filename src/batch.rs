@@ -1,0 +1,161 @@
+//! `WriteBatch`: operations applied atomically by one `Store::write`.
+
+use crate::error::{Error, Result};
+use crate::record::{crc32, op_len, OpKind};
+
+/// A set of operations over any number of journals, applied atomically and
+/// in order by [`Store::write`](crate::Store::write).
+///
+/// Building a batch does no I/O; entry checksums are computed here, in the
+/// caller's thread, so the commit path only copies bytes.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<BatchOp>,
+    // Journal ids and values, back to back; ops refer to ranges of it.
+    data: Vec<u8>,
+}
+
+/// What one operation asks for, before the store validates it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Request {
+    /// Append at the end; `Some(i)` fails unless the end is `i`.
+    Append(Option<u64>),
+    SetMetadata,
+    TrimPrefix(u64),
+    Truncate(u64),
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchOp {
+    pub request: Request,
+    id_start: u32,
+    id_len: u32,
+    value_len: u32,
+    pub value_crc: u32,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `entry` at the end of journal `id` (creating it at index 0 if absent).
+    pub fn append(&mut self, id: &[u8], entry: &[u8]) -> &mut Self {
+        self.push(Request::Append(None), id, entry)
+    }
+
+    /// Appends `entry` at index `index`; the whole batch fails with
+    /// [`Error::UnexpectedIndex`] unless that is the journal's end at this
+    /// point of the batch.
+    pub fn append_at(&mut self, id: &[u8], index: u64, entry: &[u8]) -> &mut Self {
+        self.push(Request::Append(Some(index)), id, entry)
+    }
+
+    /// Replaces the metadata of journal `id` (creating it if absent).
+    pub fn set_metadata(&mut self, id: &[u8], metadata: &[u8]) -> &mut Self {
+        self.push(Request::SetMetadata, id, metadata)
+    }
+
+    /// Drops the entries of `id` below `index` (keeps `index..`). A no-op
+    /// below `first_index`; past `end_index` the batch fails.
+    pub fn trim_prefix(&mut self, id: &[u8], index: u64) -> &mut Self {
+        self.push(Request::TrimPrefix(index), id, &[])
+    }
+
+    /// Drops the entries of `id` at and above `index` (keeps `..index`); the
+    /// next append reuses `index`. A no-op at or past `end_index`; below
+    /// `first_index` the batch fails.
+    pub fn truncate(&mut self, id: &[u8], index: u64) -> &mut Self {
+        self.push(Request::Truncate(index), id, &[])
+    }
+
+    /// Deletes journal `id`: entries and metadata. A later append starts it
+    /// again at index 0.
+    pub fn delete_journal(&mut self, id: &[u8]) -> &mut Self {
+        self.push(Request::Delete, id, &[])
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Removes every operation, keeping the allocated buffers.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.data.clear();
+    }
+
+    fn push(&mut self, request: Request, id: &[u8], value: &[u8]) -> &mut Self {
+        // Lengths are checked in `validate`; here they are only recorded.
+        // Sizes beyond u32 are clamped so that validation reports them.
+        let id_start = self.data.len() as u32;
+        self.data.extend_from_slice(id);
+        self.data.extend_from_slice(value);
+        self.ops.push(BatchOp {
+            request,
+            id_start,
+            id_len: id.len().min(u32::MAX as usize) as u32,
+            value_len: value.len().min(u32::MAX as usize) as u32,
+            value_crc: if value.is_empty() { 0 } else { crc32(value) },
+        });
+        self
+    }
+
+    pub(crate) fn id(&self, op: &BatchOp) -> &[u8] {
+        let start = op.id_start as usize;
+        &self.data[start..start + op.id_len as usize]
+    }
+
+    pub(crate) fn value(&self, op: &BatchOp) -> &[u8] {
+        let start = op.id_start as usize + op.id_len as usize;
+        &self.data[start..start + op.value_len as usize]
+    }
+
+    /// Checks the limits that do not depend on the store's state and returns
+    /// the largest payload this batch can encode to.
+    pub(crate) fn validate(&self, max_entry: u64, max_metadata: u64) -> Result<usize> {
+        let mut payload = 0usize;
+        for op in &self.ops {
+            let id = self.id(op);
+            if id.is_empty() || id.len() > 255 {
+                return Err(Error::InvalidJournalId { len: id.len() });
+            }
+            let (what, max) = match op.request {
+                Request::SetMetadata => ("metadata", max_metadata),
+                _ => ("entry", max_entry),
+            };
+            let len = op.value_len as u64;
+            if len > max || (self.data.len() as u64) > u32::MAX as u64 {
+                return Err(Error::ValueTooLarge {
+                    journal: id.to_vec(),
+                    what,
+                    len: self.value(op).len() as u64,
+                    max,
+                });
+            }
+            payload += op_len(id.len(), op.value_len as usize);
+        }
+        Ok(payload)
+    }
+}
+
+impl Request {
+    /// The on-disk kind this request becomes.
+    pub(crate) fn kind(self) -> OpKind {
+        match self {
+            Request::Append(_) => OpKind::Append,
+            Request::SetMetadata => OpKind::SetMetadata,
+            Request::TrimPrefix(_) => OpKind::TrimPrefix,
+            Request::Truncate(_) => OpKind::Truncate,
+            Request::Delete => OpKind::Delete,
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The write path: group commit, validation, encoding, segment rolls, sync.
+//!
+//! Writers queue their batches; the writer at the head of the queue becomes
+//! the leader and commits every queued batch as one group (LevelDB style):
+//! it validates each batch against the latest state, encodes it as one record
+//! into a buffer, writes the buffer with one `write_at`, syncs once if the
+//! mode asks for it, and then publishes a new [`Version`] that snapshots pick
+//! up. Followers wait on a condition variable and return the leader's verdict.
+//!
+//! Invariants:
+//! - Records are written in LSN order, each wholly inside one segment.
+//! - A version is published only after its records are written (and synced
+//!   under `SyncMode::Always`): a snapshot never shows what a power loss
+//!   could take back from an acknowledged write.
+//! - After a failed write or sync the working state is ahead of what is
+//!   durable, so writes stop (`Error::WritesStopped`) until reopen; the last
+//!   published version stays readable.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::batch::{Request, WriteBatch};
+use crate::error::{Error, Result};
+use crate::index::{Index, Loc};
+use crate::io::FileSystem;
+use crate::live::Accounting;
+use crate::manifest::{Generation, Manifest};
+use crate::options::SyncMode;
+use crate::record::{
+    align_up, crc32, encode_op, read_op_header, OpIter, RecordHeader, OP_HEADER_LEN,
+    RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN,
+};
+use crate::segment::Segment;
+
+/// Most batches committed as one group.
+const MAX_GROUP_BATCHES: usize = 512;
+/// A group stops growing once its records reach this many bytes.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// What a snapshot pins: an index version, the generation of segments its
+/// locations point into, and the LSN of the last batch it contains.
+#[derive(Debug)]
+pub(crate) struct Version {
+    pub lsn: u64,
+    pub index: Index,
+    pub generation: Arc<Generation>,
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves the
+/// data consistent before anything that can panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// State owned by the leader: the active segment and the working index.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    pub dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub sync: SyncMode,
+    pub segment_size: u64,
+    pub manifest: Manifest,
+    pub generation: Arc<Generation>,
+    /// Where the next record goes in the active segment.
+    pub write_pos: u64,
+    /// Everything of the active segment below this is durable.
+    pub synced_pos: u64,
+    pub next_lsn: u64,
+    /// The latest state, including batches not yet published.
+    pub index: Index,
+    pub acct: Accounting,
+    /// Records encoded but not yet written, starting at `buf_start`.
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+/// Bounds of a journal while validating (None = absent).
+type Bounds = Option<(u64, u64)>;
+
+impl LogWriter {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dir: PathBuf,
+        fs: Arc<dyn FileSystem>,
+        sync: SyncMode,
+        segment_size: u64,
+        manifest: Manifest,
+        generation: Arc<Generation>,
+        write_pos: u64,
+        next_lsn: u64,
+        index: Index,
+        acct: Accounting,
+    ) -> LogWriter {
+        LogWriter {
+            dir,
+            fs,
+            sync,
+            segment_size,
+            manifest,
+            generation,
+            write_pos,
+            synced_pos: write_pos,
+            next_lsn,
+            index,
+            acct,
+            buf: Vec::new(),
+            buf_start: write_pos,
+        }
+    }
+
+    pub fn active(&self) -> &Arc<Segment> {
+        // A generation always has its active segment last.
+        self.generation
+            .segments
+            .last()
+            .expect("a generation always holds its active segment")
+    }
+
+    pub fn version(&self) -> Arc<Version> {
+        Arc::new(Version {
+            lsn: self.next_lsn - 1,
+            index: self.index.clone(),
+            generation: self.generation.clone(),
+        })
+    }
+
+    /// Commits a group. Returns each batch's result; `Err` when the group hit
+    /// an I/O error, after which nothing more may be written.
+    pub fn commit_group(&mut self, batches: &[&WriteBatch]) -> (Vec<Result<u64>>, Result<()>) {
+        let mut results = Vec::with_capacity(batches.len());
+        self.buf.clear();
+        self.buf_start = self.write_pos;
+        let mut fatal = Ok(());
+        for batch in batches {
+            if fatal.is_err() {
+                results.push(Err(stopped_error(&fatal)));
+                continue;
+            }
+            match self.encode_batch(batch) {
+                Ok(lsn) => results.push(Ok(lsn)),
+                Err(e @ Error::Io { .. }) => {
+                    results.push(Err(stopped_error(&Err(clone_io(&e)))));
+                    fatal = Err(e);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if fatal.is_ok() {
+            fatal = self.flush().and_then(|()| {
+                if self.sync == SyncMode::Always {
+                    self.sync_active()
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        if let Err(e) = &fatal {
+            for r in results.iter_mut() {
+                if r.is_ok() {
+                    *r = Err(clone_io(e));
+                }
+            }
+        }
+        (results, fatal)
+    }
+
+    /// Validates, encodes and applies one batch; returns its LSN.
+    fn encode_batch(&mut self, batch: &WriteBatch) -> Result<u64> {
+        let plan = self.plan(batch)?;
+        let payload_len: usize = plan
+            .iter()
+            .map(|p| {
+                let op = &batch.ops[p.op];
+                OP_HEADER_LEN + batch.id(op).len() + batch.value(op).len()
+            })
+            .sum();
+        let record_len = align_up(RECORD_HEADER_LEN + payload_len);
+        let max = self.segment_size as usize - SEGMENT_HEADER_LEN;
+        if record_len > max {
+            return Err(Error::BatchTooLarge {
+                len: record_len as u64,
+                max: max as u64,
+            });
+        }
+        if self.write_pos + record_len as u64 > self.segment_size {
+            self.roll()?;
+        }
+        let lsn = self.next_lsn;
+        let offset = self.write_pos;
+        let start = self.buf.len();
+        self.buf.resize(start + RECORD_HEADER_LEN, 0);
+        for p in &plan {
+            let op = &batch.ops[p.op];
+            encode_op(
+                &mut self.buf,
+                op.request.kind(),
+                batch.id(op),
+                batch.value(op),
+                op.value_crc,
+                p.first,
+                p.end,
+            );
+        }
+        let payload = &self.buf[start + RECORD_HEADER_LEN..];
+        let mut header = RecordHeader::new_zeroed();
+        header.payload_crc = crc32(payload).into();
+        header.lsn = lsn.into();
+        header.payload_len = (payload.len() as u32).into();
+        header.synced_through = (self.synced_pos as u32).into();
+        header.kind = RECORD_KIND_BATCH.into();
+        header.op_count = (plan.len() as u32).into();
+        header.seal();
+        self.buf[start..start + RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
+        self.buf.resize(start + record_len, 0);
+
+        // Apply to the working index. Sizes of killed ops come from the
+        // buffer when they are in this group, else from the mapped segment.
+        let LogWriter {
+            buf,
+            buf_start,
+            index,
+            acct,
+            generation,
+            ..
+        } = self;
+        let active = generation.segments.last().map_or(0, |s| s.id);
+        let pending = (*buf_start, &buf[..]);
+        let size_of = |loc: Loc| -> u64 {
+            if loc.segment == active && u64::from(loc.offset) >= pending.0 {
+                let at = (u64::from(loc.offset) - pending.0) as usize;
+                return pending
+                    .1
+                    .get(at..)
+                    .and_then(read_op_header)
+                    .map_or(0, |h| {
+                        (OP_HEADER_LEN + h.id_len as usize + h.value_len.get() as usize) as u64
+                    });
+            }
+            generation.segment(loc.segment).map_or(0, |s| s.op_len(loc.offset))
+        };
+        let mut tracker = acct.tracker(&size_of);
+        let payload = &buf[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + payload_len];
+        let payload_offset = offset + RECORD_HEADER_LEN as u64;
+        for op in OpIter::new(payload).flatten() {
+            let loc = Loc {
+                segment: active,
+                offset: (payload_offset + op.offset as u64) as u32,
+            };
+            index.apply(&op, loc, &mut tracker);
+        }
+        self.write_pos += record_len as u64;
+        self.next_lsn += 1;
+        if self.buf.len() >= MAX_GROUP_BYTES {
+            self.flush()?;
+        }
+        Ok(lsn)
+    }
+
+    /// Checks a batch against the latest state and computes the bounds each
+    /// operation leaves its journal with. No-ops are left out: an operation
+    /// on disk always changes something, which recovery relies on.
+    fn plan(&self, batch: &WriteBatch) -> Result<Vec<Planned>> {
+        let mut overlay: HashMap<&[u8], Bounds> = HashMap::new();
+        let mut plan = Vec::with_capacity(batch.ops.len());
+        for (i, op) in batch.ops.iter().enumerate() {
+            let id = batch.id(op);
+            let bounds = match overlay.get(id) {
+                Some(b) => *b,
+                None => self.index.get(id).map(|s| (s.first, s.end())),
+            };
+            let range_err = |op_name, index, (first, end): (u64, u64)| Error::InvalidRange {
+                journal: id.to_vec(),
+                op: op_name,
+                index,
+                first,
+                end,
+            };
+            let after: Option<Bounds> = match (op.request, bounds) {
+                (Request::Append(expected), b) => {
+                    let (first, end) = b.unwrap_or((0, 0));
+                    if let Some(want) = expected {
+                        if want != end {
+                            return Err(Error::UnexpectedIndex {
+                                journal: id.to_vec(),
+                                expected: want,
+                                actual: end,
+                            });
+                        }
+                    }
+                    Some(Some((first, end + 1)))
+                }
+                (Request::SetMetadata, b) => Some(Some(b.unwrap_or((0, 0)))),
+                (Request::TrimPrefix(_) | Request::Truncate(_) | Request::Delete, None) => None,
+                (Request::TrimPrefix(t), Some((first, end))) => {
+                    if t > end {
+                        return Err(range_err("trim_prefix", t, (first, end)));
+                    }
+                    (t > first).then_some(Some((t, end)))
+                }
+                (Request::Truncate(t), Some((first, end))) => {
+                    if t < first {
+                        return Err(range_err("truncate", t, (first, end)));
+                    }
+                    (t < end).then_some(Some((first, t)))
+                }
+                (Request::Delete, Some(_)) => Some(None),
+            };
+            if let Some(after) = after {
+                overlay.insert(id, after);
+                let (first, end) = after.unwrap_or((0, 0));
+                plan.push(Planned { op: i, first, end });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes the encoded records to the active segment.
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let active = self.active().clone();
+        active
+            .file
+            .write_at(self.buf_start, &self.buf)
+            .map_err(|e| Error::io("write segment", &active.path, e))?;
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// fdatasyncs the active segment up to `write_pos`.
+    pub fn sync_active(&mut self) -> Result<()> {
+        if self.synced_pos == self.write_pos {
+            return Ok(());
+        }
+        let active = self.active();
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("sync segment", &active.path, e))?;
+        self.synced_pos = self.write_pos;
+        Ok(())
+    }
+
+    /// Syncs the active segment as it is and rolls to a new one (open after
+    /// a torn tail: the bytes below `write_pos` may be in the page cache only).
+    pub fn seal_and_roll(&mut self) -> Result<()> {
+        let active = self.active().clone();
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("sync segment", &active.path, e))?;
+        self.synced_pos = self.write_pos;
+        self.roll()
+    }
+
+    /// Seals the active segment and starts a new one: a new generation.
+    fn roll(&mut self) -> Result<()> {
+        self.flush()?;
+        self.sync_active()?;
+        let id = self.manifest.next_segment_id;
+        let segment = Arc::new(Segment::create(
+            &self.fs,
+            &self.dir,
+            id,
+            self.segment_size,
+            self.next_lsn,
+        )?);
+        let mut manifest = self.manifest.clone();
+        if let Some(last) = manifest.segments.last_mut() {
+            last.1 = Some(self.write_pos);
+        }
+        manifest.segments.push((id, None));
+        manifest.next_segment_id = id
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidOptions("segment ids exhausted".into()))?;
+        self.swap_manifest(manifest, |segments| segments.push(segment))?;
+        self.acct.add_segment(id);
+        self.write_pos = SEGMENT_HEADER_LEN as u64;
+        self.synced_pos = self.write_pos;
+        self.buf_start = self.write_pos;
+        Ok(())
+    }
+
+    /// Frees the segments that no longer hold anything live. Their files go
+    /// when the last snapshot that can reach them drops.
+    pub fn free_segments(&mut self) -> Result<bool> {
+        let active = self.active().id;
+        let ids = self.acct.freeable(active);
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.segments.retain(|(id, _)| !ids.contains(id));
+        let mut freed = Vec::new();
+        self.swap_manifest(manifest, |segments| {
+            segments.retain(|s| {
+                let keep = !ids.contains(&s.id);
+                if !keep {
+                    freed.push(s.clone());
+                }
+                keep
+            })
+        })?;
+        for s in freed {
+            s.mark_obsolete();
+        }
+        self.acct.remove(&ids);
+        Ok(true)
+    }
+
+    /// Makes `manifest` (with the next generation number) durable, then
+    /// switches to a generation whose segments `edit` derives from the current.
+    fn swap_manifest(
+        &mut self,
+        mut manifest: Manifest,
+        edit: impl FnOnce(&mut Vec<Arc<Segment>>),
+    ) -> Result<()> {
+        manifest.generation = self.manifest.generation + 1;
+        manifest.lsn_floor = self.next_lsn - 1;
+        manifest.store(&*self.fs, &self.dir)?;
+        let mut segments = self.generation.segments.clone();
+        edit(&mut segments);
+        self.generation = Arc::new(Generation {
+            number: manifest.generation,
+            segments,
+        });
+        self.manifest = manifest;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Planned {
+    op: usize,
+    first: u64,
+    end: u64,
+}
+
+fn clone_io(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::WritesStopped {
+            cause: other.to_string(),
+        },
+    }
+}
+
+fn stopped_error(fatal: &Result<()>) -> Error {
+    Error::WritesStopped {
+        cause: match fatal {
+            Err(e) => e.to_string(),
+            Ok(()) => "unknown".into(),
+        },
+    }
+}
+
+/// One writer waiting in the queue.
+#[derive(Debug)]
+struct Waiter {
+    batch: WriteBatch,
+    result: Mutex<Option<Result<u64>>>,
+}
+
+/// Group commit: the queue, the leader's state and the published version.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    cv: Condvar,
+    pub log: Mutex<LogWriter>,
+    /// The version snapshots start from. Its lock is held only to swap or
+    /// clone the `Arc`, never across I/O.
+    pub current: Mutex<Arc<Version>>,
+    /// Set after an I/O failure: why writes stopped.
+    pub stopped: Mutex<Option<String>>,
+}
+
+impl Committer {
+    pub fn new(log: LogWriter) -> Committer {
+        let version = log.version();
+        Committer {
+            queue: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            log: Mutex::new(log),
+            current: Mutex::new(version),
+            stopped: Mutex::new(None),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Version> {
+        lock(&self.current).clone()
+    }
+
+    fn check_stopped(&self) -> Result<()> {
+        match &*lock(&self.stopped) {
+            Some(cause) => Err(Error::WritesStopped {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes one batch (see the module comment).
+    pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+        self.check_stopped()?;
+        let me = Arc::new(Waiter {
+            batch: batch.clone(),
+            result: Mutex::new(None),
+        });
+        let mut queue = lock(&self.queue);
+        queue.push_back(me.clone());
+        loop {
+            if let Some(r) = lock(&me.result).take() {
+                return r;
+            }
+            if queue.front().is_some_and(|w| Arc::ptr_eq(w, &me)) {
+                break;
+            }
+            queue = self.cv.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+        // Leader: take the group (it stays queued so that later arrivals
+        // wait for this group to finish).
+        let mut group = Vec::new();
+        let mut bytes = 0;
+        for w in queue.iter() {
+            if group.len() == MAX_GROUP_BATCHES || bytes >= MAX_GROUP_BYTES {
+                break;
+            }
+            bytes += w.batch.len() * OP_HEADER_LEN;
+            group.push(w.clone());
+        }
+        drop(queue);
+
+        let results = self.commit(&group);
+
+        let mut queue = lock(&self.queue);
+        for (w, r) in group.iter().zip(results) {
+            queue.pop_front();
+            *lock(&w.result) = Some(r);
+        }
+        drop(queue);
+        self.cv.notify_all();
+        let result = lock(&me.result).take();
+        result.unwrap_or(Err(Error::Closed))
+    }
+
+    fn commit(&self, group: &[Arc<Waiter>]) -> Vec<Result<u64>> {
+        let batches: Vec<&WriteBatch> = group.iter().map(|w| &w.batch).collect();
+        if let Err(e) = self.check_stopped() {
+            return batches.iter().map(|_| Err(clone_io(&e))).collect();
+        }
+        let mut log = lock(&self.log);
+        let (results, fatal) = log.commit_group(&batches);
+        let fatal = fatal.and_then(|()| {
+            *lock(&self.current) = log.version();
+            if log.free_segments()? {
+                *lock(&self.current) = log.version();
+            }
+            Ok(())
+        });
+        if let Err(e) = fatal {
+            *lock(&self.stopped) = Some(e.to_string());
+        }
+        results
+    }
+
+    /// Makes everything written so far durable. Runs the fdatasync without
+    /// holding the writer's lock, so writers go on meanwhile.
+    pub fn sync(&self) -> Result<()> {
+        let (segment, pos) = {
+            let log = lock(&self.log);
+            (log.active().clone(), log.write_pos)
+        };
+        if let Err(e) = segment.file.sync_data() {
+            let e = Error::io("sync segment", &segment.path, e);
+            *lock(&self.stopped) = Some(e.to_string());
+            return Err(e);
+        }
+        let mut log = lock(&self.log);
+        if log.active().id == segment.id && log.synced_pos < pos {
+            log.synced_pos = pos;
+        }
+        Ok(())
+    }
+}

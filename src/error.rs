@@ -1,0 +1,243 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout journalstore.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong, with the context needed to act on it.
+///
+/// Journal ids are carried as raw bytes; `Display` prints them as UTF-8 when
+/// they are, and as hex otherwise.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    Io {
+        /// What the engine was doing ("write segment", "sync manifest", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Bytes on disk are not what the engine wrote: a checksum mismatch, a
+    /// record that does not decode, a missing file, an inconsistency between
+    /// files. Never returned for a torn tail after a crash, which recovery cuts.
+    Corruption {
+        /// The file that holds the damage.
+        path: PathBuf,
+        /// Byte offset of the damage in that file.
+        offset: u64,
+        /// The journal the damaged bytes belong to, when known.
+        journal: Option<Vec<u8>>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file was written by a format version this build does not read.
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in its header.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The store directory is already open (in this process or another).
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A journal id is empty or longer than 255 bytes.
+    InvalidJournalId {
+        /// The id's length.
+        len: usize,
+    },
+    /// A value is larger than the options allow.
+    ValueTooLarge {
+        /// The journal it was written to.
+        journal: Vec<u8>,
+        /// "entry" or "metadata".
+        what: &'static str,
+        /// Its size in bytes.
+        len: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// A batch does not fit in one segment.
+    BatchTooLarge {
+        /// The encoded size of the batch record.
+        len: u64,
+        /// The most a segment can hold.
+        max: u64,
+    },
+    /// `append_at` named an index other than the journal's end.
+    UnexpectedIndex {
+        /// The journal.
+        journal: Vec<u8>,
+        /// The index the batch asked for.
+        expected: u64,
+        /// The journal's `end_index` at that point of the batch.
+        actual: u64,
+    },
+    /// A trim or truncate outside what the journal allows
+    /// (trim past `end_index`, truncate below `first_index`).
+    InvalidRange {
+        /// The journal.
+        journal: Vec<u8>,
+        /// "trim_prefix" or "truncate".
+        op: &'static str,
+        /// The index given.
+        index: u64,
+        /// The journal's `first_index` at that point of the batch.
+        first: u64,
+        /// The journal's `end_index` at that point of the batch.
+        end: u64,
+    },
+    /// Options that cannot work (a zero segment size, limits larger than a segment, ...).
+    InvalidOptions(String),
+    /// An earlier write or sync failed, so the store no longer knows what is
+    /// durable; it stays readable but refuses writes until reopened.
+    WritesStopped {
+        /// The error that stopped writes, as text.
+        cause: String,
+    },
+    /// The store was closed.
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            journal: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this error reports damaged or inconsistent bytes on disk.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Prints a journal id as text when it is printable UTF-8, else as hex.
+pub struct DisplayId<'a>(pub &'a [u8]);
+
+impl fmt::Display for DisplayId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(self.0) {
+            Ok(s) if s.chars().all(|c| !c.is_control()) => write!(f, "{s:?}"),
+            _ => {
+                f.write_str("0x")?;
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => {
+                write!(f, "I/O error during {op} on {}: {source}", path.display())
+            }
+            Error::Corruption {
+                path,
+                offset,
+                journal,
+                reason,
+            } => {
+                write!(f, "corruption in {} at offset {offset}", path.display())?;
+                if let Some(j) = journal {
+                    write!(f, " (journal {})", DisplayId(j))?;
+                }
+                write!(f, ": {reason}")
+            }
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} has format version {found}; this build reads version {supported}",
+                path.display()
+            ),
+            Error::Locked { path } => write!(
+                f,
+                "store is already open (lock {} is held by another Store)",
+                path.display()
+            ),
+            Error::InvalidJournalId { len } => {
+                write!(f, "journal id must be 1 to 255 bytes, got {len}")
+            }
+            Error::ValueTooLarge {
+                journal,
+                what,
+                len,
+                max,
+            } => write!(
+                f,
+                "{what} of {len} bytes for journal {} exceeds the limit of {max}",
+                DisplayId(journal)
+            ),
+            Error::BatchTooLarge { len, max } => write!(
+                f,
+                "batch record of {len} bytes does not fit in a segment (max {max})"
+            ),
+            Error::UnexpectedIndex {
+                journal,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "append_at index {expected} for journal {} but its end_index is {actual}",
+                DisplayId(journal)
+            ),
+            Error::InvalidRange {
+                journal,
+                op,
+                index,
+                first,
+                end,
+            } => write!(
+                f,
+                "{op}({index}) on journal {} outside its range {first}..{end}",
+                DisplayId(journal)
+            ),
+            Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            Error::WritesStopped { cause } => write!(
+                f,
+                "writes stopped after an earlier failure ({cause}); reopen the store"
+            ),
+            Error::Closed => f.write_str("store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

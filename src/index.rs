@@ -1,0 +1,267 @@
+//! The in-memory index: journal id -> bounds, metadata and entry locations.
+//!
+//! The index is a persistent (structurally shared) map from `imbl`: cloning it
+//! is O(1), so a snapshot keeps the version it was taken on while the writer
+//! goes on changing its own copy; only the nodes the writer touches after a
+//! clone are copied. An entry costs one 8-byte [`Loc`] in a persistent vector.
+//!
+//! The same [`Index::apply`] is used by the write path and by recovery. Every
+//! operation on disk carries the journal's bounds *after* it, so applying an
+//! operation forces the journal to those bounds. On the write path the bounds
+//! always match what is in memory. In recovery, records that were dead and
+//! whose segments were freed are missing; their places are held by
+//! [`Loc::MISSING`] until later operations remove them, and a placeholder
+//! that is still inside a journal at the end of recovery is corruption.
+//!
+//! Liveness: an entry, a metadata value, and the journal's latest operation
+//! when that is a trim or truncate (its *anchor*, which recovery needs to
+//! restore the bounds) are live. Every time an operation makes a live item
+//! dead, the tracker hears who killed what, so segments can be freed safely
+//! (see `live.rs`).
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, Vector};
+
+use crate::record::{OpKind, OpRef};
+
+/// A journal id, shared between index versions.
+pub(crate) type JournalKey = Arc<[u8]>;
+
+/// Where an operation lives: segment id and the byte offset of its op header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Loc {
+    pub segment: u32,
+    pub offset: u32,
+}
+
+impl Loc {
+    /// Placeholder for an entry whose record was freed (recovery only).
+    pub const MISSING: Loc = Loc {
+        segment: u32::MAX,
+        offset: u32::MAX,
+    };
+
+    pub fn is_missing(self) -> bool {
+        self == Loc::MISSING
+    }
+}
+
+/// One journal's state in one index version.
+#[derive(Clone, Debug)]
+pub(crate) struct JournalState {
+    /// Index of `entries[0]`.
+    pub first: u64,
+    /// Entry locations for `first .. first + entries.len()`.
+    pub entries: Vector<Loc>,
+    /// The latest `set_metadata`, if any.
+    pub metadata: Option<Loc>,
+    /// The latest operation, when it is a trim or truncate.
+    pub anchor: Option<Loc>,
+}
+
+impl JournalState {
+    pub fn end(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+}
+
+/// Hears what becomes live and what dies, for space accounting.
+pub(crate) trait Liveness {
+    /// `loc` (an op of `len` bytes) became live.
+    fn live(&mut self, loc: Loc, len: u64);
+    /// The op at `victim` died because of the op at `killer`.
+    fn dead(&mut self, killer: Loc, victim: Loc);
+}
+
+/// The whole index: one version of every journal.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Index {
+    journals: OrdMap<JournalKey, JournalState>,
+}
+
+impl Index {
+    pub fn get(&self, id: &[u8]) -> Option<&JournalState> {
+        self.journals.get(id)
+    }
+
+    pub fn get_key_value(&self, id: &[u8]) -> Option<(&JournalKey, &JournalState)> {
+        self.journals.get_key_value(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.journals.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&JournalKey, &JournalState)> {
+        self.journals.iter()
+    }
+
+    /// Applies one operation found at `loc` to the index.
+    pub fn apply(&mut self, op: &OpRef<'_>, loc: Loc, tracker: &mut dyn Liveness) {
+        if op.kind == OpKind::Delete {
+            if let Some(state) = self.journals.remove(op.id) {
+                kill_all(&state, loc, tracker);
+            }
+            return;
+        }
+        if self.journals.get(op.id).is_none() {
+            let state = JournalState {
+                first: op.first,
+                entries: Vector::new(),
+                metadata: None,
+                anchor: None,
+            };
+            self.journals.insert(Arc::from(op.id), state);
+        }
+        let Some(state) = self.journals.get_mut(op.id) else {
+            return;
+        };
+        if let Some(anchor) = state.anchor.take() {
+            tracker.dead(loc, anchor);
+        }
+        let end = match op.kind {
+            OpKind::Append => op.end - 1,
+            _ => op.end,
+        };
+        force_bounds(state, op.first, end, loc, tracker);
+        tracker.live(loc, op.len as u64);
+        match op.kind {
+            OpKind::Append => state.entries.push_back(loc),
+            OpKind::SetMetadata => {
+                if let Some(old) = state.metadata.replace(loc) {
+                    tracker.dead(loc, old);
+                }
+            }
+            OpKind::TrimPrefix | OpKind::Truncate => state.anchor = Some(loc),
+            OpKind::Delete => {}
+        }
+    }
+
+    /// The first journal holding a placeholder for a freed entry, with the
+    /// index of that entry (recovery's final consistency check).
+    pub fn find_missing(&self) -> Option<(JournalKey, u64)> {
+        for (id, state) in self.journals.iter() {
+            if let Some(pos) = state.entries.iter().position(|l| l.is_missing()) {
+                return Some((id.clone(), state.first + pos as u64));
+            }
+        }
+        None
+    }
+}
+
+/// Makes `state` cover exactly `first .. end`, killing entries outside and
+/// holding missing places with [`Loc::MISSING`].
+fn force_bounds(
+    state: &mut JournalState,
+    first: u64,
+    end: u64,
+    killer: Loc,
+    tracker: &mut dyn Liveness,
+) {
+    // Drop what lies above the new end first, so that a journal moved
+    // wholesale (recovery only) does not fill a gap it then removes.
+    while state.end() > end.max(state.first) {
+        if let Some(victim) = state.entries.pop_back() {
+            kill(killer, victim, tracker);
+        }
+    }
+    while state.first < first {
+        match state.entries.pop_front() {
+            Some(victim) => kill(killer, victim, tracker),
+            None => break,
+        }
+        state.first += 1;
+    }
+    if state.entries.is_empty() {
+        state.first = first;
+    }
+    while state.first > first {
+        state.entries.push_front(Loc::MISSING);
+        state.first -= 1;
+    }
+    while state.end() < end {
+        state.entries.push_back(Loc::MISSING);
+    }
+}
+
+fn kill(killer: Loc, victim: Loc, tracker: &mut dyn Liveness) {
+    if !victim.is_missing() {
+        tracker.dead(killer, victim);
+    }
+}
+
+fn kill_all(state: &JournalState, killer: Loc, tracker: &mut dyn Liveness) {
+    for victim in state.entries.iter() {
+        kill(killer, *victim, tracker);
+    }
+    for victim in state.metadata.iter().chain(state.anchor.iter()) {
+        tracker.dead(killer, *victim);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{decode_op, encode_op};
+
+    #[derive(Default)]
+    struct Count {
+        live: i64,
+    }
+    impl Liveness for Count {
+        fn live(&mut self, _: Loc, _: u64) {
+            self.live += 1;
+        }
+        fn dead(&mut self, _: Loc, _: Loc) {
+            self.live -= 1;
+        }
+    }
+
+    fn apply(index: &mut Index, t: &mut Count, kind: OpKind, first: u64, end: u64, at: u32) {
+        let mut buf = Vec::new();
+        let value: &[u8] = if matches!(kind, OpKind::Append | OpKind::SetMetadata) {
+            b"v"
+        } else {
+            b""
+        };
+        encode_op(&mut buf, kind, b"j", value, 0, first, end);
+        let op = decode_op(&buf, 0).unwrap();
+        index.apply(&op, Loc { segment: 1, offset: at }, t);
+    }
+
+    #[test]
+    fn trim_truncate_and_delete_kill_exactly_what_they_drop() {
+        let mut index = Index::default();
+        let mut t = Count::default();
+        for i in 0..5 {
+            apply(&mut index, &mut t, OpKind::Append, 0, i + 1, i as u32);
+        }
+        assert_eq!(t.live, 5);
+        apply(&mut index, &mut t, OpKind::TrimPrefix, 2, 5, 10);
+        // Entries 0 and 1 die; the trim becomes the anchor.
+        assert_eq!(t.live, 3 + 1);
+        apply(&mut index, &mut t, OpKind::Truncate, 2, 3, 11);
+        // Entries 3 and 4 die; the old anchor dies; the truncate is the anchor.
+        assert_eq!(t.live, 1 + 1);
+        let j = index.get(b"j").unwrap();
+        assert_eq!((j.first, j.end()), (2, 3));
+        apply(&mut index, &mut t, OpKind::Delete, 0, 0, 12);
+        assert_eq!(t.live, 0);
+        assert!(index.get(b"j").is_none());
+    }
+
+    #[test]
+    fn recovery_placeholders_are_removed_by_later_bounds() {
+        let mut index = Index::default();
+        let mut t = Count::default();
+        // The journal's entries 0..3 were freed; the first record seen appends 3
+        // with first_index 0 recorded, then a trim to 3 arrives.
+        apply(&mut index, &mut t, OpKind::Append, 0, 4, 0);
+        assert_eq!(index.find_missing().map(|(_, i)| i), Some(0));
+        apply(&mut index, &mut t, OpKind::TrimPrefix, 3, 4, 1);
+        assert!(index.find_missing().is_none());
+        let j = index.get(b"j").unwrap();
+        assert_eq!((j.first, j.end()), (3, 4));
+    }
+}

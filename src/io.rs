@@ -1,0 +1,239 @@
+//! The narrow I/O layer every byte the engine writes goes through.
+//!
+//! The engine never calls `std::fs` directly: it asks a [`FileSystem`] for
+//! [`StorageFile`]s and mappings. [`RealFs`] is the operating system;
+//! [`SimFs`] keeps the same files on disk but also tracks what
+//! would survive a power loss, can inject I/O errors, and can "crash" the
+//! directory back to its durable image (see `sim.rs`).
+//!
+//! Invariant the engine relies on: a [`Mapping`] covers the file as it was
+//! when mapped, and the engine never shrinks a file that is mapped, so a read
+//! through a mapping never faults (SIGBUS).
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+mod sim;
+pub use sim::{CrashMode, Fault, SimFs};
+
+/// How [`FileSystem::open`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a new, empty file for reading and writing; fails if it exists.
+    CreateNew,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Open an existing file for reading only.
+    ReadOnly,
+}
+
+/// A read-only view of a file's bytes, usually a memory mapping.
+pub trait Mapping: Send + Sync + fmt::Debug {
+    /// Length of the view in bytes.
+    fn len(&self) -> usize;
+
+    /// Whether the view is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes `offset .. offset + len`, or `None` when the range is not
+    /// inside the view.
+    ///
+    /// Callers only ask for ranges that no writer is changing: bytes below the
+    /// published write position of a segment, which are never written again.
+    fn slice(&self, offset: usize, len: usize) -> Option<&[u8]>;
+}
+
+/// One open file of the store.
+#[allow(clippy::len_without_is_empty)]
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// Current length of the file in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Grow the file to at least `len` bytes, reserving disk space where the
+    /// file system supports it. Never shrinks the file.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Write all of `buf` at `offset`.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Fill `buf` from `offset`; fails with `UnexpectedEof` past the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Make every write to this file so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Map the whole file (its current length) read-only.
+    fn map(&self) -> io::Result<Arc<dyn Mapping>>;
+}
+
+/// The file-system operations the engine uses.
+pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
+    /// Create a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Open a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>>;
+    /// Remove a file. Durable only after [`FileSystem::sync_dir`] of its parent.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replace `to` by `from`. Durable only after
+    /// [`FileSystem::sync_dir`] of the parent.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory (files only matter to the engine).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Make creations, renames and removals in a directory durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Take an exclusive advisory lock on `path` (created if missing), held
+    /// until the returned guard drops. Fails with `WouldBlock` when another
+    /// holder (this process or another) has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Holds a lock taken with [`FileSystem::lock`] until dropped.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// The operating system's file system: `std::fs`, `memmap2` and `fs4`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+#[derive(Debug)]
+struct RealFile {
+    file: File,
+}
+
+#[derive(Debug)]
+struct RealMapping {
+    // `None` for an empty file: mapping zero bytes is an error on Linux.
+    mmap: Option<memmap2::Mmap>,
+}
+
+#[derive(Debug)]
+struct RealLock {
+    _file: File,
+}
+
+impl LockGuard for RealLock {}
+
+impl Mapping for RealMapping {
+    fn len(&self) -> usize {
+        self.mmap.as_ref().map_or(0, |m| m.len())
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let mmap = self.mmap.as_ref()?;
+        let end = offset.checked_add(len)?;
+        if end > mmap.len() {
+            return None;
+        }
+        // SAFETY: `offset .. end` lies inside the mapping (checked above), and
+        // the mapping lives as long as `&self`. We build a slice of just that
+        // range rather than dereferencing the whole `Mmap`, so no reference
+        // covers bytes that a writer may still be changing through `pwrite`:
+        // the engine only asks for ranges below a segment's published write
+        // position, which are never written again, and never shrinks a mapped
+        // file (so the pages stay backed and cannot raise SIGBUS).
+        Some(unsafe { std::slice::from_raw_parts(mmap.as_ptr().add(offset), len) })
+    }
+}
+
+impl StorageFile for RealFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.len()? >= len {
+            return Ok(());
+        }
+        // fallocate reserves the blocks so that a later write cannot fail with
+        // ENOSPC halfway through a segment; file systems without it get a
+        // sparse extension, which reads back as zeros all the same.
+        // fs4 leaves the size alone when the blocks are already there, so
+        // the length is set explicitly afterwards.
+        let _ = fs4::FileExt::allocate(&self.file, len);
+        if self.len()? < len {
+            self.file.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn map(&self) -> io::Result<Arc<dyn Mapping>> {
+        if self.len()? == 0 {
+            return Ok(Arc::new(RealMapping { mmap: None }));
+        }
+        // SAFETY: memmap2 requires that the file is not truncated or modified
+        // in ways that break Rust's aliasing rules while mapped. The engine
+        // never shrinks a mapped file, takes an exclusive lock on the store
+        // directory so no other journalstore writer touches it, and hands out
+        // only slices of ranges that are no longer written (see `slice`).
+        let mmap = unsafe { memmap2::Mmap::map(&self.file)? };
+        Ok(Arc::new(RealMapping { mmap: Some(mmap) }))
+    }
+}
+
+impl FileSystem for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+        let mut options = OpenOptions::new();
+        match mode {
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            OpenMode::ReadOnly => options.read(true),
+        };
+        Ok(Arc::new(RealFile { file: options.open(path)? }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(RealLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "lock is held by another open store",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

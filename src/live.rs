@@ -1,0 +1,138 @@
+//! Live-space accounting per segment, and the rule for freeing a segment.
+//!
+//! A segment may be freed when it holds no live item (entry, metadata,
+//! anchor) *and* every segment holding an item that one of its operations
+//! killed is already gone. The second half is what keeps recovery honest:
+//! a dead record may only disappear together with, or after, the record
+//! that killed it; otherwise a replay would resurrect it (a deleted journal
+//! coming back). Killers are always newer than their victims, so the
+//! dependencies point to older segments and freeing proceeds oldest first.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::index::{Liveness, Loc};
+
+/// What one segment holds that is still live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SegmentUsage {
+    /// Encoded bytes of live operations.
+    pub live_bytes: u64,
+    /// Number of live operations.
+    pub live_items: u64,
+    /// Older segments holding items that operations in this one killed.
+    pub deps: BTreeSet<u32>,
+}
+
+/// Usage of every segment in the current generation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Accounting {
+    pub segments: BTreeMap<u32, SegmentUsage>,
+    /// Set when something died; `freeable` has work only then.
+    pub changed: bool,
+}
+
+impl Accounting {
+    pub fn add_segment(&mut self, id: u32) {
+        self.segments.entry(id).or_default();
+    }
+
+    pub fn total_live_bytes(&self) -> u64 {
+        self.segments.values().map(|u| u.live_bytes).sum()
+    }
+
+    /// Segments that can be freed now, oldest first. `active` is never freed.
+    pub fn freeable(&mut self, active: u32) -> Vec<u32> {
+        if !self.changed {
+            return Vec::new();
+        }
+        self.changed = false;
+        let mut out: Vec<u32> = Vec::new();
+        for (&id, usage) in &self.segments {
+            if id == active || usage.live_items != 0 {
+                continue;
+            }
+            let deps_gone = usage
+                .deps
+                .iter()
+                .all(|d| !self.segments.contains_key(d) || out.contains(d));
+            if deps_gone {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    pub fn remove(&mut self, ids: &[u32]) {
+        for id in ids {
+            self.segments.remove(id);
+        }
+    }
+
+    /// A tracker that reads the sizes of dead operations with `size_of`.
+    pub fn tracker<'a>(&'a mut self, size_of: &'a dyn Fn(Loc) -> u64) -> Tracker<'a> {
+        Tracker {
+            acct: self,
+            size_of,
+        }
+    }
+}
+
+/// Applies [`Liveness`] events to an [`Accounting`].
+pub(crate) struct Tracker<'a> {
+    acct: &'a mut Accounting,
+    size_of: &'a dyn Fn(Loc) -> u64,
+}
+
+impl Liveness for Tracker<'_> {
+    fn live(&mut self, loc: Loc, len: u64) {
+        let u = self.acct.segments.entry(loc.segment).or_default();
+        u.live_bytes += len;
+        u.live_items += 1;
+    }
+
+    fn dead(&mut self, killer: Loc, victim: Loc) {
+        let len = (self.size_of)(victim);
+        if let Some(u) = self.acct.segments.get_mut(&victim.segment) {
+            u.live_bytes = u.live_bytes.saturating_sub(len);
+            u.live_items = u.live_items.saturating_sub(1);
+        }
+        if killer.segment != victim.segment {
+            self.acct
+                .segments
+                .entry(killer.segment)
+                .or_default()
+                .deps
+                .insert(victim.segment);
+        }
+        self.acct.changed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_waits_for_the_segments_it_killed_into() {
+        let mut acct = Accounting::default();
+        let size = |_: Loc| 10u64;
+        let loc = |segment| Loc { segment, offset: 0 };
+        {
+            let mut t = acct.tracker(&size);
+            t.live(loc(1), 10); // an entry in segment 1
+            t.live(loc(1), 10); // another, still live
+            t.live(loc(2), 10); // a delete's neighbour in segment 2
+            t.dead(loc(2), loc(1)); // an op in 2 kills one entry of 1
+            t.dead(loc(3), loc(2)); // an op in 3 kills the item of 2
+        }
+        acct.add_segment(3);
+        // 2 is empty but killed into 1, which still has a live entry.
+        assert_eq!(acct.freeable(3), Vec::<u32>::new());
+        {
+            let mut t = acct.tracker(&size);
+            t.dead(loc(3), loc(1));
+        }
+        assert_eq!(acct.freeable(3), vec![1, 2]);
+        assert_eq!(acct.segments[&1].live_bytes, 0);
+    }
+}

@@ -1,0 +1,73 @@
+//! Store options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::io::{FileSystem, RealFs};
+use crate::record::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::{Error, Result};
+
+/// When `Store::write` returns relative to the data reaching the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `write` returns after the batch is fdatasync'ed. Concurrent writers
+    /// share one sync (group commit). Survives power loss.
+    Always,
+    /// `write` returns once the batch is in the OS page cache. Survives a
+    /// process crash; after a power loss the store holds a prefix of the
+    /// batches in LSN order.
+    Never,
+    /// Like `Never`, plus a background thread syncs at this interval.
+    Interval(Duration),
+}
+
+/// Options for [`Store::open`](crate::Store::open).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Durability of each write. Default: [`SyncMode::Always`].
+    pub sync: SyncMode,
+    /// Size of each segment file in bytes, preallocated when created.
+    /// Default 64 MiB; at most 4 GiB - 1.
+    pub segment_size: u64,
+    /// Largest entry accepted, in bytes. Default 32 MiB.
+    pub max_entry_size: u64,
+    /// Largest metadata value accepted, in bytes. Default 64 KiB.
+    pub max_metadata_size: u64,
+    /// The I/O layer. Default: the real file system. Tests pass a
+    /// [`SimFs`](crate::io::SimFs) to inject faults and power loss.
+    pub fs: Arc<dyn FileSystem>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncMode::Always,
+            segment_size: 64 << 20,
+            max_entry_size: 32 << 20,
+            max_metadata_size: 64 << 10,
+            fs: Arc::new(RealFs),
+        }
+    }
+}
+
+impl Options {
+    /// Checks that the options can work together.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let min = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 4096) as u64;
+        if self.segment_size < min || self.segment_size > u64::from(u32::MAX) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size must be between {min} and {} bytes, got {}",
+                u32::MAX,
+                self.segment_size
+            )));
+        }
+        if let SyncMode::Interval(d) = self.sync {
+            if d.is_zero() {
+                return Err(Error::InvalidOptions(
+                    "SyncMode::Interval needs a non-zero duration".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

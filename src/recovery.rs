@@ -1,0 +1,311 @@
+//! Opening a store: lock, read the manifest, replay every segment, cut a torn
+//! tail, clean up what a crash left behind.
+//!
+//! Nothing on disk is changed until the whole store has been read and found
+//! consistent, so a store that fails to open is left exactly as it was.
+//!
+//! Rules (argued case by case in `format-spec/README.md`):
+//! - A sealed segment must hold valid records exactly up to the length the
+//!   manifest gives; anything else is corruption.
+//! - In the active segment, the first invalid record ends the data. If a
+//!   valid record after it claims (`synced_through`) that the bad bytes had
+//!   been synced, they were damaged after the fact: corruption. Otherwise the
+//!   bad bytes are a torn tail of writes that never became durable; they are
+//!   left where they are, the segment is sealed before them and writing goes
+//!   on in a new segment, so new records never sit in front of garbage.
+//! - Files named like segments that the manifest does not list are leftovers
+//!   of an interrupted roll or free, and are removed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::commit::LogWriter;
+use crate::error::{Error, Result};
+use crate::index::{Index, Loc};
+use crate::io::{LockGuard, OpenMode};
+use crate::live::Accounting;
+use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::options::Options;
+use crate::record::{OpIter, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::segment::{check_record, parse_segment_file_name, ScanStop, Segment};
+
+/// Name of the lock file in the store directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// Opens (or creates) the store in `dir`, returning the writer state and the
+/// held directory lock.
+pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn LockGuard>)> {
+    options.validate()?;
+    let fs = options.fs.clone();
+    fs.create_dir_all(dir)
+        .map_err(|e| Error::io("create store directory", dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = fs.lock(&lock_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                path: lock_path.clone(),
+            }
+        } else {
+            Error::io("lock store directory", &lock_path, e)
+        }
+    })?;
+    let names = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io("list store directory", dir, e))?;
+    let on_disk: Vec<u32> = names
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+
+    let Some(manifest) = Manifest::load(&*fs, dir)? else {
+        return create(dir, options, &on_disk).map(|log| (log, lock));
+    };
+
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    for &(id, sealed) in &manifest.segments {
+        let segment = Segment::open(&fs, dir, id, OpenMode::ReadWrite)?;
+        if let Some(len) = sealed {
+            if len < SEGMENT_HEADER_LEN as u64 || len > segment.capacity {
+                return Err(Error::corruption(
+                    dir.join(MANIFEST_FILE),
+                    0,
+                    format!("sealed length {len} of segment {id} is outside the file"),
+                ));
+            }
+        }
+        segments.push(Arc::new(segment));
+    }
+
+    let replay = replay(&segments, &manifest)?;
+    if let Some((journal, missing)) = replay.index.find_missing() {
+        return Err(Error::Corruption {
+            path: dir.to_owned(),
+            offset: 0,
+            journal: Some(journal.to_vec()),
+            reason: format!(
+                "entry {missing} is referenced but no segment holds it (a segment was lost)"
+            ),
+        });
+    }
+
+    // The store is consistent: from here on, tidy up and start writing.
+    let listed: Vec<u32> = manifest.segments.iter().map(|s| s.0).collect();
+    for id in on_disk.iter().filter(|id| !listed.contains(id)) {
+        let path = dir.join(crate::segment::segment_file_name(*id));
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove orphan segment", path, e))?;
+    }
+    if names.iter().any(|n| n == MANIFEST_TMP_FILE) {
+        let path = dir.join(MANIFEST_TMP_FILE);
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove stale manifest", path, e))?;
+    }
+
+    let next_lsn = replay.last_lsn.max(manifest.lsn_floor) + 1;
+    let generation = Arc::new(Generation {
+        number: manifest.generation,
+        segments,
+    });
+    let mut log = LogWriter::new(
+        dir.to_owned(),
+        fs.clone(),
+        options.sync,
+        options.segment_size,
+        manifest,
+        generation,
+        replay.active_end,
+        next_lsn,
+        replay.index,
+        replay.acct,
+    );
+    if replay.dirty_tail {
+        // Seal the segment before the torn bytes; bytes that survived a
+        // process crash may still be only in the page cache, so sync first.
+        log.seal_and_roll()?;
+    }
+    log.acct.changed = true;
+    log.free_segments()?;
+    Ok((log, lock))
+}
+
+/// Creates an empty store: segment 1, then the manifest naming it.
+fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
+    let fs = &options.fs;
+    // Segment files without a manifest are only acceptable as leftovers of
+    // an interrupted creation: segments that hold no record.
+    for &id in on_disk {
+        let segment = Segment::open(fs, dir, id, OpenMode::ReadOnly);
+        let empty = segment.as_ref().is_ok_and(|s| {
+            s.bytes(SEGMENT_HEADER_LEN, RECORD_HEADER_LEN)
+                .is_some_and(|b| b.iter().all(|&x| x == 0))
+        });
+        if !empty {
+            return Err(Error::corruption(
+                dir.join(MANIFEST_FILE),
+                0,
+                "the manifest is missing but segment files hold data",
+            ));
+        }
+    }
+    for &id in on_disk {
+        let path = dir.join(crate::segment::segment_file_name(id));
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove orphan segment", path, e))?;
+    }
+    let segment = Arc::new(Segment::create(fs, dir, 1, options.segment_size, 1)?);
+    let manifest = Manifest {
+        generation: 1,
+        next_segment_id: 2,
+        lsn_floor: 0,
+        segments: vec![(1, None)],
+    };
+    manifest.store(&**fs, dir)?;
+    let mut acct = Accounting::default();
+    acct.add_segment(1);
+    Ok(LogWriter::new(
+        dir.to_owned(),
+        fs.clone(),
+        options.sync,
+        options.segment_size,
+        manifest,
+        Arc::new(Generation {
+            number: 1,
+            segments: vec![segment],
+        }),
+        SEGMENT_HEADER_LEN as u64,
+        1,
+        Index::default(),
+        acct,
+    ))
+}
+
+/// What replaying the segments produced.
+pub(crate) struct Replay {
+    pub index: Index,
+    pub acct: Accounting,
+    pub last_lsn: u64,
+    /// End of valid data in the active segment.
+    pub active_end: u64,
+    /// Whether non-zero bytes follow `active_end` (a torn tail).
+    pub dirty_tail: bool,
+}
+
+/// Replays every record of `segments` (in manifest order) into an index.
+pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<Replay> {
+    let mut index = Index::default();
+    let mut acct = Accounting::default();
+    let mut last_lsn = 0u64;
+    let mut active_end = SEGMENT_HEADER_LEN as u64;
+    let mut dirty_tail = false;
+    let size_of = |loc: Loc| -> u64 {
+        segments
+            .binary_search_by_key(&loc.segment, |s| s.id)
+            .map_or(0, |i| segments[i].op_len(loc.offset))
+    };
+    for (segment, &(_, sealed)) in segments.iter().zip(&manifest.segments) {
+        acct.add_segment(segment.id);
+        let limit = sealed.unwrap_or(segment.capacity) as usize;
+        let mut pos = SEGMENT_HEADER_LEN;
+        let stop = loop {
+            match check_record(segment, pos, limit, last_lsn) {
+                Ok(record) => {
+                    let payload_offset = record.offset + RECORD_HEADER_LEN;
+                    let mut tracker = acct.tracker(&size_of);
+                    let mut ops = 0u32;
+                    for op in OpIter::new(record.payload) {
+                        let op = op.map_err(|e| {
+                            Error::corruption(
+                                &segment.path,
+                                (payload_offset + e.offset) as u64,
+                                format!("undecodable operation: {}", e.reason),
+                            )
+                        })?;
+                        let loc = Loc {
+                            segment: segment.id,
+                            offset: (payload_offset + op.offset) as u32,
+                        };
+                        index.apply(&op, loc, &mut tracker);
+                        ops += 1;
+                    }
+                    if ops != record.header.op_count.get() {
+                        return Err(Error::corruption(
+                            &segment.path,
+                            record.offset as u64,
+                            "record holds a different number of operations than its header says",
+                        ));
+                    }
+                    last_lsn = record.header.lsn.get();
+                    pos = record.next_offset();
+                }
+                Err(stop) => break Some(stop),
+            }
+            if pos + RECORD_HEADER_LEN > limit {
+                break None;
+            }
+        };
+        match sealed {
+            Some(len) => {
+                if let Some(ScanStop::Invalid { offset, reason }) = stop {
+                    return Err(Error::corruption(&segment.path, offset as u64, reason));
+                }
+                if pos as u64 != len {
+                    return Err(Error::corruption(
+                        &segment.path,
+                        pos as u64,
+                        format!("sealed segment's records end at {pos}, the manifest says {len}"),
+                    ));
+                }
+            }
+            None => {
+                let end = match stop {
+                    Some(ScanStop::End { offset } | ScanStop::Invalid { offset, .. }) => offset,
+                    None => pos,
+                };
+                dirty_tail = segment
+                    .bytes(end, segment.capacity as usize - end)
+                    .is_some_and(|b| b.iter().any(|&x| x != 0));
+                if dirty_tail {
+                    check_tail(segment, end, last_lsn)?;
+                }
+                active_end = end as u64;
+            }
+        }
+    }
+    Ok(Replay {
+        index,
+        acct,
+        last_lsn,
+        active_end,
+        dirty_tail,
+    })
+}
+
+/// Decides whether the invalid bytes at `end` of the active segment are a
+/// torn tail (fine) or damage to data that had been synced (corruption).
+fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
+    let capacity = segment.capacity as usize;
+    let mut pos = end + RECORD_ALIGN;
+    while pos + RECORD_HEADER_LEN <= capacity {
+        let zero = segment
+            .bytes(pos, RECORD_HEADER_LEN)
+            .is_none_or(|h| h.iter().all(|&b| b == 0));
+        if zero {
+            pos += RECORD_ALIGN;
+            continue;
+        }
+        if let Ok(record) = check_record(segment, pos, capacity, last_lsn) {
+            if record.header.synced_through.get() as usize > end {
+                return Err(Error::corruption(
+                    &segment.path,
+                    end as u64,
+                    format!(
+                        "invalid record, but the record at {pos} says the bytes up to {} had been synced",
+                        record.header.synced_through.get()
+                    ),
+                ));
+            }
+        }
+        pos += RECORD_ALIGN;
+    }
+    Ok(())
+}

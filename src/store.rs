@@ -1,0 +1,205 @@
+//! `Store`: open, write, snapshot, sync, stats, close.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::batch::WriteBatch;
+use crate::commit::{lock, Committer};
+use crate::error::{Error, Result};
+use crate::io::LockGuard;
+use crate::options::{Options, SyncMode};
+use crate::recovery;
+use crate::snapshot::{Pins, Snapshot};
+
+/// An open store: one directory holding many journals.
+///
+/// `Send + Sync`: share it between threads with an `Arc` (or by reference).
+/// Closing happens on [`Store::close`] or on drop.
+#[derive(Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    options: Options,
+    committer: Committer,
+    pins: Arc<Pins>,
+    closed: Mutex<bool>,
+    closed_cv: Condvar,
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+}
+
+/// Figures about a store, from [`Store::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Current manifest generation.
+    pub generation: u64,
+    /// LSN of the last published batch.
+    pub lsn: u64,
+    /// Number of segment files in the current generation.
+    pub segments: usize,
+    /// Bytes of segment files in the current generation (preallocated size).
+    pub bytes_on_disk: u64,
+    /// Bytes written to segments of the current generation (records).
+    pub bytes_written: u64,
+    /// Encoded bytes of live operations (entries, metadata, anchors).
+    pub live_bytes: u64,
+    /// Number of journals.
+    pub journals: usize,
+    /// Snapshots alive (including clones).
+    pub pinned_snapshots: usize,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory and an empty store if
+    /// needed, and recovering after a crash.
+    ///
+    /// Fails with [`Error::Locked`] if the directory is open elsewhere,
+    /// [`Error::Corruption`] or [`Error::UnsupportedVersion`] for files it
+    /// cannot trust; in those cases nothing in the directory is changed.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_owned();
+        let (log, lock) = recovery::open(&dir, &options)?;
+        let inner = Arc::new(Inner {
+            dir,
+            committer: Committer::new(log),
+            pins: Arc::new(Pins::default()),
+            closed: Mutex::new(false),
+            closed_cv: Condvar::new(),
+            lock: Mutex::new(Some(lock)),
+            options,
+        });
+        let syncer = match inner.options.sync {
+            SyncMode::Interval(every) => Some(spawn_syncer(inner.clone(), every)),
+            _ => None,
+        };
+        Ok(Store {
+            inner,
+            syncer: Mutex::new(syncer),
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Writes `batch` atomically and returns its LSN. With
+    /// [`SyncMode::Always`] the batch is durable when this returns.
+    ///
+    /// The whole batch is rejected, and nothing of it written, if any
+    /// operation is invalid against the state left by the batches before it
+    /// and by its own earlier operations.
+    pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+        self.check_open()?;
+        let o = &self.inner.options;
+        batch.validate(o.max_entry_size, o.max_metadata_size)?;
+        self.inner.committer.write(batch)
+    }
+
+    /// A snapshot of everything written so far: it includes every batch
+    /// whose `write` returned before this call. O(1); takes no lock held
+    /// across I/O.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.inner.committer.current(), self.inner.pins.clone())
+    }
+
+    /// Makes every batch written so far durable (useful with
+    /// [`SyncMode::Never`]).
+    pub fn sync(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.committer.sync()
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> Stats {
+        let version = self.inner.committer.current();
+        let log = lock(&self.inner.committer.log);
+        let generation = &log.generation;
+        let sealed: u64 = log
+            .manifest
+            .segments
+            .iter()
+            .filter_map(|(_, sealed)| *sealed)
+            .sum();
+        Stats {
+            generation: generation.number,
+            lsn: version.lsn,
+            segments: generation.segments.len(),
+            bytes_on_disk: generation.bytes_on_disk(),
+            bytes_written: sealed + log.write_pos,
+            live_bytes: log.acct.total_live_bytes(),
+            journals: version.index.len(),
+            pinned_snapshots: self.inner.pins.count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Syncs and closes the store, releasing the directory lock. Snapshots
+    /// taken earlier stay readable. Dropping the store does the same but
+    /// ignores errors.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if *lock(&self.inner.closed) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        {
+            let mut closed = lock(&self.inner.closed);
+            if *closed {
+                return Ok(());
+            }
+            *closed = true;
+        }
+        self.inner.closed_cv.notify_all();
+        if let Some(handle) = lock(&self.syncer).take() {
+            let _ = handle.join();
+        }
+        let result = if lock(&self.inner.committer.stopped).is_some() {
+            Ok(())
+        } else {
+            self.inner.committer.sync()
+        };
+        lock(&self.inner.lock).take();
+        result
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The `SyncMode::Interval` thread: syncs every `every` until close.
+fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("journalstore-sync".into())
+        .spawn(move || loop {
+            let closed = lock(&inner.closed);
+            let (closed, _) = inner
+                .closed_cv
+                .wait_timeout(closed, every)
+                .unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return;
+            }
+            drop(closed);
+            // A failure stops writes (recorded by `sync`); keep the thread
+            // alive so close can join it.
+            let _ = inner.committer.sync();
+        })
+        .expect("spawning the sync thread")
+}
