@@ -231,15 +231,13 @@ impl LogWriter {
         let size_of = |loc: Loc| -> u64 {
             if loc.segment == active && u64::from(loc.offset) >= pending.0 {
                 let at = (u64::from(loc.offset) - pending.0) as usize;
-                return pending
-                    .1
-                    .get(at..)
-                    .and_then(read_op_header)
-                    .map_or(0, |h| {
-                        (OP_HEADER_LEN + h.id_len as usize + h.value_len.get() as usize) as u64
-                    });
+                return pending.1.get(at..).and_then(read_op_header).map_or(0, |h| {
+                    (OP_HEADER_LEN + h.id_len as usize + h.value_len.get() as usize) as u64
+                });
             }
-            generation.segment(loc.segment).map_or(0, |s| s.op_len(loc.offset))
+            generation
+                .segment(loc.segment)
+                .map_or(0, |s| s.op_len(loc.offset))
         };
         let mut tracker = acct.tracker(&size_of);
         let payload = &buf[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + payload_len];

@@ -227,7 +227,14 @@ mod tests {
         };
         encode_op(&mut buf, kind, b"j", value, 0, first, end);
         let op = decode_op(&buf, 0).unwrap();
-        index.apply(&op, Loc { segment: 1, offset: at }, t);
+        index.apply(
+            &op,
+            Loc {
+                segment: 1,
+                offset: at,
+            },
+            t,
+        );
     }
 
     #[test]

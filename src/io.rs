@@ -148,7 +148,13 @@ impl StorageFile for RealFile {
         // sparse extension, which reads back as zeros all the same.
         // fs4 leaves the size alone when the blocks are already there, so
         // the length is set explicitly afterwards.
-        let _ = fs4::FileExt::allocate(&self.file, len);
+        // Other failures (EOPNOTSUPP on some file systems) fall back to a
+        // sparse extension; a full disk is reported.
+        if let Err(e) = fs4::FileExt::allocate(&self.file, len) {
+            if e.kind() == io::ErrorKind::StorageFull {
+                return Err(e);
+            }
+        }
         if self.len()? < len {
             self.file.set_len(len)?;
         }
@@ -193,7 +199,9 @@ impl FileSystem for RealFs {
             OpenMode::ReadWrite => options.read(true).write(true),
             OpenMode::ReadOnly => options.read(true),
         };
-        Ok(Arc::new(RealFile { file: options.open(path)? }))
+        Ok(Arc::new(RealFile {
+            file: options.open(path)?,
+        }))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

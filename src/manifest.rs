@@ -113,7 +113,10 @@ impl Manifest {
                     supported: FORMAT_VERSION,
                 });
             }
-            return Err(corrupt(header_len, "manifest length does not match its count"));
+            return Err(corrupt(
+                header_len,
+                "manifest length does not match its count",
+            ));
         }
         let crc_at = header_len + body_len;
         let stored = u32::from_le_bytes([
@@ -142,7 +145,10 @@ impl Manifest {
             let id = u32::try_from(e.segment_id.get())
                 .map_err(|_| corrupt(at, "segment id out of range"))?;
             if id >= next_segment_id || segments.last().is_some_and(|&(p, _)| p >= id) {
-                return Err(corrupt(at, "segment ids not ascending below next_segment_id"));
+                return Err(corrupt(
+                    at,
+                    "segment ids not ascending below next_segment_id",
+                ));
             }
             let last = i + 1 == count as usize;
             let sealed = match e.sealed_len.get() {

@@ -349,7 +349,15 @@ mod tests {
     #[test]
     fn op_roundtrip_and_truncation_is_an_error() {
         let mut buf = Vec::new();
-        encode_op(&mut buf, OpKind::Append, b"j", b"hello", crc32(b"hello"), 0, 1);
+        encode_op(
+            &mut buf,
+            OpKind::Append,
+            b"j",
+            b"hello",
+            crc32(b"hello"),
+            0,
+            1,
+        );
         encode_op(&mut buf, OpKind::Delete, b"k", b"", 0, 0, 0);
         let ops: Vec<_> = OpIter::new(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(ops.len(), 2);

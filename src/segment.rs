@@ -82,12 +82,7 @@ impl Segment {
     }
 
     /// Opens an existing segment and checks its header.
-    pub fn open(
-        fs: &Arc<dyn FileSystem>,
-        dir: &Path,
-        id: u32,
-        mode: OpenMode,
-    ) -> Result<Segment> {
+    pub fn open(fs: &Arc<dyn FileSystem>, dir: &Path, id: u32, mode: OpenMode) -> Result<Segment> {
         let path = dir.join(segment_file_name(id));
         let file = fs.open(&path, mode).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -96,18 +91,24 @@ impl Segment {
                 Error::io("open segment", &path, e)
             }
         })?;
-        let map = file
-            .map()
-            .map_err(|e| Error::io("map segment", &path, e))?;
+        let map = file.map().map_err(|e| Error::io("map segment", &path, e))?;
         let header = map
             .slice(0, SEGMENT_HEADER_LEN)
             .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
             .ok_or_else(|| Error::corruption(&path, 0, "segment file shorter than its header"))?;
         if header.magic != SEGMENT_MAGIC {
-            return Err(Error::corruption(&path, 0, "not a segment file (bad magic)"));
+            return Err(Error::corruption(
+                &path,
+                0,
+                "not a segment file (bad magic)",
+            ));
         }
         if !header.crc_ok() {
-            return Err(Error::corruption(&path, 0, "segment header checksum mismatch"));
+            return Err(Error::corruption(
+                &path,
+                0,
+                "segment header checksum mismatch",
+            ));
         }
         if header.version.get() != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {

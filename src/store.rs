@@ -77,7 +77,10 @@ impl Store {
             options,
         });
         let syncer = match inner.options.sync {
-            SyncMode::Interval(every) => Some(spawn_syncer(inner.clone(), every)),
+            SyncMode::Interval(every) => Some(
+                spawn_syncer(inner.clone(), every)
+                    .map_err(|e| Error::io("start sync thread", &inner.dir, e))?,
+            ),
             _ => None,
         };
         Ok(Store {
@@ -184,7 +187,7 @@ impl Drop for Store {
 }
 
 /// The `SyncMode::Interval` thread: syncs every `every` until close.
-fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> JoinHandle<()> {
+fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("journalstore-sync".into())
         .spawn(move || loop {
@@ -201,5 +204,4 @@ fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> JoinHandle<()> {
             // alive so close can join it.
             let _ = inner.committer.sync();
         })
-        .expect("spawning the sync thread")
 }

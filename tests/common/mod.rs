@@ -1,0 +1,207 @@
+//! Shared test helpers: a seeded PRNG and an in-memory model of a store.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use journalstore::{Snapshot, WriteBatch};
+
+/// SplitMix64: small, seeded, good enough to drive tests reproducibly.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = self.below(max_len as u64 + 1) as usize;
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// One journal in the model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelJournal {
+    pub first: u64,
+    pub entries: Vec<Vec<u8>>,
+    pub metadata: Vec<u8>,
+}
+
+impl ModelJournal {
+    pub fn end(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+}
+
+/// One operation, kept so the model can apply what the store applied.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Append(Vec<u8>, Option<u64>, Vec<u8>),
+    SetMetadata(Vec<u8>, Vec<u8>),
+    Trim(Vec<u8>, u64),
+    Truncate(Vec<u8>, u64),
+    Delete(Vec<u8>),
+}
+
+/// The store's documented semantics, in the simplest possible form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub journals: BTreeMap<Vec<u8>, ModelJournal>,
+}
+
+impl Model {
+    /// Applies a batch atomically: `Err(())` (and no change) if any op is invalid.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<(), ()> {
+        let mut next = self.clone();
+        for op in ops {
+            next.apply_one(op)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_one(&mut self, op: &Op) -> Result<(), ()> {
+        match op {
+            Op::Append(id, at, v) => {
+                let j = self.journals.entry(id.clone()).or_default();
+                if let Some(at) = at {
+                    if *at != j.end() {
+                        return Err(());
+                    }
+                }
+                j.entries.push(v.clone());
+            }
+            Op::SetMetadata(id, v) => {
+                self.journals.entry(id.clone()).or_default().metadata = v.clone();
+            }
+            Op::Trim(id, t) => {
+                if let Some(j) = self.journals.get_mut(id) {
+                    if *t > j.end() {
+                        return Err(());
+                    }
+                    if *t > j.first {
+                        j.entries.drain(..(*t - j.first) as usize);
+                        j.first = *t;
+                    }
+                }
+            }
+            Op::Truncate(id, t) => {
+                if let Some(j) = self.journals.get_mut(id) {
+                    if *t < j.first {
+                        return Err(());
+                    }
+                    if *t < j.end() {
+                        j.entries.truncate((*t - j.first) as usize);
+                    }
+                }
+            }
+            Op::Delete(id) => {
+                self.journals.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Panics with a description unless `snap` shows exactly this model.
+    pub fn assert_matches(&self, snap: &Snapshot, context: &str) {
+        let ids: Vec<Vec<u8>> = snap.journal_ids().map(|i| i.to_vec()).collect();
+        let want: Vec<Vec<u8>> = self.journals.keys().cloned().collect();
+        assert_eq!(ids, want, "{context}: journal ids differ");
+        for (id, mj) in &self.journals {
+            let j = snap.journal(id).unwrap();
+            assert_eq!(
+                (j.first_index(), j.end_index()),
+                (mj.first, mj.end()),
+                "{context}: bounds of {id:?}"
+            );
+            assert_eq!(
+                j.metadata().unwrap(),
+                &mj.metadata[..],
+                "{context}: metadata of {id:?}"
+            );
+            let entries: Vec<(u64, &[u8])> = j.entries(..).map(|e| e.unwrap()).collect();
+            assert_eq!(
+                entries.len() as u64,
+                mj.entries.len() as u64,
+                "{context}: len of {id:?}"
+            );
+            for (k, (index, bytes)) in entries.iter().enumerate() {
+                assert_eq!(*index, mj.first + k as u64, "{context}: index in {id:?}");
+                assert_eq!(
+                    *bytes,
+                    &mj.entries[k][..],
+                    "{context}: entry {index} of {id:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Builds the WriteBatch for `ops`.
+pub fn to_batch(ops: &[Op]) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    for op in ops {
+        match op {
+            Op::Append(id, None, v) => b.append(id, v),
+            Op::Append(id, Some(at), v) => b.append_at(id, *at, v),
+            Op::SetMetadata(id, v) => b.set_metadata(id, v),
+            Op::Trim(id, t) => b.trim_prefix(id, *t),
+            Op::Truncate(id, t) => b.truncate(id, *t),
+            Op::Delete(id) => b.delete_journal(id),
+        };
+    }
+    b
+}
+
+/// A random batch over `journals` ids, mostly valid, sometimes not.
+pub fn random_batch(rng: &mut Rng, model: &Model, journals: u64, max_value: usize) -> Vec<Op> {
+    let n = 1 + rng.below(6);
+    let mut ops = Vec::new();
+    for _ in 0..n {
+        let id = format!("j{}", rng.below(journals)).into_bytes();
+        let state = model.journals.get(&id);
+        let (first, end) = state.map_or((0, 0), |j| (j.first, j.end()));
+        let op = match rng.below(100) {
+            0..=44 => Op::Append(id, None, rng.bytes(max_value)),
+            45..=54 => {
+                let at = if rng.chance(90) {
+                    end
+                } else {
+                    end + 1 + rng.below(3)
+                };
+                Op::Append(id, Some(at), rng.bytes(max_value))
+            }
+            55..=67 => Op::SetMetadata(id, rng.bytes(max_value.min(64))),
+            68..=77 => {
+                // Mostly inside the journal, sometimes past its end (invalid).
+                let t = first + rng.below(end - first + 2);
+                Op::Trim(id, t)
+            }
+            78..=91 => {
+                let t = if end > first && rng.chance(95) {
+                    first + rng.below(end - first + 1)
+                } else {
+                    first.saturating_sub(1 + rng.below(2))
+                };
+                Op::Truncate(id, t)
+            }
+            _ => Op::Delete(id),
+        };
+        ops.push(op);
+    }
+    ops
+}
