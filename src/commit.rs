@@ -247,7 +247,9 @@ impl LogWriter {
                 segment: active,
                 offset: (payload_offset + op.offset as u64) as u32,
             };
-            index.apply(&op, loc, &mut tracker);
+            // Validated operations always fit the index they were planned on.
+            let applied = index.apply(&op, loc, &mut tracker);
+            debug_assert!(applied.is_ok(), "{applied:?}");
         }
         self.write_pos += record_len as u64;
         self.next_lsn += 1;

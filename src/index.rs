@@ -19,6 +19,7 @@
 //! dead, the tracker hears who killed what, so segments can be freed safely
 //! (see `live.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use imbl::{OrdMap, Vector};
@@ -97,13 +98,19 @@ impl Index {
         self.journals.iter()
     }
 
-    /// Applies one operation found at `loc` to the index.
-    pub fn apply(&mut self, op: &OpRef<'_>, loc: Loc, tracker: &mut dyn Liveness) {
+    /// Applies one operation found at `loc` to the index. Fails only in
+    /// recovery, on bounds no writer could have produced.
+    pub fn apply(
+        &mut self,
+        op: &OpRef<'_>,
+        loc: Loc,
+        tracker: &mut dyn Liveness,
+    ) -> Result<(), &'static str> {
         if op.kind == OpKind::Delete {
             if let Some(state) = self.journals.remove(op.id) {
                 kill_all(&state, loc, tracker);
             }
-            return;
+            return Ok(());
         }
         if self.journals.get(op.id).is_none() {
             let state = JournalState {
@@ -115,7 +122,7 @@ impl Index {
             self.journals.insert(Arc::from(op.id), state);
         }
         let Some(state) = self.journals.get_mut(op.id) else {
-            return;
+            return Ok(());
         };
         if let Some(anchor) = state.anchor.take() {
             tracker.dead(loc, anchor);
@@ -124,7 +131,7 @@ impl Index {
             OpKind::Append => op.end - 1,
             _ => op.end,
         };
-        force_bounds(state, op.first, end, loc, tracker);
+        force_bounds(state, op.first, end, loc, tracker)?;
         tracker.live(loc, op.len as u64);
         match op.kind {
             OpKind::Append => state.entries.push_back(loc),
@@ -136,12 +143,22 @@ impl Index {
             OpKind::TrimPrefix | OpKind::Truncate => state.anchor = Some(loc),
             OpKind::Delete => {}
         }
+        Ok(())
     }
 
-    /// The first journal holding a placeholder for a freed entry, with the
-    /// index of that entry (recovery's final consistency check).
-    pub fn find_missing(&self) -> Option<(JournalKey, u64)> {
+    /// Recovery's final check: every journal must have exactly the bounds
+    /// its latest operation recorded (`latest`) and no placeholder left.
+    /// Returns the first journal that does not, and the first index missing.
+    pub fn find_missing(
+        &self,
+        latest: &HashMap<JournalKey, (u64, u64)>,
+    ) -> Option<(JournalKey, u64)> {
         for (id, state) in self.journals.iter() {
+            if let Some(&(first, end)) = latest.get(id) {
+                if state.first != first || state.end() != end {
+                    return Some((id.clone(), first));
+                }
+            }
             if let Some(pos) = state.entries.iter().position(|l| l.is_missing()) {
                 return Some((id.clone(), state.first + pos as u64));
             }
@@ -150,17 +167,26 @@ impl Index {
     }
 }
 
-/// Makes `state` cover exactly `first .. end`, killing entries outside and
-/// holding missing places with [`Loc::MISSING`].
+/// Most placeholders one operation may add in recovery. A legitimate hole is
+/// as long as a run of entries that were appended, died and were freed; a
+/// larger one means the bounds on disk are damaged.
+pub(crate) const MAX_HOLE: u64 = 1 << 24;
+
+/// Makes `state` cover `first .. end`, killing entries outside.
+///
+/// On the write path the bounds always match and this only removes what a
+/// trim or truncate drops. In recovery (see the module comment) a range the
+/// index lacks at the front is left out rather than filled: such entries are
+/// never part of the final state, and recovery checks the final bounds
+/// against each journal's latest operation. A range lacking at the back is
+/// filled with placeholders, which later operations must remove.
 fn force_bounds(
     state: &mut JournalState,
     first: u64,
     end: u64,
     killer: Loc,
     tracker: &mut dyn Liveness,
-) {
-    // Drop what lies above the new end first, so that a journal moved
-    // wholesale (recovery only) does not fill a gap it then removes.
+) -> Result<(), &'static str> {
     while state.end() > end.max(state.first) {
         if let Some(victim) = state.entries.pop_back() {
             kill(killer, victim, tracker);
@@ -174,15 +200,16 @@ fn force_bounds(
         state.first += 1;
     }
     if state.entries.is_empty() {
-        state.first = first;
+        state.first = end;
     }
-    while state.first > first {
-        state.entries.push_front(Loc::MISSING);
-        state.first -= 1;
+    let hole = end.saturating_sub(state.end());
+    if hole > MAX_HOLE {
+        return Err("journal bounds leave an implausibly large gap");
     }
-    while state.end() < end {
+    for _ in 0..hole {
         state.entries.push_back(Loc::MISSING);
     }
+    Ok(())
 }
 
 fn kill(killer: Loc, victim: Loc, tracker: &mut dyn Liveness) {
@@ -262,13 +289,27 @@ mod tests {
     fn recovery_placeholders_are_removed_by_later_bounds() {
         let mut index = Index::default();
         let mut t = Count::default();
-        // The journal's entries 0..3 were freed; the first record seen appends 3
-        // with first_index 0 recorded, then a trim to 3 arrives.
-        apply(&mut index, &mut t, OpKind::Append, 0, 4, 0);
-        assert_eq!(index.find_missing().map(|(_, i)| i), Some(0));
-        apply(&mut index, &mut t, OpKind::TrimPrefix, 3, 4, 1);
-        assert!(index.find_missing().is_none());
+        // Entries 0..2 and 3 of the journal were written; 2 was freed (it died
+        // in a truncate to 2 that comes later). Replay sees 0, 1, then 3.
+        apply(&mut index, &mut t, OpKind::Append, 0, 1, 0);
+        apply(&mut index, &mut t, OpKind::Append, 0, 2, 1);
+        apply(&mut index, &mut t, OpKind::Append, 0, 4, 3);
+        let mut latest = HashMap::new();
+        latest.insert(JournalKey::from(&b"j"[..]), (0, 4));
+        assert_eq!(index.find_missing(&latest).map(|(_, i)| i), Some(2));
+        apply(&mut index, &mut t, OpKind::Truncate, 0, 2, 4);
+        latest.insert(JournalKey::from(&b"j"[..]), (0, 2));
+        assert!(index.find_missing(&latest).is_none());
         let j = index.get(b"j").unwrap();
-        assert_eq!((j.first, j.end()), (3, 4));
+        assert_eq!((j.first, j.end()), (0, 2));
+        // A journal whose earliest entries were freed starts where the
+        // surviving records start; the trim that freed them sets the bounds.
+        let mut index = Index::default();
+        apply(&mut index, &mut t, OpKind::Append, 0, 8, 10);
+        latest.insert(JournalKey::from(&b"j"[..]), (0, 8));
+        assert_eq!(index.find_missing(&latest).map(|(_, i)| i), Some(0));
+        apply(&mut index, &mut t, OpKind::TrimPrefix, 7, 8, 11);
+        latest.insert(JournalKey::from(&b"j"[..]), (7, 8));
+        assert!(index.find_missing(&latest).is_none());
     }
 }

@@ -16,17 +16,18 @@
 //! - Files named like segments that the manifest does not list are leftovers
 //!   of an interrupted roll or free, and are removed.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::commit::LogWriter;
 use crate::error::{Error, Result};
-use crate::index::{Index, Loc};
+use crate::index::{Index, JournalKey, Loc};
 use crate::io::{LockGuard, OpenMode};
 use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
-use crate::record::{OpIter, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::record::{OpIter, OpKind, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::segment::{check_record, parse_segment_file_name, ScanStop, Segment};
 
 /// Name of the lock file in the store directory.
@@ -77,16 +78,6 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
     }
 
     let replay = replay(&segments, &manifest)?;
-    if let Some((journal, missing)) = replay.index.find_missing() {
-        return Err(Error::Corruption {
-            path: dir.to_owned(),
-            offset: 0,
-            journal: Some(journal.to_vec()),
-            reason: format!(
-                "entry {missing} is referenced but no segment holds it (a segment was lost)"
-            ),
-        });
-    }
 
     // The store is consistent: from here on, tidy up and start writing.
     let listed: Vec<u32> = manifest.segments.iter().map(|s| s.0).collect();
@@ -194,6 +185,8 @@ pub(crate) struct Replay {
 pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<Replay> {
     let mut index = Index::default();
     let mut acct = Accounting::default();
+    // Each journal's bounds as its latest operation recorded them.
+    let mut latest: HashMap<JournalKey, (u64, u64)> = HashMap::new();
     let mut last_lsn = 0u64;
     let mut active_end = SEGMENT_HEADER_LEN as u64;
     let mut dirty_tail = false;
@@ -206,43 +199,57 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
         acct.add_segment(segment.id);
         let limit = sealed.unwrap_or(segment.capacity) as usize;
         let mut pos = SEGMENT_HEADER_LEN;
-        let stop = loop {
-            match check_record(segment, pos, limit, last_lsn) {
-                Ok(record) => {
-                    let payload_offset = record.offset + RECORD_HEADER_LEN;
-                    let mut tracker = acct.tracker(&size_of);
-                    let mut ops = 0u32;
-                    for op in OpIter::new(record.payload) {
-                        let op = op.map_err(|e| {
-                            Error::corruption(
-                                &segment.path,
-                                (payload_offset + e.offset) as u64,
-                                format!("undecodable operation: {}", e.reason),
-                            )
-                        })?;
-                        let loc = Loc {
-                            segment: segment.id,
-                            offset: (payload_offset + op.offset) as u32,
-                        };
-                        index.apply(&op, loc, &mut tracker);
-                        ops += 1;
-                    }
-                    if ops != record.header.op_count.get() {
-                        return Err(Error::corruption(
-                            &segment.path,
-                            record.offset as u64,
-                            "record holds a different number of operations than its header says",
-                        ));
-                    }
-                    last_lsn = record.header.lsn.get();
-                    pos = record.next_offset();
+        let mut stop = None;
+        while pos + RECORD_HEADER_LEN <= limit {
+            let record = match check_record(segment, pos, limit, last_lsn) {
+                Ok(record) => record,
+                Err(e) => {
+                    stop = Some(e);
+                    break;
                 }
-                Err(stop) => break Some(stop),
+            };
+            let payload_offset = record.offset + RECORD_HEADER_LEN;
+            let mut tracker = acct.tracker(&size_of);
+            let mut ops = 0u32;
+            for op in OpIter::new(record.payload) {
+                let op = op.map_err(|e| {
+                    Error::corruption(
+                        &segment.path,
+                        (payload_offset + e.offset) as u64,
+                        format!("undecodable operation: {}", e.reason),
+                    )
+                })?;
+                let loc = Loc {
+                    segment: segment.id,
+                    offset: (payload_offset + op.offset) as u32,
+                };
+                index
+                    .apply(&op, loc, &mut tracker)
+                    .map_err(|reason| Error::Corruption {
+                        path: segment.path.clone(),
+                        offset: loc.offset as u64,
+                        journal: Some(op.id.to_vec()),
+                        reason: reason.into(),
+                    })?;
+                if op.kind == OpKind::Delete {
+                    latest.remove(op.id);
+                } else if let Some(bounds) = latest.get_mut(op.id) {
+                    *bounds = (op.first, op.end);
+                } else {
+                    latest.insert(JournalKey::from(op.id), (op.first, op.end));
+                }
+                ops += 1;
             }
-            if pos + RECORD_HEADER_LEN > limit {
-                break None;
+            if ops != record.header.op_count.get() {
+                return Err(Error::corruption(
+                    &segment.path,
+                    record.offset as u64,
+                    "record holds a different number of operations than its header says",
+                ));
             }
-        };
+            last_lsn = record.header.lsn.get();
+            pos = record.next_offset();
+        }
         match sealed {
             Some(len) => {
                 if let Some(ScanStop::Invalid { offset, reason }) = stop {
@@ -270,6 +277,16 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
                 active_end = end as u64;
             }
         }
+    }
+    if let Some((journal, missing)) = index.find_missing(&latest) {
+        return Err(Error::Corruption {
+            path: segments.last().map(|s| s.path.clone()).unwrap_or_default(),
+            offset: 0,
+            journal: Some(journal.to_vec()),
+            reason: format!(
+                "entry {missing} is referenced but no segment holds it (a segment was lost)"
+            ),
+        });
     }
     Ok(Replay {
         index,
