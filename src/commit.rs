@@ -394,6 +394,12 @@ impl LogWriter {
         if ids.is_empty() {
             return Ok(false);
         }
+        // The records that left these segments dead must be durable before
+        // a durable manifest forgets the segments: else a power loss keeps
+        // the new manifest, loses those records, and whatever they had
+        // superseded (metadata, entries) is gone with its segment.
+        self.flush()?;
+        self.sync_active()?;
         let mut manifest = self.manifest.clone();
         manifest.segments.retain(|(id, _)| !ids.contains(id));
         let mut freed = Vec::new();
@@ -560,9 +566,9 @@ impl Committer {
         let mut log = lock(&self.log);
         let (results, fatal) = log.commit_group(&batches);
         let fatal = fatal.and_then(|()| {
-            *lock(&self.current) = log.version();
+            self.publish(log.version());
             if log.free_segments()? {
-                *lock(&self.current) = log.version();
+                self.publish(log.version());
             }
             Ok(())
         });
@@ -570,6 +576,14 @@ impl Committer {
             *lock(&self.stopped) = Some(e.to_string());
         }
         results
+    }
+
+    /// Makes `version` the one new snapshots get. The previous version is
+    /// dropped after the lock is released: dropping it may free index nodes
+    /// or unlink a segment file, which `snapshot()` must not wait for.
+    fn publish(&self, version: Arc<Version>) {
+        let old = std::mem::replace(&mut *lock(&self.current), version);
+        drop(old);
     }
 
     /// Makes everything written so far durable. Runs the fdatasync without

@@ -1,0 +1,197 @@
+//! The public API exactly as the core-engine issue writes it, plus the
+//! type-level promises: `Store: Send + Sync`, `Snapshot: Send + Sync +
+//! 'static + Clone`, one `#[non_exhaustive]` error type.
+
+use journalstore::{Error, Journal, Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
+
+fn assert_send_sync<T: Send + Sync>() {}
+fn assert_snapshot_bounds<T: Send + Sync + Clone + 'static>() {}
+
+/// The issue's snippet compiles and does what it says.
+#[test]
+fn the_documented_api_works_as_written() -> journalstore::Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new-dir"); // `open` creates it
+    let store = journalstore::Store::open(&dir, journalstore::Options::default())?;
+
+    // inv-2..4 written earlier.
+    let mut setup = WriteBatch::new();
+    for i in 0..12u32 {
+        setup.append(b"inv-2", &i.to_le_bytes());
+        setup.append(b"inv-3", &i.to_le_bytes());
+    }
+    setup.append(b"inv-4", b"x").set_metadata(b"inv-4", b"m");
+    let setup_lsn = store.write(&setup)?;
+
+    let mut batch = journalstore::WriteBatch::new();
+    batch.append(b"inv-1", b"entry 0");
+    batch.append_at(b"inv-1", 1, b"entry 1");
+    batch.set_metadata(b"inv-1", b"len=2");
+    batch.trim_prefix(b"inv-2", 10); // keep indexes >= 10
+    batch.truncate(b"inv-3", 4); // keep indexes < 4
+    batch.delete_journal(b"inv-4");
+    let lsn: u64 = store.write(&batch)?; // atomic; durable per Options::sync
+    assert!(lsn > setup_lsn);
+    let snap: journalstore::Snapshot = store.snapshot(); // O(1); Send + Sync + 'static; Clone
+    assert_eq!(snap.lsn(), lsn);
+    assert!(snap.generation() >= 1);
+    let mut seen = Vec::new();
+    if let Some(j) = snap.journal(b"inv-1") {
+        // Option<journalstore::Journal<'_>>
+        assert_eq!((j.first_index(), j.end_index(), j.len()), (0, 2, 2));
+        let meta: &[u8] = j.metadata()?; // Result<&[u8]>
+        assert_eq!(meta, b"len=2");
+        let e: Option<&[u8]> = j.entry(0)?; // borrowed from the mapping
+        assert_eq!(e, Some(&b"entry 0"[..]));
+        for item in j.entries(..) {
+            let (index, bytes) = item?;
+            seen.push((index, bytes.to_vec()));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![(0, b"entry 0".to_vec()), (1, b"entry 1".to_vec())]
+    );
+    let inv2 = snap.journal(b"inv-2").unwrap();
+    assert_eq!((inv2.first_index(), inv2.end_index()), (10, 12));
+    assert_eq!(inv2.entry(9)?, None);
+    assert_eq!(inv2.entry(10)?, Some(&10u32.to_le_bytes()[..]));
+    let inv3 = snap.journal(b"inv-3").unwrap();
+    assert_eq!((inv3.first_index(), inv3.end_index()), (0, 4));
+    assert!(snap.journal(b"inv-4").is_none());
+    let ids: Vec<&[u8]> = snap.journal_ids().collect(); // ascending bytewise
+    assert_eq!(ids, vec![&b"inv-1"[..], b"inv-2", b"inv-3"]);
+    store.sync()?; // everything written so far is durable
+    let stats: Stats = store.stats(); // generation, segments, bytes ...
+    assert_eq!(stats.journals, 3);
+    assert_eq!(stats.pinned_snapshots, 1);
+    assert!(stats.live_bytes > 0 && stats.bytes_on_disk >= stats.live_bytes);
+    store.close()?; // or drop
+                    // A snapshot outlives the store it came from.
+    assert_eq!(snap.journal(b"inv-1").unwrap().metadata()?, b"len=2");
+    Ok(())
+}
+
+/// Journal lifecycle rules: created by its first append or set_metadata,
+/// kept when trimmed or truncated to empty, gone after delete, restarted at
+/// 0 by a later append; trim/truncate/delete of an absent journal neither
+/// fail nor create it; out-of-range trims and truncates are no-ops.
+#[test]
+fn journal_lifecycle_follows_the_documented_rules() -> journalstore::Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), Options::default())?;
+    let write = |f: &dyn Fn(&mut WriteBatch)| {
+        let mut b = WriteBatch::new();
+        f(&mut b);
+        store.write(&b)
+    };
+    write(&|b| {
+        b.trim_prefix(b"ghost", 5)
+            .truncate(b"ghost", 0)
+            .delete_journal(b"ghost");
+    })?;
+    assert!(store.snapshot().journal(b"ghost").is_none());
+
+    write(&|b| {
+        b.set_metadata(b"m", b"only metadata");
+    })?;
+    let snap = store.snapshot();
+    let m = snap.journal(b"m").unwrap();
+    assert_eq!((m.first_index(), m.end_index()), (0, 0));
+
+    write(&|b| {
+        b.append(b"j", b"0").append(b"j", b"1").append(b"j", b"2");
+    })?;
+    write(&|b| {
+        b.trim_prefix(b"j", 1)
+            .trim_prefix(b"j", 0)
+            .truncate(b"j", 7);
+    })?;
+    let snap = store.snapshot();
+    let j = snap.journal(b"j").unwrap();
+    assert_eq!((j.first_index(), j.end_index()), (1, 3));
+    write(&|b| {
+        b.truncate(b"j", 1);
+    })?;
+    let snap = store.snapshot();
+    let j = snap.journal(b"j").unwrap();
+    assert!(j.is_empty());
+    assert_eq!((j.first_index(), j.end_index()), (1, 1));
+    write(&|b| {
+        b.append_at(b"j", 1, b"again");
+    })?;
+    write(&|b| {
+        b.trim_prefix(b"j", 2);
+    })?;
+    let snap = store.snapshot();
+    assert_eq!(snap.journal(b"j").unwrap().first_index(), 2);
+    write(&|b| {
+        b.delete_journal(b"j");
+    })?;
+    assert!(store.snapshot().journal(b"j").is_none());
+    write(&|b| {
+        b.append_at(b"j", 0, b"new life");
+    })?;
+    let snap = store.snapshot();
+    assert_eq!(
+        snap.journal(b"j").unwrap().entry(0)?,
+        Some(&b"new life"[..])
+    );
+    // Everything above survives a reopen, including the empty journal.
+    drop(store);
+    let store = Store::open(tmp.path(), Options::default())?;
+    let snap = store.snapshot();
+    assert_eq!(snap.journal(b"m").unwrap().metadata()?, b"only metadata");
+    assert_eq!(snap.journal(b"j").unwrap().end_index(), 1);
+    Ok(())
+}
+
+/// LSNs strictly increase, also across reopen and in every sync mode, and
+/// an empty store's snapshot has LSN 0.
+#[test]
+fn lsns_strictly_increase_across_reopen() -> journalstore::Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut last = 0;
+    for (round, sync) in [
+        SyncMode::Always,
+        SyncMode::Never,
+        SyncMode::Interval(std::time::Duration::from_millis(5)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let store = Store::open(
+            tmp.path(),
+            Options {
+                sync,
+                ..Options::default()
+            },
+        )?;
+        if round == 0 {
+            assert_eq!(store.snapshot().lsn(), 0);
+        }
+        for _ in 0..10 {
+            let mut b = WriteBatch::new();
+            b.append(b"j", b"e");
+            let lsn = store.write(&b)?;
+            assert!(lsn > last);
+            last = lsn;
+        }
+        // Deleting everything frees nothing the LSN depends on.
+        let mut b = WriteBatch::new();
+        b.delete_journal(b"j");
+        last = store.write(&b)?;
+        store.close()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn public_types_have_the_promised_bounds() {
+    assert_send_sync::<Store>();
+    assert_snapshot_bounds::<Snapshot>();
+    assert_send_sync::<Journal<'static>>();
+    assert_send_sync::<Error>();
+    let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Error::Closed);
+    assert_eq!(e.to_string(), "store is closed");
+}
