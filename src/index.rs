@@ -254,14 +254,11 @@ mod tests {
         };
         encode_op(&mut buf, kind, b"j", value, 0, first, end);
         let op = decode_op(&buf, 0).unwrap();
-        index.apply(
-            &op,
-            Loc {
-                segment: 1,
-                offset: at,
-            },
-            t,
-        );
+        let loc = Loc {
+            segment: 1,
+            offset: at,
+        };
+        index.apply(&op, loc, t).unwrap();
     }
 
     #[test]
