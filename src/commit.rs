@@ -30,7 +30,7 @@ use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest};
 use crate::options::SyncMode;
 use crate::record::{
-    align_up, crc32, encode_op, read_op_header, OpIter, RecordHeader, OP_HEADER_LEN,
+    align_up, crc32, encode_op, read_op_header, OpIter, OpKind, RecordHeader, OP_HEADER_LEN,
     RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN,
 };
 use crate::segment::Segment;
@@ -170,12 +170,16 @@ impl LogWriter {
     /// Validates, encodes and applies one batch; returns its LSN.
     fn encode_batch(&mut self, batch: &WriteBatch) -> Result<u64> {
         let plan = self.plan(batch)?;
+        self.encode_ops(&plan)
+    }
+
+    /// Encodes planned operations as one record (rolling first if it does
+    /// not fit), applies them to the working index, and returns its LSN.
+    /// The operations are trusted: `plan` (or salvage) made them consistent.
+    pub fn encode_ops(&mut self, plan: &[PlannedOp<'_>]) -> Result<u64> {
         let payload_len: usize = plan
             .iter()
-            .map(|p| {
-                let op = &batch.ops[p.op];
-                OP_HEADER_LEN + batch.id(op).len() + batch.value(op).len()
-            })
+            .map(|p| OP_HEADER_LEN + p.id.len() + p.value.len())
             .sum();
         let record_len = align_up(RECORD_HEADER_LEN + payload_len);
         let max = self.segment_size as usize - SEGMENT_HEADER_LEN;
@@ -192,14 +196,13 @@ impl LogWriter {
         let offset = self.write_pos;
         let start = self.buf.len();
         self.buf.resize(start + RECORD_HEADER_LEN, 0);
-        for p in &plan {
-            let op = &batch.ops[p.op];
+        for p in plan {
             encode_op(
                 &mut self.buf,
-                op.request.kind(),
-                batch.id(op),
-                batch.value(op),
-                op.value_crc,
+                p.kind,
+                p.id,
+                p.value,
+                p.value_crc,
                 p.first,
                 p.end,
             );
@@ -262,10 +265,10 @@ impl LogWriter {
     /// Checks a batch against the latest state and computes the bounds each
     /// operation leaves its journal with. No-ops are left out: an operation
     /// on disk always changes something, which recovery relies on.
-    fn plan(&self, batch: &WriteBatch) -> Result<Vec<Planned>> {
+    fn plan<'b>(&self, batch: &'b WriteBatch) -> Result<Vec<PlannedOp<'b>>> {
         let mut overlay: HashMap<&[u8], Bounds> = HashMap::new();
         let mut plan = Vec::with_capacity(batch.ops.len());
-        for (i, op) in batch.ops.iter().enumerate() {
+        for op in &batch.ops {
             let id = batch.id(op);
             let bounds = match overlay.get(id) {
                 Some(b) => *b,
@@ -311,7 +314,14 @@ impl LogWriter {
             if let Some(after) = after {
                 overlay.insert(id, after);
                 let (first, end) = after.unwrap_or((0, 0));
-                plan.push(Planned { op: i, first, end });
+                plan.push(PlannedOp {
+                    kind: op.request.kind(),
+                    id,
+                    value: batch.value(op),
+                    value_crc: op.value_crc,
+                    first,
+                    end,
+                });
             }
         }
         Ok(plan)
@@ -440,11 +450,15 @@ impl LogWriter {
     }
 }
 
-#[derive(Debug)]
-struct Planned {
-    op: usize,
-    first: u64,
-    end: u64,
+/// One operation ready to encode: what it does and the bounds it leaves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlannedOp<'a> {
+    pub kind: OpKind,
+    pub id: &'a [u8],
+    pub value: &'a [u8],
+    pub value_crc: u32,
+    pub first: u64,
+    pub end: u64,
 }
 
 fn clone_io(e: &Error) -> Error {
@@ -576,6 +590,19 @@ impl Committer {
             *lock(&self.stopped) = Some(e.to_string());
         }
         results
+    }
+
+    /// Writes one record of trusted operations, bypassing validation and the
+    /// queue, and syncs it (salvage builds a store from recovered state).
+    pub fn write_trusted(&self, ops: &[PlannedOp<'_>]) -> Result<u64> {
+        let mut log = lock(&self.log);
+        log.buf.clear();
+        log.buf_start = log.write_pos;
+        let lsn = log.encode_ops(ops)?;
+        log.flush()?;
+        log.sync_active()?;
+        self.publish(log.version());
+        Ok(lsn)
     }
 
     /// Makes `version` the one new snapshots get. The previous version is

@@ -58,6 +58,7 @@ mod batch;
 mod commit;
 mod error;
 mod index;
+pub mod inspect;
 pub mod io;
 mod live;
 mod manifest;

@@ -113,6 +113,16 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
         // Seal the segment before the torn bytes; bytes that survived a
         // process crash may still be only in the page cache, so sync first.
         log.seal_and_roll()?;
+    } else {
+        // Likewise, the records recovered from the active segment may be in
+        // the page cache only; the writer takes them as synced (new records
+        // claim them in `synced_through`) and the free below may drop
+        // segments that only they made dead, so make them durable first.
+        let active = log.active().clone();
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("sync segment", &active.path, e))?;
     }
     log.acct.changed = true;
     log.free_segments()?;
@@ -201,7 +211,7 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
         let mut pos = SEGMENT_HEADER_LEN;
         let mut stop = None;
         while pos + RECORD_HEADER_LEN <= limit {
-            let record = match check_record(segment, pos, limit, last_lsn) {
+            let record = match check_record(&**segment, pos, limit, last_lsn) {
                 Ok(record) => record,
                 Err(e) => {
                     stop = Some(e);

@@ -25,9 +25,14 @@ pub(crate) fn segment_file_name(id: u32) -> String {
 }
 
 /// The id in a segment file name, if `name` is one.
+///
+/// Only the exact name [`segment_file_name`] gives is accepted (8 lower-case
+/// hex digits): callers act on the file under that canonical name, so a
+/// second spelling of an id (`seg-0000000A.jseg`, `seg-+000000a.jseg`) must
+/// be foreign, not an alias.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
     let hex = name.strip_prefix("seg-")?.strip_suffix(".jseg")?;
-    if hex.len() != 8 {
+    if hex.len() != 8 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u32::from_str_radix(hex, 16).ok()
@@ -231,9 +236,42 @@ pub(crate) enum ScanStop {
     Invalid { offset: usize, reason: &'static str },
 }
 
+/// Bytes that records can be read from: a mapped [`Segment`], or a copy of
+/// a segment file read by a tool.
+pub(crate) trait RecordSource {
+    /// The bytes `offset .. offset + len`, if inside.
+    fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]>;
+    /// Every record must have an LSN at least this.
+    fn base_lsn(&self) -> u64;
+}
+
+impl RecordSource for Segment {
+    fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        Segment::bytes(self, offset, len)
+    }
+    fn base_lsn(&self) -> u64 {
+        self.base_lsn
+    }
+}
+
+/// A segment file's bytes held in memory, with its header's base LSN.
+pub(crate) struct SegmentBytes<'a> {
+    pub bytes: &'a [u8],
+    pub base_lsn: u64,
+}
+
+impl RecordSource for SegmentBytes<'_> {
+    fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        self.bytes.get(offset..offset.checked_add(len)?)
+    }
+    fn base_lsn(&self) -> u64 {
+        self.base_lsn
+    }
+}
+
 /// Decodes and fully verifies the record at `offset`.
-pub(crate) fn check_record(
-    segment: &Segment,
+pub(crate) fn check_record<S: RecordSource + ?Sized>(
+    segment: &S,
     offset: usize,
     limit: usize,
     prev_lsn: u64,
@@ -254,7 +292,7 @@ pub(crate) fn check_record(
     if header.kind.get() != RECORD_KIND_BATCH || header.flags.get() != 0 {
         return Err(invalid("unknown record kind"));
     }
-    if header.lsn.get() <= prev_lsn || header.lsn.get() < segment.base_lsn {
+    if header.lsn.get() <= prev_lsn || header.lsn.get() < segment.base_lsn() {
         return Err(invalid("record LSN does not increase"));
     }
     let len = header.payload_len.get() as usize;

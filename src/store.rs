@@ -89,6 +89,10 @@ impl Store {
         })
     }
 
+    pub(crate) fn committer(&self) -> &Committer {
+        &self.inner.committer
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
