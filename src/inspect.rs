@@ -53,7 +53,12 @@ pub struct ManifestSegment {
 /// Reads a manifest file (`dir/MANIFEST` or any copy of one).
 pub fn read_manifest(path: &Path) -> Result<ManifestInfo> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read manifest", path, e))?;
-    let m = Manifest::decode(&bytes, path)?;
+    decode_manifest(&bytes, path)
+}
+
+/// Decodes the bytes of a manifest file; `path` names it in errors.
+pub fn decode_manifest(bytes: &[u8], path: &Path) -> Result<ManifestInfo> {
+    let m = Manifest::decode(bytes, path)?;
     Ok(ManifestInfo {
         generation: m.generation,
         next_segment_id: m.next_segment_id,
@@ -156,6 +161,11 @@ impl SegmentFile {
     /// header is reported by [`SegmentFile::header`].
     pub fn read(path: &Path) -> Result<SegmentFile> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        Ok(SegmentFile::from_bytes(path, bytes))
+    }
+
+    /// Wraps bytes already read; `path` names them in reports.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> SegmentFile {
         let header = match SegmentHeader::read_from_prefix(&bytes) {
             Err(_) => Err("file shorter than a segment header".to_owned()),
             Ok((h, _)) if h.magic != crate::record::SEGMENT_MAGIC => {
@@ -169,11 +179,11 @@ impl SegmentFile {
                 base_lsn: h.base_lsn.get(),
             }),
         };
-        Ok(SegmentFile {
+        SegmentFile {
             path: path.to_owned(),
             bytes,
             header,
-        })
+        }
     }
 
     /// The file's length in bytes.
