@@ -151,6 +151,10 @@ impl Store {
     /// Syncs and closes the store, releasing the directory lock. Snapshots
     /// taken earlier stay readable. Dropping the store does the same but
     /// ignores errors.
+    ///
+    /// Fails with [`Error::WritesStopped`] if an earlier write or sync
+    /// failed (the lock is released all the same): batches acknowledged
+    /// before that may not be durable.
     pub fn close(self) -> Result<()> {
         self.shutdown()
     }
@@ -174,10 +178,13 @@ impl Store {
         if let Some(handle) = lock(&self.syncer).take() {
             let _ = handle.join();
         }
-        let result = if lock(&self.inner.committer.stopped).is_some() {
-            Ok(())
-        } else {
-            self.inner.committer.sync()
+        // After a failed write or sync (possibly in the sync thread, where
+        // nobody saw it) what was acknowledged may not be durable: say so
+        // rather than report a clean close.
+        let stopped = lock(&self.inner.committer.stopped).clone();
+        let result = match stopped {
+            Some(cause) => Err(Error::WritesStopped { cause }),
+            None => self.inner.committer.sync(),
         };
         lock(&self.inner.lock).take();
         result
