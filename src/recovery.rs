@@ -80,6 +80,11 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
     let replay = replay(&segments, &manifest)?;
 
     // The store is consistent: from here on, tidy up and start writing.
+    // After a process crash the directory may hold renames and creations
+    // (a manifest swap, a new segment) that are visible but not yet durable;
+    // what this process writes builds on them, so make them durable first.
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync store directory", dir, e))?;
     let listed: Vec<u32> = manifest.segments.iter().map(|s| s.0).collect();
     for id in on_disk.iter().filter(|id| !listed.contains(id)) {
         let path = dir.join(crate::segment::segment_file_name(*id));
