@@ -30,8 +30,8 @@ use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest};
 use crate::options::SyncMode;
 use crate::record::{
-    align_up, crc32, encode_op, read_op_header, OpIter, OpKind, RecordHeader, OP_HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN,
+    align_up, crc32, encode_op, read_op_header, OpIter, OpKind, RecordHeader, MAX_INDEX,
+    OP_HEADER_LEN, RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN,
 };
 use crate::segment::Segment;
 
@@ -245,7 +245,13 @@ impl LogWriter {
         let mut tracker = acct.tracker(&size_of);
         let payload = &buf[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + payload_len];
         let payload_offset = offset + RECORD_HEADER_LEN as u64;
-        for op in OpIter::new(payload).flatten() {
+        // The payload was encoded just above from validated operations, so
+        // every op decodes; a failure here is a bug, not bad input.
+        for op in OpIter::new(payload) {
+            let Ok(op) = op else {
+                debug_assert!(false, "freshly encoded op does not decode: {op:?}");
+                continue;
+            };
             let loc = Loc {
                 segment: active,
                 offset: (payload_offset + op.offset as u64) as u32,
@@ -292,6 +298,9 @@ impl LogWriter {
                                 actual: end,
                             });
                         }
+                    }
+                    if end >= MAX_INDEX {
+                        return Err(range_err("append", end, (first, end)));
                     }
                     Some(Some((first, end + 1)))
                 }

@@ -87,7 +87,7 @@ pub enum Error {
     InvalidRange {
         /// The journal.
         journal: Vec<u8>,
-        /// "trim_prefix" or "truncate".
+        /// "trim_prefix", "truncate", or "append" past the largest index.
         op: &'static str,
         /// The index given.
         index: u64,

@@ -77,7 +77,7 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// Atomically replace `to` by `from`. Durable only after
     /// [`FileSystem::sync_dir`] of the parent.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Names of the entries of a directory (files only matter to the engine).
+    /// Names of the regular files in a directory.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Make creations, renames and removals in a directory durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
@@ -216,6 +216,11 @@ impl FileSystem for RealFs {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
+            // Only files can be the store's own; a directory named like one
+            // is somebody else's and left alone.
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
             if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_owned());
             }

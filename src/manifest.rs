@@ -136,7 +136,7 @@ impl Manifest {
             });
         }
         let next_segment_id = u32::try_from(header.next_segment_id.get())
-            .map_err(|_| corrupt(16, "next segment id out of range"))?;
+            .map_err(|_| corrupt(24, "next segment id out of range"))?;
         let mut segments = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
             let at = header_len + i * entry_len;

@@ -26,6 +26,11 @@ pub const OP_HEADER_LEN: usize = 32;
 /// Records start at multiples of this.
 pub const RECORD_ALIGN: usize = 8;
 
+/// Largest journal index (first or end) the format allows. Keeping indexes
+/// far below `u64::MAX` means `end + 1` and friends never overflow, whatever
+/// a damaged or crafted file says.
+pub const MAX_INDEX: u64 = 1 << 62;
+
 /// Record kind: a write batch.
 pub const RECORD_KIND_BATCH: u16 = 1;
 
@@ -274,6 +279,9 @@ pub fn decode_op(buf: &[u8], offset: usize) -> Result<OpRef<'_>, DecodeError> {
         return Err(err("op runs past the payload"));
     }
     let (first, end) = (h.first.get(), h.end.get());
+    if first > MAX_INDEX || end > MAX_INDEX {
+        return Err(err("journal index beyond the format's limit"));
+    }
     match kind {
         OpKind::Append if end == 0 || end <= first => {
             return Err(err("append with an empty range"))

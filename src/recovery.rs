@@ -78,6 +78,17 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
     }
 
     let replay = replay(&segments, &manifest)?;
+    // New LSNs go above every LSN replayed, the manifest's floor, and the
+    // active segment's base LSN (a record below it would be rejected as a
+    // torn tail at the next open: an acknowledged write lost). Checked here,
+    // before anything is changed, since a crafted store can exhaust them.
+    let active_base = segments.last().map_or(0, |s| s.base_lsn);
+    let next_lsn = replay
+        .last_lsn
+        .max(manifest.lsn_floor)
+        .max(active_base.saturating_sub(1))
+        .checked_add(1)
+        .ok_or_else(|| Error::corruption(dir.join(MANIFEST_FILE), 0, "LSNs exhausted"))?;
 
     // The store is consistent: from here on, tidy up and start writing.
     // After a process crash the directory may hold renames and creations
@@ -97,7 +108,6 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
             .map_err(|e| Error::io("remove stale manifest", path, e))?;
     }
 
-    let next_lsn = replay.last_lsn.max(manifest.lsn_floor) + 1;
     let generation = Arc::new(Generation {
         number: manifest.generation,
         segments,
