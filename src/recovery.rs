@@ -148,13 +148,24 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
 fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
     let fs = &options.fs;
     // Segment files without a manifest are only acceptable as leftovers of
-    // an interrupted creation: segments that hold no record.
+    // an interrupted creation: segments that hold no record. Creation
+    // preallocates, then writes the header, so a leftover may be empty, all
+    // zeros, or have a torn header; what decides is that the place of the
+    // first record holds no byte (records are only written after the
+    // manifest naming the segment exists).
     for &id in on_disk {
-        let segment = Segment::open(fs, dir, id, OpenMode::ReadOnly);
-        let empty = segment.as_ref().is_ok_and(|s| {
-            s.bytes(SEGMENT_HEADER_LEN, RECORD_HEADER_LEN)
-                .is_some_and(|b| b.iter().all(|&x| x == 0))
-        });
+        let path = dir.join(crate::segment::segment_file_name(id));
+        let file = fs
+            .open(&path, OpenMode::ReadOnly)
+            .map_err(|e| Error::io("open segment", &path, e))?;
+        let len = file.len().map_err(|e| Error::io("read segment", &path, e))?;
+        let want = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+        let mut head = vec![0u8; len.min(want) as usize];
+        file.read_at(0, &mut head)
+            .map_err(|e| Error::io("read segment", &path, e))?;
+        let empty = head
+            .get(SEGMENT_HEADER_LEN..)
+            .is_none_or(|b| b.iter().all(|&x| x == 0));
         if !empty {
             return Err(Error::corruption(
                 dir.join(MANIFEST_FILE),

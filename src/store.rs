@@ -202,10 +202,14 @@ fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> std::io::Result<JoinHandl
     std::thread::Builder::new()
         .name("journalstore-sync".into())
         .spawn(move || loop {
+            // `wait_timeout_while` checks the flag before waiting: a close
+            // that came before this thread first took the lock has already
+            // notified, and a plain wait would sleep a whole `every` (an
+            // hour-long interval made `close` hang for an hour).
             let closed = lock(&inner.closed);
             let (closed, _) = inner
                 .closed_cv
-                .wait_timeout(closed, every)
+                .wait_timeout_while(closed, every, |closed| !*closed)
                 .unwrap_or_else(|e| e.into_inner());
             if *closed {
                 return;
