@@ -189,7 +189,11 @@ impl LogWriter {
                 max: max as u64,
             });
         }
-        if self.write_pos + record_len as u64 > self.segment_size {
+        // The active segment's own capacity, not `segment_size`: a store
+        // reopened with a larger `segment_size` would otherwise write past
+        // the end of its active segment (unreadable, and the file no longer
+        // matches its header, so the store would not open again).
+        if self.write_pos + record_len as u64 > self.active().capacity {
             self.roll()?;
         }
         let lsn = self.next_lsn;

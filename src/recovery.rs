@@ -158,7 +158,9 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
         let file = fs
             .open(&path, OpenMode::ReadOnly)
             .map_err(|e| Error::io("open segment", &path, e))?;
-        let len = file.len().map_err(|e| Error::io("read segment", &path, e))?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io("read segment", &path, e))?;
         let want = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
         let mut head = vec![0u8; len.min(want) as usize];
         file.read_at(0, &mut head)
