@@ -177,6 +177,12 @@ impl LogWriter {
     /// not fit), applies them to the working index, and returns its LSN.
     /// The operations are trusted: `plan` (or salvage) made them consistent.
     pub fn encode_ops(&mut self, plan: &[PlannedOp<'_>]) -> Result<u64> {
+        // Only a crafted store gets here (its records claim LSNs near
+        // u64::MAX); refuse like an exhausted segment id, before any I/O,
+        // rather than overflow `next_lsn` below.
+        if self.next_lsn == u64::MAX {
+            return Err(Error::InvalidOptions("LSNs exhausted".into()));
+        }
         let payload_len: usize = plan
             .iter()
             .map(|p| OP_HEADER_LEN + p.id.len() + p.value.len())
@@ -454,10 +460,7 @@ impl LogWriter {
         manifest.store(&*self.fs, &self.dir)?;
         let mut segments = self.generation.segments.clone();
         edit(&mut segments);
-        self.generation = Arc::new(Generation {
-            number: manifest.generation,
-            segments,
-        });
+        self.generation = Arc::new(Generation::new(manifest.generation, segments));
         self.manifest = manifest;
         Ok(())
     }

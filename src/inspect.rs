@@ -362,10 +362,7 @@ pub fn open_read_only(dir: &Path) -> Result<ReadOnlyStore> {
     let version = Arc::new(Version {
         lsn: replay.last_lsn.max(manifest.lsn_floor),
         index: replay.index,
-        generation: Arc::new(Generation {
-            number: manifest.generation,
-            segments,
-        }),
+        generation: Arc::new(Generation::new(manifest.generation, segments)),
     });
     Ok(ReadOnlyStore {
         snapshot: Snapshot::new(version, Arc::new(Pins::default())),

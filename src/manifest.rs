@@ -64,7 +64,7 @@ pub(crate) struct Manifest {
     pub generation: u64,
     pub next_segment_id: u32,
     pub lsn_floor: u64,
-    /// Ascending by id; the last one is the active segment (`None`).
+    /// In replay (LSN) order; the last one is the active segment (`None`).
     pub segments: Vec<(u32, Option<u64>)>,
 }
 
@@ -144,10 +144,10 @@ impl Manifest {
                 .map_err(|_| corrupt(at, "truncated manifest entry"))?;
             let id = u32::try_from(e.segment_id.get())
                 .map_err(|_| corrupt(at, "segment id out of range"))?;
-            if id >= next_segment_id || segments.last().is_some_and(|&(p, _)| p >= id) {
+            if id >= next_segment_id || segments.iter().any(|&(p, _)| p == id) {
                 return Err(corrupt(
                     at,
-                    "segment ids not ascending below next_segment_id",
+                    "segment id repeated or not below next_segment_id",
                 ));
             }
             let last = i + 1 == count as usize;
@@ -219,16 +219,31 @@ impl Manifest {
 #[derive(Debug)]
 pub(crate) struct Generation {
     pub number: u64,
-    /// Ascending by id; the last one is the active segment.
+    /// In manifest order, which is replay (LSN) order; the last one is the
+    /// active segment. Ids grow with creation, so a compacted segment that
+    /// takes the place of older ones has a larger id than its neighbours.
     pub segments: Vec<Arc<Segment>>,
+    /// (id, position in `segments`), sorted by id.
+    by_id: Vec<(u32, usize)>,
 }
 
 impl Generation {
+    pub fn new(number: u64, segments: Vec<Arc<Segment>>) -> Generation {
+        let mut by_id: Vec<(u32, usize)> =
+            segments.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        by_id.sort_unstable();
+        Generation {
+            number,
+            segments,
+            by_id,
+        }
+    }
+
     pub fn segment(&self, id: u32) -> Option<&Arc<Segment>> {
-        self.segments
-            .binary_search_by_key(&id, |s| s.id)
+        self.by_id
+            .binary_search_by_key(&id, |&(id, _)| id)
             .ok()
-            .map(|i| &self.segments[i])
+            .map(|i| &self.segments[self.by_id[i].1])
     }
 
     pub fn bytes_on_disk(&self) -> u64 {

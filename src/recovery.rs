@@ -108,10 +108,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
             .map_err(|e| Error::io("remove stale manifest", path, e))?;
     }
 
-    let generation = Arc::new(Generation {
-        number: manifest.generation,
-        segments,
-    });
+    let generation = Arc::new(Generation::new(manifest.generation, segments));
     let mut log = LogWriter::new(
         dir.to_owned(),
         fs.clone(),
@@ -197,10 +194,7 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
         options.sync,
         options.segment_size,
         manifest,
-        Arc::new(Generation {
-            number: 1,
-            segments: vec![segment],
-        }),
+        Arc::new(Generation::new(1, vec![segment])),
         SEGMENT_HEADER_LEN as u64,
         1,
         Index::default(),
@@ -228,11 +222,8 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
     let mut last_lsn = 0u64;
     let mut active_end = SEGMENT_HEADER_LEN as u64;
     let mut dirty_tail = false;
-    let size_of = |loc: Loc| -> u64 {
-        segments
-            .binary_search_by_key(&loc.segment, |s| s.id)
-            .map_or(0, |i| segments[i].op_len(loc.offset))
-    };
+    let by_id: HashMap<u32, &Arc<Segment>> = segments.iter().map(|s| (s.id, s)).collect();
+    let size_of = |loc: Loc| -> u64 { by_id.get(&loc.segment).map_or(0, |s| s.op_len(loc.offset)) };
     for (segment, &(_, sealed)) in segments.iter().zip(&manifest.segments) {
         acct.add_segment(segment.id);
         let limit = sealed.unwrap_or(segment.capacity) as usize;
