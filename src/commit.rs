@@ -450,7 +450,7 @@ impl LogWriter {
 
     /// Makes `manifest` (with the next generation number) durable, then
     /// switches to a generation whose segments `edit` derives from the current.
-    fn swap_manifest(
+    pub(crate) fn swap_manifest(
         &mut self,
         mut manifest: Manifest,
         edit: impl FnOnce(&mut Vec<Arc<Segment>>),
@@ -517,6 +517,8 @@ pub(crate) struct Committer {
     pub current: Mutex<Arc<Version>>,
     /// Set after an I/O failure: why writes stopped.
     pub stopped: Mutex<Option<String>>,
+    /// Held by a compaction from choosing its run to switching over.
+    compacting: Mutex<()>,
 }
 
 impl Committer {
@@ -528,6 +530,7 @@ impl Committer {
             log: Mutex::new(log),
             current: Mutex::new(version),
             stopped: Mutex::new(None),
+            compacting: Mutex::new(()),
         }
     }
 
@@ -627,6 +630,59 @@ impl Committer {
     fn publish(&self, version: Arc<Version>) {
         let old = std::mem::replace(&mut *lock(&self.current), version);
         drop(old);
+    }
+
+    /// Runs one compaction step (see `compaction.rs`): `Ok(None)` when no
+    /// run of segments is below `threshold`.
+    pub fn compact_once(
+        &self,
+        threshold: f64,
+        rate_limit: Option<u64>,
+    ) -> Result<Option<crate::CompactionReport>> {
+        let _one_at_a_time = lock(&self.compacting);
+        self.check_stopped()?;
+        let (plan, fs, dir, segment_size) = {
+            let mut log = lock(&self.log);
+            // Holding the writer's lock, the published version is the
+            // working state: every group publishes before it lets go.
+            let version = self.current();
+            match log.plan_compaction(threshold, version) {
+                Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
+                None => return Ok(None),
+            }
+        };
+        let output = crate::compaction::copy(&plan, &fs, &dir, segment_size, rate_limit)?;
+        let mut report = crate::CompactionReport {
+            bytes_copied: output.bytes_copied,
+            segments_written: u64::from(output.bytes_copied > 0),
+            ..Default::default()
+        };
+        let mut log = lock(&self.log);
+        let started = std::time::Instant::now();
+        let switched = log.finish_compaction(&plan, output).and_then(|switched| {
+            if switched {
+                self.publish(log.version());
+                if log.free_segments()? {
+                    self.publish(log.version());
+                }
+            }
+            Ok(switched)
+        });
+        report.max_pause = started.elapsed();
+        match switched {
+            Ok(true) => {
+                report.runs = 1;
+                report.segments_rewritten = plan.victim_count();
+                report.bytes_released = plan.victim_bytes();
+                Ok(Some(report))
+            }
+            // The run changed meanwhile (a segment was freed): try again.
+            Ok(false) => Ok(Some(crate::CompactionReport::default())),
+            Err(e) => {
+                *lock(&self.stopped) = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Makes everything written so far durable. Runs the fdatasync without

@@ -86,6 +86,10 @@ impl Index {
         self.journals.get(id)
     }
 
+    pub fn get_mut(&mut self, id: &[u8]) -> Option<&mut JournalState> {
+        self.journals.get_mut(id)
+    }
+
     pub fn get_key_value(&self, id: &[u8]) -> Option<(&JournalKey, &JournalState)> {
         self.journals.get_key_value(id)
     }

@@ -56,6 +56,7 @@
 
 mod batch;
 mod commit;
+mod compaction;
 mod error;
 mod index;
 pub mod inspect;
@@ -70,6 +71,7 @@ mod snapshot;
 mod store;
 
 pub use batch::WriteBatch;
+pub use compaction::CompactionReport;
 pub use error::{DisplayId, Error, Result};
 pub use options::{Options, SyncMode};
 pub use snapshot::{Entries, Journal, Snapshot};

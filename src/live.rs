@@ -21,6 +21,12 @@ pub(crate) struct SegmentUsage {
     pub live_items: u64,
     /// Older segments holding items that operations in this one killed.
     pub deps: BTreeSet<u32>,
+    /// Written by compaction and nothing in it has died since: compacting
+    /// it again would copy it unchanged, so it is no candidate.
+    pub settled: bool,
+    /// Compaction kept tombstones (trims, truncates, deletes) in it; they
+    /// can go once it is the oldest segment.
+    pub tombstones: bool,
 }
 
 /// Usage of every segment in the current generation.
@@ -95,6 +101,7 @@ impl Liveness for Tracker<'_> {
         if let Some(u) = self.acct.segments.get_mut(&victim.segment) {
             u.live_bytes = u.live_bytes.saturating_sub(len);
             u.live_items = u.live_items.saturating_sub(1);
+            u.settled = false;
         }
         if killer.segment != victim.segment {
             self.acct

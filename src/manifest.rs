@@ -229,8 +229,11 @@ pub(crate) struct Generation {
 
 impl Generation {
     pub fn new(number: u64, segments: Vec<Arc<Segment>>) -> Generation {
-        let mut by_id: Vec<(u32, usize)> =
-            segments.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        let mut by_id: Vec<(u32, usize)> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
         by_id.sort_unstable();
         Generation {
             number,

@@ -33,6 +33,14 @@ pub struct Options {
     pub max_entry_size: u64,
     /// Largest metadata value accepted, in bytes. Default 64 KiB.
     pub max_metadata_size: u64,
+    /// A sealed segment whose live bytes fall below this fraction of its
+    /// data is rewritten by compaction. Default 0.5.
+    pub compaction_threshold: f64,
+    /// Whether a background thread compacts on its own. Default true;
+    /// [`Store::compact`](crate::Store::compact) works either way.
+    pub background_compaction: bool,
+    /// Most bytes per second compaction writes; `None` (default) for no limit.
+    pub compaction_rate_limit: Option<u64>,
     /// The I/O layer. Default: the real file system. Tests pass a
     /// [`SimFs`](crate::io::SimFs) to inject faults and power loss.
     pub fs: Arc<dyn FileSystem>,
@@ -45,6 +53,9 @@ impl Default for Options {
             segment_size: 64 << 20,
             max_entry_size: 32 << 20,
             max_metadata_size: 64 << 10,
+            compaction_threshold: 0.5,
+            background_compaction: true,
+            compaction_rate_limit: None,
             fs: Arc::new(RealFs),
         }
     }
@@ -59,6 +70,12 @@ impl Options {
                 "segment_size must be between {min} and {} bytes, got {}",
                 u32::MAX,
                 self.segment_size
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.compaction_threshold) {
+            return Err(Error::InvalidOptions(format!(
+                "compaction_threshold must be between 0 and 1, got {}",
+                self.compaction_threshold
             )));
         }
         if let SyncMode::Interval(d) = self.sync {

@@ -201,6 +201,11 @@ impl Segment {
     pub fn mark_obsolete(&self) {
         self.obsolete.store(true, Ordering::Release);
     }
+
+    /// Undoes [`Segment::mark_obsolete`]: a manifest names the segment now.
+    pub fn keep(&self) {
+        self.obsolete.store(false, Ordering::Release);
+    }
 }
 
 impl Drop for Segment {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::batch::WriteBatch;
 use crate::commit::{lock, Committer};
+use crate::compaction::CompactionReport;
 use crate::error::{Error, Result};
 use crate::io::LockGuard;
 use crate::options::{Options, SyncMode};
@@ -21,7 +22,8 @@ use crate::snapshot::{Pins, Snapshot};
 #[derive(Debug)]
 pub struct Store {
     inner: Arc<Inner>,
-    syncer: Mutex<Option<JoinHandle<()>>>,
+    /// The `SyncMode::Interval` thread and the compaction thread.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -66,27 +68,37 @@ impl Store {
     /// cannot trust; in those cases nothing in the directory is changed.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         let dir = dir.as_ref().to_owned();
-        let (log, lock) = recovery::open(&dir, &options)?;
+        let (log, dir_lock) = recovery::open(&dir, &options)?;
         let inner = Arc::new(Inner {
             dir,
             committer: Committer::new(log),
             pins: Arc::new(Pins::default()),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
-            lock: Mutex::new(Some(lock)),
+            lock: Mutex::new(Some(dir_lock)),
             options,
         });
-        let syncer = match inner.options.sync {
-            SyncMode::Interval(every) => Some(
-                spawn_syncer(inner.clone(), every)
-                    .map_err(|e| Error::io("start sync thread", &inner.dir, e))?,
-            ),
-            _ => None,
+        let store = Store {
+            inner: inner.clone(),
+            threads: Mutex::new(Vec::new()),
         };
-        Ok(Store {
-            inner,
-            syncer: Mutex::new(syncer),
-        })
+        let start = |what, every, work: fn(&Inner)| {
+            spawn_periodic(inner.clone(), what, every, work)
+                .map(|h| lock(&store.threads).push(h))
+                .map_err(|e| Error::io("start background thread", &inner.dir, e))
+        };
+        if let SyncMode::Interval(every) = inner.options.sync {
+            // A failure stops writes (recorded by `sync`).
+            start("journalstore-sync", every, |inner| {
+                let _ = inner.committer.sync();
+            })?;
+        }
+        if inner.options.background_compaction {
+            start("journalstore-compact", COMPACTION_CHECK, |inner| {
+                let _ = inner.compact();
+            })?;
+        }
+        Ok(store)
     }
 
     pub(crate) fn committer(&self) -> &Committer {
@@ -123,6 +135,14 @@ impl Store {
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
         self.inner.committer.sync()
+    }
+
+    /// Rewrites every run of segments whose live ratio is below
+    /// [`Options::compaction_threshold`] now, and returns what it did. Runs
+    /// alongside writers and readers (see `compaction.rs` for the pause).
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.check_open()?;
+        self.inner.compact()
     }
 
     /// Current figures.
@@ -175,7 +195,8 @@ impl Store {
             *closed = true;
         }
         self.inner.closed_cv.notify_all();
-        if let Some(handle) = lock(&self.syncer).take() {
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for handle in threads {
             let _ = handle.join();
         }
         // After a failed write or sync (possibly in the sync thread, where
@@ -197,15 +218,52 @@ impl Drop for Store {
     }
 }
 
-/// The `SyncMode::Interval` thread: syncs every `every` until close.
-fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> std::io::Result<JoinHandle<()>> {
+/// How often the compaction thread looks for work.
+const COMPACTION_CHECK: Duration = Duration::from_millis(200);
+
+impl Inner {
+    fn compact(&self) -> Result<CompactionReport> {
+        let mut total = CompactionReport::default();
+        // Each step rewrites a run into a settled segment or finds its run
+        // changed; the cap only guards against a bug looping forever.
+        let cap = 16 + 4 * lock(&self.committer.log).generation.segments.len();
+        for _ in 0..cap {
+            if *lock(&self.closed) {
+                break;
+            }
+            let o = &self.options;
+            match self
+                .committer
+                .compact_once(o.compaction_threshold, o.compaction_rate_limit)?
+            {
+                None => break,
+                Some(step) => {
+                    total.runs += step.runs;
+                    total.segments_rewritten += step.segments_rewritten;
+                    total.segments_written += step.segments_written;
+                    total.bytes_copied += step.bytes_copied;
+                    total.bytes_released += step.bytes_released;
+                    total.max_pause = total.max_pause.max(step.max_pause);
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A background thread that runs `work` every `every` until close.
+fn spawn_periodic(
+    inner: Arc<Inner>,
+    name: &str,
+    every: Duration,
+    work: fn(&Inner),
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("journalstore-sync".into())
+        .name(name.into())
         .spawn(move || loop {
             // `wait_timeout_while` checks the flag before waiting: a close
             // that came before this thread first took the lock has already
-            // notified, and a plain wait would sleep a whole `every` (an
-            // hour-long interval made `close` hang for an hour).
+            // notified, and a plain wait would sleep a whole `every`.
             let closed = lock(&inner.closed);
             let (closed, _) = inner
                 .closed_cv
@@ -215,8 +273,6 @@ fn spawn_syncer(inner: Arc<Inner>, every: Duration) -> std::io::Result<JoinHandl
                 return;
             }
             drop(closed);
-            // A failure stops writes (recorded by `sync`); keep the thread
-            // alive so close can join it.
-            let _ = inner.committer.sync();
+            work(&inner);
         })
 }

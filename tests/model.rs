@@ -1,8 +1,9 @@
 //! Model test: long random sequences of all six operations over many
 //! journals, checked after every batch against an in-memory model, with
-//! snapshots held across later writes and close/reopen points. Small
-//! segments make rolls and segment freeing happen all the time, so recovery
-//! replays stores whose dead segments were freed in every possible order.
+//! snapshots held across later writes, compactions and close/reopen points.
+//! Small segments make rolls, segment freeing and compaction happen all the
+//! time, so recovery replays stores whose dead segments were freed and
+//! rewritten in every possible order.
 
 mod common;
 
@@ -33,6 +34,7 @@ fn run(seed: u64, steps: usize, sync: SyncMode, segment_size: u64) {
     let mut held: Vec<(journalstore::Snapshot, Model)> = Vec::new();
     let mut last_lsn = 0;
     let mut rejected = 0;
+    let mut compactions = 0;
     for step in 0..steps {
         let ops = random_batch(&mut rng, &model, 24, 300);
         let expect_ok = model.clone().apply(&ops).is_ok();
@@ -46,6 +48,10 @@ fn run(seed: u64, steps: usize, sync: SyncMode, segment_size: u64) {
             }
             (false, Err(_)) => rejected += 1,
             _ => panic!("{context}: model says ok={expect_ok}, store says {result:?}"),
+        }
+        if rng.chance(3) {
+            let report = store.compact().unwrap();
+            compactions += report.runs;
         }
         let snap = store.snapshot();
         model.assert_matches(&snap, &context);
@@ -83,7 +89,9 @@ fn run(seed: u64, steps: usize, sync: SyncMode, segment_size: u64) {
             stats.generation > 10,
             "seed {seed}: segments neither rolled nor freed"
         );
+        assert!(compactions > 0, "seed {seed}: nothing was ever compacted");
     }
+    eprintln!("seed {seed}: {compactions} compaction runs; {stats:?}");
     assert!(
         rejected > 0,
         "seed {seed}: the generator produced no invalid batch"

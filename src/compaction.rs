@@ -1,0 +1,387 @@
+//! Compaction: rewriting a run of mostly dead segments into one new segment.
+//!
+//! Recovery replays segments in manifest order, and every operation on disk
+//! carries its journal's bounds, so the log stays correct if dead operations
+//! are removed from it, as long as (a) the order of what remains is kept and
+//! (b) an operation that killed something still on disk stays. Compaction
+//! therefore picks a *contiguous run* of sealed segments in manifest order,
+//! copies their records in order into one new segment, keeping in each record
+//! (with its original LSN) only
+//!
+//! - the operations that are live (entries, metadata, anchors), and
+//! - trims, truncates and deletes (tombstones), unless the run starts at the
+//!   oldest segment: then nothing older exists for them to act on,
+//!
+//! and swaps in a manifest generation where the new segment takes the run's
+//! place. The copy runs without the writer's lock; only the switch (moving
+//! index locations, the manifest swap) takes it, for a time proportional to
+//! the number of live items moved. Readers never wait: snapshots taken before
+//! keep the old segments alive (they are unlinked when the last one drops).
+//!
+//! Crash safety: the new segment is fully written and synced before the
+//! manifest names it; a crash before the swap leaves an orphan file that the
+//! next open removes, a crash after it leaves the old segments as orphans.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::commit::{LogWriter, Version};
+use crate::error::{Error, Result};
+use crate::index::{JournalKey, Loc};
+use crate::io::FileSystem;
+use crate::live::SegmentUsage;
+use crate::record::{
+    align_up, crc32, OpIter, OpKind, RecordHeader, RECORD_HEADER_LEN, RECORD_KIND_BATCH,
+    SEGMENT_HEADER_LEN,
+};
+use crate::segment::{check_record, Segment};
+
+/// What [`Store::compact`](crate::Store::compact) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Runs of segments rewritten.
+    pub runs: u64,
+    /// Old segments replaced.
+    pub segments_rewritten: u64,
+    /// New segments written.
+    pub segments_written: u64,
+    /// Bytes of records copied into new segments.
+    pub bytes_copied: u64,
+    /// Bytes of segment files the rewritten segments occupied.
+    pub bytes_released: u64,
+    /// Longest time the writer's lock was held by one switch.
+    pub max_pause: Duration,
+}
+
+/// Which item of a journal a live location is.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Entry(u64),
+    Metadata,
+    Anchor,
+}
+
+/// A run chosen under the writer's lock.
+pub(crate) struct Plan {
+    /// The run, in manifest order, with their sealed lengths.
+    victims: Vec<(Arc<Segment>, u64)>,
+    /// Whether the run starts at the oldest segment (tombstones can go).
+    at_oldest: bool,
+    /// Id reserved for the new segment.
+    new_id: u32,
+    /// The published version when the run was chosen; it keeps the victims
+    /// mapped and says which of their items were live.
+    version: Arc<Version>,
+}
+
+impl Plan {
+    pub(crate) fn victim_count(&self) -> u64 {
+        self.victims.len() as u64
+    }
+
+    pub(crate) fn victim_bytes(&self) -> u64 {
+        self.victims.iter().map(|(s, _)| s.capacity).sum()
+    }
+}
+
+/// The copy, made without the lock.
+pub(crate) struct Output {
+    /// The new segment, or `None` when nothing had to be kept.
+    segment: Option<Arc<Segment>>,
+    /// Length of the new segment's data (header included).
+    sealed_len: u64,
+    moves: Vec<(JournalKey, Role, Loc, Loc)>,
+    /// Whether tombstones were kept.
+    tombstones: bool,
+    pub bytes_copied: u64,
+}
+
+impl LogWriter {
+    /// Picks the oldest run of sealed segments whose live ratio is below
+    /// `threshold` and whose live bytes fit in about half a segment.
+    pub(crate) fn plan_compaction(
+        &mut self,
+        threshold: f64,
+        version: Arc<Version>,
+    ) -> Option<Plan> {
+        let segments = &self.generation.segments;
+        let sealed = &self.manifest.segments;
+        let budget = (self.segment_size as usize - SEGMENT_HEADER_LEN) / 2;
+        let ratio = |i: usize| -> Option<(f64, u64)> {
+            let len = sealed[i].1?;
+            let usage = self.acct.segments.get(&segments[i].id)?;
+            if usage.settled && !(i == 0 && usage.tombstones) {
+                return None;
+            }
+            let data = len.saturating_sub(SEGMENT_HEADER_LEN as u64).max(1);
+            Some((usage.live_bytes as f64 / data as f64, usage.live_bytes))
+        };
+        let last = segments.len().checked_sub(1)?; // the active segment
+        let start = (0..last).find(|&i| ratio(i).is_some_and(|(r, _)| r < threshold))?;
+        let mut end = start + 1;
+        let mut live = ratio(start)?.1 as usize;
+        while end < last {
+            match ratio(end) {
+                Some((r, bytes)) if r < threshold && live + bytes as usize <= budget => {
+                    live += bytes as usize;
+                    end += 1;
+                }
+                _ => break,
+            }
+        }
+        // A single segment always fits (its records only shrink); a longer
+        // run must not exceed the budget with its first segment either.
+        if end - start > 1 && live > budget {
+            end = start + 1;
+        }
+        let new_id = self.manifest.next_segment_id;
+        self.manifest.next_segment_id = new_id.checked_add(1)?;
+        Some(Plan {
+            victims: (start..end)
+                .map(|i| (segments[i].clone(), sealed[i].1.unwrap_or(0)))
+                .collect(),
+            at_oldest: start == 0,
+            new_id,
+            version,
+        })
+    }
+
+    /// Switches the index and the manifest over to a finished copy. Returns
+    /// `false` (and changes nothing) if the run changed meanwhile.
+    pub(crate) fn finish_compaction(&mut self, plan: &Plan, output: Output) -> Result<bool> {
+        let ids: Vec<u32> = plan.victims.iter().map(|(s, _)| s.id).collect();
+        let segments = &self.generation.segments;
+        let Some(start) = segments.iter().position(|s| s.id == ids[0]) else {
+            if let Some(s) = &output.segment {
+                s.mark_obsolete();
+            }
+            return Ok(false);
+        };
+        let still_a_run = ids
+            .iter()
+            .enumerate()
+            .all(|(k, id)| segments.get(start + k).is_some_and(|s| s.id == *id));
+        if !still_a_run || start + ids.len() >= segments.len() {
+            if let Some(s) = &output.segment {
+                s.mark_obsolete();
+            }
+            return Ok(false);
+        }
+
+        // Move what is still live; what died meanwhile stays dead in the copy.
+        let mut usage = SegmentUsage::default();
+        for (key, role, old, new) in output.moves {
+            let Some(state) = self.index.get_mut(&key) else {
+                continue;
+            };
+            let slot = match role {
+                Role::Entry(i) => i
+                    .checked_sub(state.first)
+                    .and_then(|k| state.entries.get_mut(k as usize)),
+                Role::Metadata => state.metadata.as_mut(),
+                Role::Anchor => state.anchor.as_mut(),
+            };
+            if let Some(loc) = slot.filter(|loc| **loc == old) {
+                *loc = new;
+                usage.live_items += 1;
+                usage.live_bytes += output.segment.as_ref().map_or(0, |s| s.op_len(new.offset));
+            }
+        }
+        let victims: BTreeSet<u32> = ids.iter().copied().collect();
+        for id in &ids {
+            if let Some(old) = self.acct.segments.remove(id) {
+                if !plan.at_oldest {
+                    usage.deps.extend(old.deps.difference(&victims));
+                }
+            }
+        }
+        // Items killed after the copy was planned may now lie dead in the
+        // new segment; their killers must outlive it.
+        let new_id = output.segment.as_ref().map(|s| s.id);
+        for u in self.acct.segments.values_mut() {
+            let before = u.deps.len();
+            u.deps.retain(|d| !victims.contains(d));
+            if u.deps.len() != before {
+                if let Some(id) = new_id {
+                    u.deps.insert(id);
+                }
+            }
+        }
+        if let Some(id) = new_id {
+            usage.settled = true;
+            usage.tombstones = output.tombstones;
+            self.acct.segments.insert(id, usage);
+        }
+        self.acct.changed = true;
+
+        let mut manifest = self.manifest.clone();
+        let tail = manifest.segments.split_off(start);
+        manifest
+            .segments
+            .extend(new_id.map(|id| (id, Some(output.sealed_len))));
+        manifest.segments.extend(tail.into_iter().skip(ids.len()));
+        let mut removed = Vec::new();
+        let replacement = output.segment.clone();
+        // From the rename on, a manifest on disk may name the new segment:
+        // it must not be removed even if the swap fails after that.
+        if let Some(s) = &replacement {
+            s.keep();
+        }
+        self.swap_manifest(manifest, |segments| {
+            removed = segments
+                .splice(start..start + ids.len(), replacement)
+                .collect();
+        })?;
+        for s in removed {
+            s.mark_obsolete();
+        }
+        Ok(true)
+    }
+}
+
+/// Copies the live content of the plan's run into a new segment.
+pub(crate) fn copy(
+    plan: &Plan,
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    segment_size: u64,
+    rate_limit: Option<u64>,
+) -> Result<Output> {
+    // Which locations of the run were live when it was chosen.
+    let victims: BTreeSet<u32> = plan.victims.iter().map(|(s, _)| s.id).collect();
+    let mut live: HashMap<Loc, (JournalKey, Role)> = HashMap::new();
+    for (key, state) in plan.version.index.iter() {
+        for (k, loc) in state.entries.iter().enumerate() {
+            if victims.contains(&loc.segment) {
+                live.insert(*loc, (key.clone(), Role::Entry(state.first + k as u64)));
+            }
+        }
+        for (loc, role) in [
+            (state.metadata, Role::Metadata),
+            (state.anchor, Role::Anchor),
+        ] {
+            if let Some(loc) = loc.filter(|l| victims.contains(&l.segment)) {
+                live.insert(loc, (key.clone(), role));
+            }
+        }
+    }
+
+    let mut buf = Vec::new();
+    let mut moves = Vec::new();
+    let mut first_lsn = None;
+    let mut tombstones = false;
+    let started = Instant::now();
+    for (segment, sealed_len) in &plan.victims {
+        let limit = *sealed_len as usize;
+        let mut pos = SEGMENT_HEADER_LEN;
+        while pos + RECORD_HEADER_LEN <= limit {
+            let record = check_record(&**segment, pos, limit, 0).map_err(|_| {
+                Error::corruption(
+                    &segment.path,
+                    pos as u64,
+                    "record fails its checksum during compaction",
+                )
+            })?;
+            let payload_at = pos + RECORD_HEADER_LEN;
+            let record_start = buf.len();
+            buf.resize(record_start + RECORD_HEADER_LEN, 0);
+            let mut kept = 0u32;
+            for op in OpIter::new(record.payload) {
+                let op = op.map_err(|e| {
+                    Error::corruption(&segment.path, (payload_at + e.offset) as u64, e.reason)
+                })?;
+                let old = Loc {
+                    segment: segment.id,
+                    offset: (payload_at + op.offset) as u32,
+                };
+                let tombstone = matches!(
+                    op.kind,
+                    OpKind::Delete | OpKind::TrimPrefix | OpKind::Truncate
+                );
+                let role = live.get(&old);
+                let keep_tombstone = tombstone && !plan.at_oldest;
+                if role.is_none() && !keep_tombstone {
+                    continue;
+                }
+                // The new segment holds `buf` right after its header.
+                let new_offset = SEGMENT_HEADER_LEN + buf.len();
+                let new = Loc {
+                    segment: plan.new_id,
+                    offset: new_offset as u32,
+                };
+                match role {
+                    Some((key, role)) => moves.push((key.clone(), *role, old, new)),
+                    None => tombstones = true,
+                }
+                buf.extend_from_slice(&record.payload[op.offset..op.offset + op.len]);
+                kept += 1;
+            }
+            if kept == 0 {
+                buf.truncate(record_start);
+            } else {
+                let payload = &buf[record_start + RECORD_HEADER_LEN..];
+                let mut header = RecordHeader::new_zeroed();
+                header.payload_crc = crc32(payload).into();
+                header.lsn = record.header.lsn;
+                header.payload_len = (payload.len() as u32).into();
+                header.kind = RECORD_KIND_BATCH.into();
+                header.op_count = kept.into();
+                header.seal();
+                buf[record_start..record_start + RECORD_HEADER_LEN]
+                    .copy_from_slice(header.as_bytes());
+                let len = align_up(buf.len());
+                buf.resize(len, 0);
+                first_lsn.get_or_insert(record.header.lsn.get());
+            }
+            pos = record.next_offset();
+        }
+    }
+    if buf.is_empty() {
+        return Ok(Output {
+            segment: None,
+            sealed_len: 0,
+            moves,
+            tombstones: false,
+            bytes_copied: 0,
+        });
+    }
+    if (SEGMENT_HEADER_LEN + buf.len()) as u64 > segment_size {
+        return Err(Error::InvalidOptions(
+            "compaction output does not fit in one segment".into(),
+        ));
+    }
+    let base_lsn = first_lsn.unwrap_or(1);
+    let segment = Segment::create(fs, dir, plan.new_id, segment_size, base_lsn)?;
+    // Until the manifest names it, the new segment is removed when dropped
+    // (an error below, or an abandoned run); `finish` clears that.
+    segment.mark_obsolete();
+    let io = |e| Error::io("write compacted segment", &segment.path, e);
+    // Written in chunks so that a rate limit can pace it.
+    const CHUNK: usize = 1 << 20;
+    for (k, chunk) in buf.chunks(CHUNK).enumerate() {
+        segment
+            .file
+            .write_at((SEGMENT_HEADER_LEN + k * CHUNK) as u64, chunk)
+            .map_err(io)?;
+        if let Some(rate) = rate_limit.filter(|&r| r > 0) {
+            let due =
+                Duration::from_secs_f64(((k + 1) * CHUNK).min(buf.len()) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    segment.file.sync_data().map_err(io)?;
+    Ok(Output {
+        segment: Some(Arc::new(segment)),
+        sealed_len: (SEGMENT_HEADER_LEN + buf.len()) as u64,
+        moves,
+        tombstones,
+        bytes_copied: buf.len() as u64,
+    })
+}
