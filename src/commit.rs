@@ -47,6 +47,9 @@ pub(crate) struct Version {
     pub lsn: u64,
     pub index: Index,
     pub generation: Arc<Generation>,
+    /// End of the records of this version in the active segment (what a
+    /// checkpoint copies of it).
+    pub active_end: u64,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the
@@ -124,6 +127,7 @@ impl LogWriter {
             lsn: self.next_lsn - 1,
             index: self.index.clone(),
             generation: self.generation.clone(),
+            active_end: self.write_pos,
         })
     }
 
@@ -460,7 +464,8 @@ impl LogWriter {
         manifest.store(&*self.fs, &self.dir)?;
         let mut segments = self.generation.segments.clone();
         edit(&mut segments);
-        self.generation = Arc::new(Generation::new(manifest.generation, segments));
+        self.generation =
+            Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
         self.manifest = manifest;
         Ok(())
     }

@@ -580,7 +580,8 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
     let version = Arc::new(Version {
         lsn: replay.last_lsn.max(manifest.lsn_floor),
         index: replay.index,
-        generation: Arc::new(Generation::new(manifest.generation, segments)),
+        generation: Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest)),
+        active_end: replay.active_end,
     });
     Ok(ReadOnlyStore {
         snapshot: Snapshot::new(version, Arc::new(Pins::default())),

@@ -81,10 +81,35 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Make creations, renames and removals in a directory durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Give the file at `from` a second name `to` (a hard link). The default
+    /// copies the bytes instead, through this trait, and syncs the copy;
+    /// the real file system links and falls back to copying (another device,
+    /// no link support). Durable after [`FileSystem::sync_dir`] of `to`'s parent.
+    fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        copy_file(self, from, to)
+    }
+
     /// Take an exclusive advisory lock on `path` (created if missing), held
     /// until the returned guard drops. Fails with `WouldBlock` when another
     /// holder (this process or another) has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Copies `from` to a new file `to` through `fs`, in 1 MiB chunks, and syncs it.
+pub(crate) fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) -> io::Result<()> {
+    let src = fs.open(from, OpenMode::ReadOnly)?;
+    let dst = fs.open(to, OpenMode::CreateNew)?;
+    let len = src.len()?;
+    dst.allocate(len)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        src.read_at(at, &mut buf[..n])?;
+        dst.write_at(at, &buf[..n])?;
+        at += n as u64;
+    }
+    dst.sync_data()
 }
 
 /// Holds a lock taken with [`FileSystem::lock`] until dropped.
@@ -231,6 +256,14 @@ impl FileSystem for RealFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match std::fs::hard_link(from, to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+            Err(_) => copy_file(self, from, to),
+        }
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {

@@ -55,6 +55,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod batch;
+mod checkpoint;
 mod commit;
 mod compaction;
 mod error;
@@ -71,6 +72,7 @@ mod snapshot;
 mod store;
 
 pub use batch::WriteBatch;
+pub use checkpoint::CheckpointReport;
 pub use compaction::CompactionReport;
 pub use error::{DisplayId, Error, Result};
 pub use options::{Options, SyncMode};

@@ -225,6 +225,8 @@ pub(crate) struct Generation {
     pub segments: Vec<Arc<Segment>>,
     /// (id, position in `segments`), sorted by id.
     by_id: Vec<(u32, usize)>,
+    /// The manifest's sealed lengths, parallel to `segments`.
+    pub sealed: Vec<Option<u64>>,
 }
 
 impl Generation {
@@ -239,7 +241,14 @@ impl Generation {
             number,
             segments,
             by_id,
+            sealed: Vec::new(),
         }
+    }
+
+    /// Records the sealed lengths of the manifest this generation came from.
+    pub fn with_sealed(mut self, manifest: &Manifest) -> Generation {
+        self.sealed = manifest.segments.iter().map(|s| s.1).collect();
+        self
     }
 
     pub fn segment(&self, id: u32) -> Option<&Arc<Segment>> {

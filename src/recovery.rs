@@ -108,7 +108,8 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
             .map_err(|e| Error::io("remove stale manifest", path, e))?;
     }
 
-    let generation = Arc::new(Generation::new(manifest.generation, segments));
+    let generation =
+        Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
     let mut log = LogWriter::new(
         dir.to_owned(),
         fs.clone(),
@@ -188,13 +189,14 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
     manifest.store(&**fs, dir)?;
     let mut acct = Accounting::default();
     acct.add_segment(1);
+    let generation = Arc::new(Generation::new(1, vec![segment]).with_sealed(&manifest));
     Ok(LogWriter::new(
         dir.to_owned(),
         fs.clone(),
         options.sync,
         options.segment_size,
         manifest,
-        Arc::new(Generation::new(1, vec![segment])),
+        generation,
         SEGMENT_HEADER_LEN as u64,
         1,
         Index::default(),

@@ -6,18 +6,31 @@
 //! straight from the segment mappings, which the snapshot keeps alive, and
 //! each value's CRC is checked before it is handed out.
 
+use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::commit::Version;
 use crate::error::{Error, Result};
 use crate::index::{JournalState, Loc};
+use crate::manifest::Generation;
 
-/// Counts the snapshots alive, for `Store::stats`.
+/// The snapshots alive, for `Store::stats`: when each was taken and the
+/// generation it pins. Registering is one short lock that no writer takes.
 #[derive(Debug, Default)]
 pub(crate) struct Pins {
-    pub count: AtomicUsize,
+    next: AtomicU64,
+    pub live: Mutex<HashMap<u64, (Instant, Arc<Generation>)>>,
+}
+
+impl Pins {
+    fn register(&self, generation: &Arc<Generation>) -> u64 {
+        let serial = self.next.fetch_add(1, Ordering::Relaxed);
+        crate::commit::lock(&self.live).insert(serial, (Instant::now(), generation.clone()));
+        serial
+    }
 }
 
 /// A consistent, immutable view of the store at one LSN.
@@ -30,12 +43,17 @@ pub(crate) struct Pins {
 pub struct Snapshot {
     version: Arc<Version>,
     pins: Arc<Pins>,
+    serial: u64,
 }
 
 impl Snapshot {
     pub(crate) fn new(version: Arc<Version>, pins: Arc<Pins>) -> Snapshot {
-        pins.count.fetch_add(1, Ordering::Relaxed);
-        Snapshot { version, pins }
+        let serial = pins.register(&version.generation);
+        Snapshot {
+            version,
+            pins,
+            serial,
+        }
     }
 
     /// The LSN of the last batch this snapshot contains (0 for an empty store).
@@ -91,7 +109,7 @@ impl Clone for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        self.pins.count.fetch_sub(1, Ordering::Relaxed);
+        crate::commit::lock(&self.pins.live).remove(&self.serial);
     }
 }
 

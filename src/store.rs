@@ -1,12 +1,12 @@
 //! `Store`: open, write, snapshot, sync, stats, close.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::batch::WriteBatch;
+use crate::checkpoint::{self, CheckpointReport};
 use crate::commit::{lock, Committer};
 use crate::compaction::CompactionReport;
 use crate::error::{Error, Result};
@@ -57,6 +57,14 @@ pub struct Stats {
     pub journals: usize,
     /// Snapshots alive (including clones).
     pub pinned_snapshots: usize,
+    /// Generation pinned by the oldest snapshot alive.
+    pub oldest_pinned_generation: Option<u64>,
+    /// How long ago the oldest snapshot alive was taken: alarm on it to
+    /// find a forgotten reader.
+    pub oldest_pinned_age: Option<Duration>,
+    /// Bytes of segment files that no longer belong to the current
+    /// generation and are kept only because snapshots pin them.
+    pub pinned_only_bytes: u64,
 }
 
 impl Store {
@@ -145,11 +153,37 @@ impl Store {
         self.inner.compact()
     }
 
+    /// Writes a consistent copy of the store as of a snapshot taken now into
+    /// `dest` (created if missing; must be empty), while writes go on.
+    /// Sealed segments are hard-linked where the file system allows, the
+    /// active one is copied up to the snapshot, and the manifest is written
+    /// last. `Store::open(dest)` gives exactly that snapshot.
+    pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<CheckpointReport> {
+        self.check_open()?;
+        let version = self.inner.committer.current();
+        checkpoint::write(
+            &version,
+            &self.inner.options.fs,
+            &self.inner.dir,
+            dest.as_ref(),
+        )
+    }
+
     /// Current figures.
     pub fn stats(&self) -> Stats {
         let version = self.inner.committer.current();
         let log = lock(&self.inner.committer.log);
         let generation = &log.generation;
+        let pins = lock(&self.inner.pins.live);
+        let oldest = pins.values().min_by_key(|(t, _)| *t);
+        let mut pinned_only = std::collections::HashMap::new();
+        for (_, g) in pins.values() {
+            for s in &g.segments {
+                if generation.segment(s.id).is_none() {
+                    pinned_only.insert(s.id, s.capacity);
+                }
+            }
+        }
         let sealed: u64 = log
             .manifest
             .segments
@@ -164,7 +198,10 @@ impl Store {
             bytes_written: sealed + log.write_pos,
             live_bytes: log.acct.total_live_bytes(),
             journals: version.index.len(),
-            pinned_snapshots: self.inner.pins.count.load(Ordering::Relaxed),
+            pinned_snapshots: pins.len(),
+            oldest_pinned_generation: oldest.map(|(_, g)| g.number),
+            oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),
+            pinned_only_bytes: pinned_only.values().sum(),
         }
     }
 
