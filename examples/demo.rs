@@ -1,6 +1,7 @@
 //! The durable-execution workload against a real store, with its own checks.
 //!
-//! Run: `cargo run --release --example demo [seconds]` (default 3 s).
+//! Run: `cargo run --release --example demo [seconds] [--keep DIR]`
+//! (default 3 s; `--keep DIR` keeps the store in DIR after the run).
 //!
 //! Writer threads each own a set of invocations (journals). Every batch
 //! appends entries with `append_at` and, in the same batch, sets the journal's
@@ -430,14 +431,34 @@ fn main() -> ExitCode {
 }
 
 fn demo() -> Result<(), String> {
-    let secs: f64 = match std::env::args().nth(1) {
-        Some(a) => a
-            .parse()
-            .map_err(|_| format!("usage: demo [seconds], got {a:?}"))?,
-        None => 3.0,
-    };
+    let usage = "usage: demo [seconds] [--keep DIR]";
+    let mut secs = 3.0;
+    let mut keep: Option<std::path::PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--keep" {
+            let dir = args
+                .next()
+                .ok_or_else(|| format!("{usage}: --keep needs a directory"))?;
+            keep = Some(dir.into());
+        } else {
+            secs = a.parse().map_err(|_| format!("{usage}, got {a:?}"))?;
+        }
+    }
+    // By default the store lives in a temporary directory removed at exit;
+    // `--keep DIR` puts it in DIR (which must not hold a store yet) and
+    // leaves it there, e.g. for `journal-dump`.
     let tmp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let dir = tmp.path().join("store");
+    let dir = match keep {
+        Some(dir) if dir.join("MANIFEST").exists() => {
+            return Err(format!(
+                "--keep {}: already holds a store; give a new directory",
+                dir.display()
+            ))
+        }
+        Some(dir) => dir,
+        None => tmp.path().join("store"),
+    };
     let options = || Options {
         sync: SyncMode::Always,
         segment_size: SEGMENT_SIZE,

@@ -459,7 +459,13 @@ impl LogWriter {
         mut manifest: Manifest,
         edit: impl FnOnce(&mut Vec<Arc<Segment>>),
     ) -> Result<()> {
-        manifest.generation = self.manifest.generation + 1;
+        // Only a crafted manifest gets near u64::MAX; refuse like an
+        // exhausted segment id rather than overflow.
+        manifest.generation = self
+            .manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidOptions("manifest generations exhausted".into()))?;
         manifest.lsn_floor = self.next_lsn - 1;
         manifest.store(&*self.fs, &self.dir)?;
         let mut segments = self.generation.segments.clone();

@@ -22,6 +22,7 @@
 //! manifest names it; a crash before the swap leaves an orphan file that the
 //! next open removes, a crash after it leaves the old segments as orphans.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -77,15 +78,23 @@ pub(crate) struct Plan {
     /// The published version when the run was chosen; it keeps the victims
     /// mapped and says which of their items were live.
     version: Arc<Version>,
+    /// How many of `victims` the copy took: it ends the run early when the
+    /// next segment's share would not fit (see `copy`).
+    used: Cell<usize>,
 }
 
 impl Plan {
+    /// The victims the copy took.
+    fn run(&self) -> &[(Arc<Segment>, u64)] {
+        &self.victims[..self.used.get()]
+    }
+
     pub(crate) fn victim_count(&self) -> u64 {
-        self.victims.len() as u64
+        self.run().len() as u64
     }
 
     pub(crate) fn victim_bytes(&self) -> u64 {
-        self.victims.iter().map(|(s, _)| s.capacity).sum()
+        self.run().iter().map(|(s, _)| s.capacity).sum()
     }
 }
 
@@ -148,13 +157,14 @@ impl LogWriter {
             at_oldest: start == 0,
             new_id,
             version,
+            used: Cell::new(end - start),
         })
     }
 
     /// Switches the index and the manifest over to a finished copy. Returns
     /// `false` (and changes nothing) if the run changed meanwhile.
     pub(crate) fn finish_compaction(&mut self, plan: &Plan, output: Output) -> Result<bool> {
-        let ids: Vec<u32> = plan.victims.iter().map(|(s, _)| s.id).collect();
+        let ids: Vec<u32> = plan.run().iter().map(|(s, _)| s.id).collect();
         let segments = &self.generation.segments;
         let Some(start) = segments.iter().position(|s| s.id == ids[0]) else {
             if let Some(s) = &output.segment {
@@ -276,7 +286,12 @@ pub(crate) fn copy(
     let mut first_lsn = None;
     let mut tombstones = false;
     let started = Instant::now();
+    let mut used = 0;
     for (segment, sealed_len) in &plan.victims {
+        // The planner budgets a run by its live bytes, but tombstones are
+        // kept too (unless at the oldest segment): if this segment's share
+        // does not fit beside the earlier ones, the run ends before it.
+        let mark = (buf.len(), moves.len(), first_lsn, tombstones);
         let limit = *sealed_len as usize;
         let mut pos = SEGMENT_HEADER_LEN;
         while pos + RECORD_HEADER_LEN <= limit {
@@ -340,7 +355,15 @@ pub(crate) fn copy(
             }
             pos = record.next_offset();
         }
+        if used > 0 && (SEGMENT_HEADER_LEN + buf.len()) as u64 > segment_size {
+            buf.truncate(mark.0);
+            moves.truncate(mark.1);
+            (first_lsn, tombstones) = (mark.2, mark.3);
+            break;
+        }
+        used += 1;
     }
+    plan.used.set(used);
     if buf.is_empty() {
         return Ok(Output {
             segment: None,
@@ -350,13 +373,20 @@ pub(crate) fn copy(
             bytes_copied: 0,
         });
     }
-    if (SEGMENT_HEADER_LEN + buf.len()) as u64 > segment_size {
+    // One segment's records only shrink, so this fails only for a segment
+    // bigger than the offsets of locations can address.
+    if SEGMENT_HEADER_LEN + buf.len() > u32::MAX as usize {
         return Err(Error::InvalidOptions(
             "compaction output does not fit in one segment".into(),
         ));
     }
     let base_lsn = first_lsn.unwrap_or(1);
-    let segment = Segment::create(fs, dir, plan.new_id, segment_size, base_lsn)?;
+    // Sized to its data, not to `segment_size`: a compacted segment is
+    // sealed from birth and never appended to, and it holds at most about
+    // half a segment (the planner's budget), so preallocating a whole one
+    // would keep up to twice the live bytes on disk.
+    let len = (SEGMENT_HEADER_LEN + buf.len()) as u64;
+    let segment = Segment::create(fs, dir, plan.new_id, len, base_lsn)?;
     // Until the manifest names it, the new segment is removed when dropped
     // (an error below, or an abandoned run); `finish` clears that.
     segment.mark_obsolete();

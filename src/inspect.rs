@@ -99,16 +99,39 @@ pub fn read_manifest(path: &Path) -> Result<ManifestInfo> {
 /// Largest manifest file the engine would load (2^20 entries).
 const MAX_MANIFEST_FILE_LEN: u64 = ((1 << 20) + 4) * 16;
 
-/// Reads a whole file, refusing one larger than `max` bytes (a manifest
-/// longer than any the engine accepts is damage, not a reason to allocate).
+/// Largest segment file the engine creates (`segment_size` < 4 GiB).
+const MAX_SEGMENT_FILE_LEN: u64 = u32::MAX as u64;
+
+/// Reads a whole regular file, refusing one longer than `max` bytes: a file
+/// longer than any the engine writes is damage, not a reason to allocate.
+/// Special files (`/dev/zero` never ends) are refused, and at most `max + 1`
+/// bytes are read in case the file grows meanwhile.
 fn read_bounded(path: &Path, op: &'static str, max: u64) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(op, path, e))?
-        .len();
-    if len > max {
-        return Err(Error::corruption(path, 0, "manifest is implausibly large"));
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(op, path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(op, path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corruption(path, 0, "not a regular file"));
     }
-    std::fs::read(path).map_err(|e| Error::io(op, path, e))
+    if meta.len() > max {
+        return Err(Error::corruption(
+            path,
+            max,
+            format!("file is longer than {max} bytes, more than the engine ever writes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(op, path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::corruption(
+            path,
+            max,
+            format!("file is longer than {max} bytes, more than the engine ever writes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Decodes the bytes of a manifest file; `path` names it in errors.
@@ -250,10 +273,11 @@ pub struct SegmentFile {
 }
 
 impl SegmentFile {
-    /// Reads a segment file. Fails only if the file cannot be read; a bad
-    /// header is reported by [`SegmentFile::header`].
+    /// Reads a segment file. Fails only if the file cannot be read or is
+    /// longer than any segment (4 GiB - 1 bytes); a bad header is reported
+    /// by [`SegmentFile::header`].
     pub fn read(path: &Path) -> Result<SegmentFile> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        let bytes = read_bounded(path, "read segment", MAX_SEGMENT_FILE_LEN)?;
         Ok(SegmentFile::from_bytes(path, bytes))
     }
 
@@ -694,11 +718,12 @@ impl Problem {
 /// it lists exists and its header is what the engine accepts, and that no
 /// other segment file is present; every record of every segment, scanned
 /// with resync so that each damaged place is reported (header CRC, payload
-/// CRC, kind, LSN order within the segment, every operation decoding, the
-/// operation count, every value CRC, dead or alive); that no byte after the
-/// active segment's data is non-zero (a torn tail); then the engine's full
-/// replay ([`open_read_only`]: sealed lengths, LSN order across segments,
-/// the bounds of every journal and the continuity of its indexes), and
+/// CRC, kind, LSN not below the segment's base LSN, every operation
+/// decoding, the operation count, every value CRC, dead or alive); that no
+/// byte after the active segment's data is non-zero (a torn tail); then the
+/// engine's full replay ([`open_read_only`]: sealed lengths, LSNs increasing
+/// along the whole log, the bounds of every journal and the continuity of
+/// its indexes), and
 /// every live metadata and entry value read back through a snapshot.
 pub fn verify(dir: &Path) -> VerifyReport {
     let mut report = VerifyReport::default();

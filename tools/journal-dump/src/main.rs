@@ -1,0 +1,274 @@
+//! `journal-dump`: prints and checks a journalstore store, read-only.
+//!
+//! Every command reads through `journalstore::inspect`: it takes no lock and
+//! writes no byte to the store, so it works on a store another process has
+//! open. `salvage` writes only to its output directory. Each command builds
+//! one report (`report.rs`), printed as text (`text.rs`) or, with `--json`,
+//! as one JSON object whose shape is documented in this crate's README.
+//!
+//! Exit status: 0 when everything read was intact, 1 when damage or a read
+//! error was found (the output still shows what could be read, each problem
+//! with its file and offset), 2 for bad usage.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod report;
+mod text;
+
+/// Prints and checks a journalstore store directory, read-only.
+///
+/// Never takes the store's lock and never writes to it: safe on a store
+/// that another process has open. Exit status 0 when everything read was
+/// intact, 1 when damage or a read error was found, 2 for bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "journal-dump", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Format version, generation, segments with live space, journals,
+    /// entries, bytes, oldest and newest LSN.
+    Summary {
+        /// The store directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Every segment file of a store: header and every record.
+    Segments {
+        /// The store directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        scan: ScanArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// One segment file: header and every record.
+    Segment {
+        /// The segment file (`seg-XXXXXXXX.jseg`).
+        file: PathBuf,
+        #[command(flatten)]
+        scan: ScanArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// The manifest generations (`MANIFEST`, and `MANIFEST.tmp` if a swap
+    /// was interrupted) and their segment lists.
+    Manifest {
+        /// A store directory or a manifest file.
+        path: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Metadata and entries of one journal.
+    Journal {
+        /// The store directory.
+        dir: PathBuf,
+        /// The journal id, as text (or as hex with `--hex-id`).
+        id: String,
+        /// The id is given as hex digits (for ids that are not UTF-8).
+        #[arg(long)]
+        hex_id: bool,
+        /// Print values as hex.
+        #[arg(long, conflicts_with = "utf8")]
+        hex: bool,
+        /// Print values as UTF-8 text (invalid bytes become U+FFFD).
+        #[arg(long)]
+        utf8: bool,
+        /// Only entries with an index in `A..B` (also `A..`, `..B`, `A`).
+        #[arg(long, value_parser = parse_range)]
+        range: Option<Range<u64>>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Checks every checksum and every cross-reference; exit status 0 only
+    /// if all hold. Each problem is printed with its file and offset.
+    Verify {
+        /// The store directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Copies every intact batch into a new store in OUT, reporting the
+    /// damaged ones; DIR is not changed.
+    Salvage {
+        /// The damaged store directory (read only).
+        dir: PathBuf,
+        /// A new directory for the salvaged store (must not hold a store).
+        out_dir: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct OutputArgs {
+    /// Print one JSON object (shape documented in the README) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct ScanArgs {
+    /// Start at the first valid record at or after this byte offset (rounded
+    /// up to a multiple of 8; at least 64, the end of the segment header).
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<u64>,
+    /// Print at most N records (and damaged places) per segment.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+/// Parses `A..B`, `A..`, `..B`, `..` or a single index `A`.
+fn parse_range(s: &str) -> Result<Range<u64>, String> {
+    let num = |t: &str, default: u64| -> Result<u64, String> {
+        if t.is_empty() {
+            Ok(default)
+        } else {
+            t.trim()
+                .parse()
+                .map_err(|_| format!("{t:?} is not an index (a number)"))
+        }
+    };
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (start, end) = (num(a, 0)?, num(b, u64::MAX)?);
+            if start > end {
+                return Err(format!("range {s:?} starts after it ends"));
+            }
+            Ok(start..end)
+        }
+        None if !s.is_empty() => {
+            let i = num(s, 0)?;
+            Ok(i..i.saturating_add(1))
+        }
+        None => Err("empty range".into()),
+    }
+}
+
+/// Decodes hex digits (an even number of them).
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{s:?} is not an even number of hex digits"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (report, json) = match cli.command {
+        Command::Summary { dir, out } => (report::summary(&dir), out.json),
+        Command::Segments { dir, scan, out } => (
+            report::segments_of_dir(&dir, scan.from, scan.limit),
+            out.json,
+        ),
+        Command::Segment { file, scan, out } => {
+            (report::segment_file(&file, scan.from, scan.limit), out.json)
+        }
+        Command::Manifest { path, out } => (report::manifest(&path), out.json),
+        Command::Journal {
+            dir,
+            id,
+            hex_id,
+            hex,
+            utf8,
+            range,
+            out,
+        } => {
+            let id = if hex_id {
+                match parse_hex(&id) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        eprintln!("journal-dump: --hex-id: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                id.into_bytes()
+            };
+            let encoding = match (hex, utf8) {
+                (true, _) => report::Encoding::Hex,
+                (_, true) => report::Encoding::Utf8,
+                _ => report::Encoding::Auto,
+            };
+            (
+                report::journal(&dir, &id, encoding, range.unwrap_or(0..u64::MAX)),
+                out.json,
+            )
+        }
+        Command::Verify { dir, out } => (report::verify(&dir), out.json),
+        Command::Salvage { dir, out_dir, out } => (report::salvage(&dir, &out_dir), out.json),
+    };
+    let code = if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut w, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(w))
+    } else {
+        text::render(&mut w, &report)
+    }
+    .and_then(|()| w.flush());
+    match written {
+        Ok(()) => code,
+        // A closed pipe (`journal-dump ... | head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("journal-dump: writing the output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--range` accepts the documented spellings and rejects the rest.
+    #[test]
+    fn ranges_parse_as_documented() {
+        assert_eq!(parse_range("2..5"), Ok(2..5));
+        assert_eq!(parse_range("2.."), Ok(2..u64::MAX));
+        assert_eq!(parse_range("..5"), Ok(0..5));
+        assert_eq!(parse_range(".."), Ok(0..u64::MAX));
+        assert_eq!(parse_range("7"), Ok(7..8));
+        assert!(parse_range("5..2").is_err());
+        assert!(parse_range("a..b").is_err());
+        assert!(parse_range("").is_err());
+        assert_eq!(parse_range(&u64::MAX.to_string()), Ok(u64::MAX..u64::MAX));
+    }
+
+    /// `--hex-id` decodes pairs of hex digits, with or without `0x`.
+    #[test]
+    fn hex_ids_decode() {
+        assert_eq!(parse_hex("6a00ff"), Ok(vec![0x6a, 0, 0xff]));
+        assert_eq!(parse_hex("0xAB"), Ok(vec![0xab]));
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+        assert!(parse_hex("é1").is_err());
+    }
+
+    /// The clap definition is consistent (clap's own debug checks).
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

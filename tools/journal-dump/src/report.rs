@@ -1,0 +1,1134 @@
+//! What each command found, as data: the JSON shape (`--json`) and the
+//! input of the text renderer. Field names are stable and documented in
+//! the README; add fields, never rename or remove one.
+//!
+//! Builders never panic and never give up early: what cannot be read is
+//! recorded as a [`ProblemOut`] and the rest is still reported.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use journalstore::inspect::{
+    self, ManifestInfo, OpInfo, Problem, ScanItem, SegmentFile, SegmentHeaderInfo,
+};
+use journalstore::Error;
+use serde::Serialize;
+
+/// A journal id: `utf8` is the id as text when it is valid UTF-8 (else
+/// null); `hex` is always the id's bytes in lower-case hex.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Id {
+    pub utf8: Option<String>,
+    pub hex: String,
+}
+
+impl Id {
+    pub fn new(bytes: &[u8]) -> Id {
+        Id {
+            utf8: std::str::from_utf8(bytes).ok().map(str::to_owned),
+            hex: hex(bytes),
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One thing found wrong, with its place.
+#[derive(Serialize, Debug, Clone)]
+pub struct ProblemOut {
+    pub file: String,
+    pub offset: u64,
+    pub journal: Option<Id>,
+    pub reason: String,
+    /// `Store::open` would repair it silently (torn tail, leftover file).
+    pub repaired_at_open: bool,
+}
+
+impl ProblemOut {
+    pub fn new(file: &Path, offset: u64, reason: impl Into<String>) -> ProblemOut {
+        ProblemOut {
+            file: file.display().to_string(),
+            offset,
+            journal: None,
+            reason: reason.into(),
+            repaired_at_open: false,
+        }
+    }
+
+    fn from_problem(p: &Problem) -> ProblemOut {
+        ProblemOut {
+            file: p.path.display().to_string(),
+            offset: p.offset,
+            journal: p.journal.as_deref().map(Id::new),
+            reason: p.reason.clone(),
+            repaired_at_open: p.repaired_at_open,
+        }
+    }
+
+    /// An engine error as a problem; `fallback` names the place when the
+    /// error carries none.
+    pub fn from_error(e: &Error, fallback: &Path) -> ProblemOut {
+        match e {
+            Error::Corruption {
+                path,
+                offset,
+                journal,
+                reason,
+            } => ProblemOut {
+                file: if path.as_os_str().is_empty() {
+                    fallback.display().to_string()
+                } else {
+                    path.display().to_string()
+                },
+                offset: *offset,
+                journal: journal.as_deref().map(Id::new),
+                reason: reason.clone(),
+                repaired_at_open: false,
+            },
+            Error::UnsupportedVersion { path, .. } => ProblemOut::new(path, 8, e.to_string()),
+            Error::Io { path, .. } => ProblemOut::new(path, 0, e.to_string()),
+            other => ProblemOut::new(fallback, 0, other.to_string()),
+        }
+    }
+}
+
+/// Every command's output.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub enum Report {
+    Summary(Summary),
+    Segments(Segments),
+    Manifest(Manifests),
+    Journal(JournalOut),
+    Verify(Verify),
+    Salvage(Salvage),
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        match self {
+            Report::Summary(r) => r.ok,
+            Report::Segments(r) => r.ok,
+            Report::Manifest(r) => r.ok,
+            Report::Journal(r) => r.ok,
+            Report::Verify(r) => r.ok,
+            Report::Salvage(r) => r.ok,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// summary
+
+#[derive(Serialize, Debug)]
+pub struct Summary {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    /// "replay" (the engine's read-only open succeeded) or "salvage_scan"
+    /// (it failed; figures come from a scan of the intact records).
+    pub source: &'static str,
+    pub format_version: Option<u32>,
+    pub generation: Option<u64>,
+    pub next_segment_id: Option<u32>,
+    pub lsn_floor: Option<u64>,
+    pub segments: Vec<SegmentSummary>,
+    pub journals: u64,
+    pub entries: u64,
+    pub entry_bytes: u64,
+    pub metadata_bytes: u64,
+    pub oldest_lsn: Option<u64>,
+    pub newest_lsn: Option<u64>,
+    pub torn_tail: Option<bool>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SegmentSummary {
+    pub id: u32,
+    pub file: String,
+    /// "sealed", "active", or "unlisted" (a file the manifest does not list).
+    pub state: &'static str,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// End of its records (sealed length, or the active segment's end of
+    /// data), header included.
+    pub written: Option<u64>,
+    pub live_bytes: Option<u64>,
+    pub live_items: Option<u64>,
+    /// `live_bytes / (written - 64)`: the share of record bytes still live.
+    pub live_ratio: Option<f64>,
+}
+
+fn state_of(m: Option<&ManifestInfo>, id: u32) -> (&'static str, Option<u64>) {
+    match m.and_then(|m| m.segment(id)) {
+        Some(s) => match s.sealed_len {
+            Some(len) => ("sealed", Some(len)),
+            None => ("active", None),
+        },
+        None => ("unlisted", None),
+    }
+}
+
+pub fn summary(dir: &Path) -> Report {
+    let mut r = Summary {
+        command: "summary",
+        ok: true,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        source: "replay",
+        format_version: None,
+        generation: None,
+        next_segment_id: None,
+        lsn_floor: None,
+        segments: Vec::new(),
+        journals: 0,
+        entries: 0,
+        entry_bytes: 0,
+        metadata_bytes: 0,
+        oldest_lsn: None,
+        newest_lsn: None,
+        torn_tail: None,
+    };
+    let files = match inspect::segment_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            r.ok = false;
+            return Report::Summary(r);
+        }
+    };
+    match inspect::open_read_only(dir) {
+        Ok(store) => {
+            let m = &store.manifest;
+            r.format_version = Some(m.version);
+            r.generation = Some(m.generation);
+            r.next_segment_id = Some(m.next_segment_id);
+            r.lsn_floor = Some(m.lsn_floor);
+            r.oldest_lsn = Some(store.oldest_lsn);
+            r.newest_lsn = Some(store.newest_lsn);
+            r.torn_tail = Some(store.torn_tail);
+            if let (true, Some(active)) = (store.torn_tail, m.segments.last()) {
+                r.problems.push(ProblemOut {
+                    repaired_at_open: true,
+                    ..ProblemOut::new(
+                        &dir.join(&active.file_name),
+                        store.active_end,
+                        "the active segment's data ends here and non-zero bytes follow: a torn tail (Store::open seals it off)",
+                    )
+                });
+            }
+            for s in &store.segments {
+                let (state, _) = state_of(Some(m), s.id);
+                let records = s.written.saturating_sub(64);
+                r.segments.push(SegmentSummary {
+                    id: s.id,
+                    file: inspect::segment_file_name_of(s.id),
+                    state,
+                    size: s.capacity,
+                    written: Some(s.written),
+                    live_bytes: Some(s.live_bytes),
+                    live_items: Some(s.live_items),
+                    live_ratio: (records > 0).then(|| s.live_bytes as f64 / records as f64),
+                });
+            }
+            for (id, path) in files.iter().filter(|(id, _)| m.segment(*id).is_none()) {
+                r.segments.push(SegmentSummary {
+                    id: *id,
+                    file: inspect::segment_file_name_of(*id),
+                    state: "unlisted",
+                    size: std::fs::metadata(path).map_or(0, |md| md.len()),
+                    written: None,
+                    live_bytes: None,
+                    live_items: None,
+                    live_ratio: None,
+                });
+            }
+            let snap = &store.snapshot;
+            r.journals = snap.journal_count() as u64;
+            for id in snap.journal_ids() {
+                let Some(j) = snap.journal(id) else { continue };
+                r.entries += j.len();
+                match j.metadata() {
+                    Ok(m) => r.metadata_bytes += m.len() as u64,
+                    Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+                }
+                for item in j.entries(..) {
+                    match item {
+                        Ok((_, bytes)) => r.entry_bytes += bytes.len() as u64,
+                        Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            // Print what can be read: the manifest, the files, and the
+            // state an intact-record scan rebuilds.
+            r.source = "salvage_scan";
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            let manifest = inspect::read_manifest(&inspect::manifest_path(dir)).ok();
+            if let Some(m) = &manifest {
+                r.format_version = Some(m.version);
+                r.generation = Some(m.generation);
+                r.next_segment_id = Some(m.next_segment_id);
+                r.lsn_floor = Some(m.lsn_floor);
+            }
+            let (mut oldest, mut newest) = (None::<u64>, None::<u64>);
+            // Manifest order (the log's order) first, then unlisted files.
+            let mut ordered: Vec<&(u32, PathBuf)> = Vec::new();
+            for s in manifest.iter().flat_map(|m| &m.segments) {
+                ordered.extend(files.iter().find(|(id, _)| *id == s.id));
+            }
+            for f in &files {
+                if !ordered.iter().any(|(id, _)| *id == f.0) {
+                    ordered.push(f);
+                }
+            }
+            for (id, path) in ordered {
+                let (state, sealed) = state_of(manifest.as_ref(), *id);
+                // A sealed segment's data ends where the manifest says; an
+                // active one's where its intact records end.
+                let mut written = sealed;
+                if let Ok(file) = SegmentFile::read(path) {
+                    for item in file.scan(0, sealed, true) {
+                        match item {
+                            ScanItem::Record { lsn, .. } => {
+                                oldest = Some(oldest.map_or(lsn, |o| o.min(lsn)));
+                                newest = Some(newest.map_or(lsn, |n| n.max(lsn)));
+                            }
+                            ScanItem::Damaged { offset, .. } | ScanItem::End { offset } => {
+                                written = written.or(Some(offset))
+                            }
+                        }
+                    }
+                }
+                r.segments.push(SegmentSummary {
+                    id: *id,
+                    file: inspect::segment_file_name_of(*id),
+                    state,
+                    size: std::fs::metadata(path).map_or(0, |md| md.len()),
+                    written,
+                    live_bytes: None,
+                    live_items: None,
+                    live_ratio: None,
+                });
+            }
+            r.oldest_lsn = oldest;
+            r.newest_lsn = newest;
+            match inspect::Salvaged::scan(dir) {
+                Ok(s) => {
+                    r.journals = s.report.journals;
+                    for id in s.journal_ids() {
+                        if let Some(j) = s.journal(&id) {
+                            r.entries += j.entries.len() as u64;
+                            r.entry_bytes += j.entries.iter().map(|e| e.len() as u64).sum::<u64>();
+                            r.metadata_bytes += j.metadata.map_or(0, |m| m.len() as u64);
+                        }
+                    }
+                }
+                Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+            }
+        }
+    }
+    r.ok = r.problems.is_empty();
+    Report::Summary(r)
+}
+
+// ---------------------------------------------------------------------------
+// segments
+
+#[derive(Serialize, Debug)]
+pub struct Segments {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub segments: Vec<SegmentOut>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SegmentOut {
+    pub file: String,
+    /// The id in the file name, if it is a segment file name.
+    pub id: Option<u32>,
+    /// "sealed", "active", "unlisted", or "file" (read on its own).
+    pub state: &'static str,
+    pub sealed_len: Option<u64>,
+    pub size: u64,
+    pub header: Option<HeaderOut>,
+    /// Why the header cannot be used, if so.
+    pub header_error: Option<String>,
+    /// Where the scan started and the offset it could not pass (the sealed
+    /// length, or the file's size).
+    pub scan_from: u64,
+    pub scan_limit: u64,
+    pub items: Vec<ItemOut>,
+    /// Whether `--limit` cut the list of items.
+    pub truncated: bool,
+    /// First non-zero byte after the end of the data of an active or lone
+    /// segment (a torn tail), if any.
+    pub tail_nonzero_at: Option<u64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HeaderOut {
+    pub version: u32,
+    pub header_len: u32,
+    pub segment_id: u64,
+    pub capacity: u64,
+    pub base_lsn: u64,
+    pub crc: u32,
+}
+
+impl HeaderOut {
+    fn new(h: &SegmentHeaderInfo) -> HeaderOut {
+        HeaderOut {
+            version: h.version,
+            header_len: h.header_len,
+            segment_id: h.segment_id,
+            capacity: h.capacity,
+            base_lsn: h.base_lsn,
+            crc: h.crc,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ItemOut {
+    Record {
+        offset: u64,
+        /// Always "batch" (the only record kind).
+        kind: &'static str,
+        lsn: u64,
+        payload_len: u32,
+        synced_through: u32,
+        op_count: u32,
+        header_crc: u32,
+        payload_crc: u32,
+        /// "ok" when every value CRC matches and every operation decodes
+        /// (the record checksums always match for a record).
+        checksums: &'static str,
+        ops: Vec<OpOut>,
+        op_error: Option<OpError>,
+    },
+    Damaged {
+        offset: u64,
+        reason: String,
+    },
+    End {
+        offset: u64,
+    },
+}
+
+#[derive(Serialize, Debug)]
+pub struct OpError {
+    pub offset: u64,
+    pub reason: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct OpOut {
+    pub offset: u64,
+    pub kind: &'static str,
+    pub journal: Id,
+    /// The index the operation names (see the README), if any.
+    pub index: Option<u64>,
+    pub first: u64,
+    pub end: u64,
+    pub value_len: u32,
+    pub value_crc: u32,
+    pub value_crc_ok: bool,
+}
+
+impl OpOut {
+    fn new(op: &OpInfo) -> OpOut {
+        OpOut {
+            offset: op.offset,
+            kind: op.kind,
+            journal: Id::new(&op.journal),
+            index: op.index(),
+            first: op.first,
+            end: op.end,
+            value_len: op.value_len,
+            value_crc: op.value_crc,
+            value_crc_ok: op.value_crc_ok,
+        }
+    }
+}
+
+/// Reads and scans one segment file; problems go to `problems`.
+fn segment_out(
+    path: &Path,
+    id: Option<u32>,
+    state: &'static str,
+    sealed_len: Option<u64>,
+    from: Option<u64>,
+    limit: Option<usize>,
+    problems: &mut Vec<ProblemOut>,
+) -> SegmentOut {
+    let mut out = SegmentOut {
+        file: path.display().to_string(),
+        id,
+        state,
+        sealed_len,
+        size: 0,
+        header: None,
+        header_error: None,
+        scan_from: 0,
+        scan_limit: 0,
+        items: Vec::new(),
+        truncated: false,
+        tail_nonzero_at: None,
+    };
+    let file = match SegmentFile::read(path) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(ProblemOut::from_error(&e, path));
+            return out;
+        }
+    };
+    out.size = file.len();
+    match file.header() {
+        Ok(h) => out.header = Some(HeaderOut::new(h)),
+        Err(reason) => out.header_error = Some(reason.to_owned()),
+    }
+    let header_problem = match id {
+        Some(id) => file.header_problem(id),
+        None => file.header().err().map(str::to_owned),
+    };
+    if let Some(reason) = header_problem {
+        problems.push(ProblemOut::new(path, 0, reason));
+    }
+    let scan_limit = sealed_len.map_or(file.len(), |l| l.min(file.len()));
+    out.scan_from = from
+        .unwrap_or(0)
+        .max(64)
+        .min(scan_limit.max(64))
+        .next_multiple_of(8);
+    out.scan_limit = scan_limit;
+    let mut end_of_data = None;
+    for (i, item) in file
+        .scan(out.scan_from, Some(scan_limit), true)
+        .into_iter()
+        .enumerate()
+    {
+        // `--from` may point into the middle of a record: the dump then
+        // starts at the next valid record, and the bytes skipped are not
+        // damage.
+        if i == 0 && out.scan_from > 64 && matches!(item, ScanItem::Damaged { .. }) {
+            continue;
+        }
+        if matches!(item, ScanItem::End { .. }) {
+            // Always shown: where the data ends.
+        } else if limit.is_some_and(|n| out.items.len() >= n) {
+            out.truncated = true;
+            continue;
+        }
+        out.items.push(match item {
+            ScanItem::Record {
+                offset,
+                lsn,
+                payload_len,
+                synced_through,
+                op_count,
+                header_crc,
+                payload_crc,
+                ops,
+                op_error,
+            } => {
+                for op in ops.iter().filter(|op| !op.value_crc_ok) {
+                    problems.push(ProblemOut {
+                        journal: Some(Id::new(&op.journal)),
+                        ..ProblemOut::new(path, op.offset, "value checksum mismatch")
+                    });
+                }
+                if let Some((at, reason)) = &op_error {
+                    problems.push(ProblemOut::new(
+                        path,
+                        *at,
+                        format!("undecodable operation: {reason}"),
+                    ));
+                } else if ops.len() as u64 != u64::from(op_count) {
+                    problems.push(ProblemOut::new(
+                        path,
+                        offset,
+                        format!(
+                            "record holds {} operations, its header says {op_count}",
+                            ops.len()
+                        ),
+                    ));
+                }
+                let intact = op_error.is_none()
+                    && ops.len() as u64 == u64::from(op_count)
+                    && ops.iter().all(|op| op.value_crc_ok);
+                ItemOut::Record {
+                    offset,
+                    kind: "batch",
+                    lsn,
+                    payload_len,
+                    synced_through,
+                    op_count,
+                    header_crc,
+                    payload_crc,
+                    checksums: if intact { "ok" } else { "bad" },
+                    ops: ops.iter().map(OpOut::new).collect(),
+                    op_error: op_error.map(|(offset, reason)| OpError { offset, reason }),
+                }
+            }
+            ScanItem::Damaged { offset, reason } => {
+                problems.push(ProblemOut::new(path, offset, reason.clone()));
+                ItemOut::Damaged { offset, reason }
+            }
+            ScanItem::End { offset } => {
+                end_of_data = Some(offset);
+                if let Some(len) = sealed_len {
+                    if offset != len && offset >= out.scan_from {
+                        problems.push(ProblemOut::new(
+                            path,
+                            offset,
+                            format!(
+                                "sealed segment's records end at {offset}, the manifest says {len}"
+                            ),
+                        ));
+                    }
+                }
+                ItemOut::End { offset }
+            }
+        });
+    }
+    if sealed_len.is_none() {
+        if let Some(end) = end_of_data {
+            out.tail_nonzero_at = file.first_nonzero(end, None);
+            let damaged = out
+                .items
+                .iter()
+                .any(|i| matches!(i, ItemOut::Damaged { .. }));
+            if let (Some(at), false) = (out.tail_nonzero_at, damaged) {
+                problems.push(ProblemOut::new(
+                    path,
+                    at,
+                    format!("non-zero bytes after the end of the data (at {end}): a torn tail"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+    let mut problems = Vec::new();
+    let mut segments = Vec::new();
+    let manifest = match inspect::read_manifest(&inspect::manifest_path(dir)) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(ProblemOut::from_error(&e, &inspect::manifest_path(dir)));
+            None
+        }
+    };
+    let files = inspect::segment_files(dir).unwrap_or_else(|e| {
+        problems.push(ProblemOut::from_error(&e, dir));
+        Vec::new()
+    });
+    let on_disk: HashSet<u32> = files.iter().map(|(id, _)| *id).collect();
+    // Manifest order first (the order of the log), then unlisted files.
+    let mut order: Vec<(u32, PathBuf)> = Vec::new();
+    if let Some(m) = &manifest {
+        for s in &m.segments {
+            let path = dir.join(&s.file_name);
+            if on_disk.contains(&s.id) {
+                order.push((s.id, path));
+            } else {
+                problems.push(ProblemOut::new(
+                    &path,
+                    0,
+                    "segment listed in the manifest is missing",
+                ));
+            }
+        }
+    }
+    for (id, path) in &files {
+        if !order.iter().any(|(o, _)| o == id) {
+            order.push((*id, path.clone()));
+        }
+    }
+    for (id, path) in order {
+        let (state, sealed) = match &manifest {
+            Some(m) => state_of(Some(m), id),
+            None => ("file", None),
+        };
+        segments.push(segment_out(
+            &path,
+            Some(id),
+            state,
+            sealed,
+            from,
+            limit,
+            &mut problems,
+        ));
+    }
+    Report::Segments(Segments {
+        command: "segments",
+        ok: problems.is_empty(),
+        problems,
+        segments,
+    })
+}
+
+pub fn segment_file(path: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+    let mut problems = Vec::new();
+    let name = path.file_name().and_then(|n| n.to_str());
+    let id = name.and_then(inspect::segment_id_from_file_name);
+    // A file inside a store is read as the manifest describes it (a sealed
+    // segment only up to its sealed length).
+    let manifest = path
+        .parent()
+        .map(|dir| {
+            inspect::manifest_path(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        })
+        .filter(|m| m.is_file())
+        .and_then(|m| inspect::read_manifest(&m).ok());
+    let (state, sealed) = match (id, &manifest) {
+        (Some(id), Some(m)) if m.segment(id).is_some() => state_of(Some(m), id),
+        _ => ("file", None),
+    };
+    let segment = segment_out(path, id, state, sealed, from, limit, &mut problems);
+    Report::Segments(Segments {
+        command: "segment",
+        ok: problems.is_empty(),
+        problems,
+        segments: vec![segment],
+    })
+}
+
+// ---------------------------------------------------------------------------
+// manifest
+
+#[derive(Serialize, Debug)]
+pub struct Manifests {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub manifests: Vec<ManifestOut>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ManifestOut {
+    pub file: String,
+    /// "current" (`MANIFEST`), "pending" (`MANIFEST.tmp`: a swap that did
+    /// not finish; the engine never reads it) or "file" (given directly).
+    pub role: &'static str,
+    pub error: Option<String>,
+    pub manifest: Option<ManifestBody>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ManifestBody {
+    pub version: u32,
+    pub generation: u64,
+    pub next_segment_id: u32,
+    pub lsn_floor: u64,
+    pub segments: Vec<ManifestSegmentOut>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ManifestSegmentOut {
+    pub id: u32,
+    pub file: String,
+    /// Null for the active segment.
+    pub sealed_len: Option<u64>,
+    pub active: bool,
+}
+
+fn manifest_out(path: &Path, role: &'static str, problems: &mut Vec<ProblemOut>) -> ManifestOut {
+    match inspect::read_manifest(path) {
+        Ok(m) => ManifestOut {
+            file: path.display().to_string(),
+            role,
+            error: None,
+            manifest: Some(ManifestBody {
+                version: m.version,
+                generation: m.generation,
+                next_segment_id: m.next_segment_id,
+                lsn_floor: m.lsn_floor,
+                segments: m
+                    .segments
+                    .iter()
+                    .map(|s| ManifestSegmentOut {
+                        id: s.id,
+                        file: s.file_name.clone(),
+                        sealed_len: s.sealed_len,
+                        active: s.sealed_len.is_none(),
+                    })
+                    .collect(),
+            }),
+        },
+        Err(e) => {
+            let p = ProblemOut::from_error(&e, path);
+            let reason = format!("{} (at offset {})", p.reason, p.offset);
+            // A torn `MANIFEST.tmp` is a normal leftover: open removes it.
+            problems.push(ProblemOut {
+                repaired_at_open: role == "pending",
+                ..p
+            });
+            ManifestOut {
+                file: path.display().to_string(),
+                role,
+                error: Some(reason),
+                manifest: None,
+            }
+        }
+    }
+}
+
+pub fn manifest(path: &Path) -> Report {
+    let mut problems = Vec::new();
+    let mut manifests = Vec::new();
+    if path.is_dir() {
+        manifests.push(manifest_out(
+            &inspect::manifest_path(path),
+            "current",
+            &mut problems,
+        ));
+        let tmp = path.join(inspect::MANIFEST_TMP_FILE_NAME);
+        if tmp.exists() {
+            manifests.push(manifest_out(&tmp, "pending", &mut problems));
+        }
+    } else {
+        manifests.push(manifest_out(path, "file", &mut problems));
+    }
+    Report::Manifest(Manifests {
+        command: "manifest",
+        ok: problems.is_empty(),
+        problems,
+        manifests,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// journal
+
+/// How values are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 text when the value is valid UTF-8, else hex.
+    Auto,
+    /// Always hex.
+    Hex,
+    /// Always text, invalid bytes replaced by U+FFFD.
+    Utf8,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ValueOut {
+    pub len: u64,
+    /// "utf8" or "hex": how `value` is written.
+    pub encoding: &'static str,
+    pub value: String,
+}
+
+impl ValueOut {
+    fn new(bytes: &[u8], encoding: Encoding) -> ValueOut {
+        let (encoding, value) = match (encoding, std::str::from_utf8(bytes)) {
+            (Encoding::Hex, _) => ("hex", hex(bytes)),
+            (_, Ok(s)) => ("utf8", s.to_owned()),
+            (Encoding::Utf8, Err(_)) => ("utf8", String::from_utf8_lossy(bytes).into_owned()),
+            (Encoding::Auto, Err(_)) => ("hex", hex(bytes)),
+        };
+        ValueOut {
+            len: bytes.len() as u64,
+            encoding,
+            value,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct EntryOut {
+    pub index: u64,
+    /// Null when the entry could not be read (see `error`).
+    pub value: Option<ValueOut>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct JournalOut {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub journal: Id,
+    /// "replay" or "salvage_scan" (the store does not open; the journal as
+    /// a scan of the intact records rebuilds it).
+    pub source: &'static str,
+    pub found: bool,
+    pub first_index: Option<u64>,
+    pub end_index: Option<u64>,
+    pub len: Option<u64>,
+    pub metadata: Option<ValueOut>,
+    /// The index range asked for (`--range`), end exclusive.
+    pub range_start: u64,
+    pub range_end: u64,
+    pub entries: Vec<EntryOut>,
+}
+
+pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> Report {
+    let mut r = JournalOut {
+        command: "journal",
+        ok: true,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        journal: Id::new(id),
+        source: "replay",
+        found: false,
+        first_index: None,
+        end_index: None,
+        len: None,
+        metadata: None,
+        range_start: range.start,
+        range_end: range.end,
+        entries: Vec::new(),
+    };
+    match inspect::open_read_only(dir) {
+        Ok(store) => {
+            if let Some(j) = store.snapshot.journal(id) {
+                r.found = true;
+                r.first_index = Some(j.first_index());
+                r.end_index = Some(j.end_index());
+                r.len = Some(j.len());
+                match j.metadata() {
+                    Ok(m) => r.metadata = Some(ValueOut::new(m, encoding)),
+                    Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+                }
+                let indexes = j.first_index().max(range.start)..;
+                for (index, item) in indexes.zip(j.entries(range.clone())) {
+                    r.entries.push(match item {
+                        Ok((index, bytes)) => EntryOut {
+                            index,
+                            value: Some(ValueOut::new(bytes, encoding)),
+                            error: None,
+                        },
+                        Err(e) => {
+                            let p = ProblemOut::from_error(&e, dir);
+                            let error = Some(p.reason.clone());
+                            r.problems.push(p);
+                            EntryOut {
+                                index,
+                                value: None,
+                                error,
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        Err(e) => {
+            r.source = "salvage_scan";
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            match inspect::Salvaged::scan(dir) {
+                Ok(s) => {
+                    if let Some(j) = s.journal(id) {
+                        r.found = true;
+                        r.first_index = Some(j.first);
+                        r.end_index = Some(j.end);
+                        r.len = Some(j.end - j.first);
+                        r.metadata = j.metadata.map(|m| ValueOut::new(m, encoding));
+                        for (i, bytes) in j.entries.iter().enumerate() {
+                            let index = j.first + i as u64;
+                            if range.contains(&index) {
+                                r.entries.push(EntryOut {
+                                    index,
+                                    value: Some(ValueOut::new(bytes, encoding)),
+                                    error: None,
+                                });
+                            }
+                        }
+                        let kept = j.first + j.entries.len() as u64;
+                        if kept < j.end && kept < range.end {
+                            r.problems.push(ProblemOut::new(
+                                dir,
+                                0,
+                                format!("entries {kept}..{} could not be recovered", j.end),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+            }
+        }
+    }
+    if !r.found {
+        r.problems.push(ProblemOut::new(
+            dir,
+            0,
+            format!("no journal {}", journalstore::DisplayId(id)),
+        ));
+    }
+    r.ok = r.problems.is_empty();
+    Report::Journal(r)
+}
+
+// ---------------------------------------------------------------------------
+// verify
+
+#[derive(Serialize, Debug)]
+pub struct Verify {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub generation: Option<u64>,
+    pub segments: u64,
+    pub records: u64,
+    pub ops: u64,
+    pub journals: u64,
+    pub values: u64,
+}
+
+pub fn verify(dir: &Path) -> Report {
+    let v = inspect::verify(dir);
+    Report::Verify(Verify {
+        command: "verify",
+        ok: v.ok(),
+        problems: v.problems.iter().map(ProblemOut::from_problem).collect(),
+        dir: dir.display().to_string(),
+        generation: v.manifest.as_ref().map(|m| m.generation),
+        segments: v.segments,
+        records: v.records,
+        ops: v.ops,
+        journals: v.journals,
+        values: v.values,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// salvage
+
+#[derive(Serialize, Debug)]
+pub struct Salvage {
+    pub command: &'static str,
+    pub ok: bool,
+    /// Damaged places skipped (and any error that stopped the salvage).
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub out: String,
+    /// Whether a store was written to `out`.
+    pub written: bool,
+    pub records: u64,
+    pub journals: u64,
+    pub entries: u64,
+    pub torn: Vec<Place>,
+    pub unlisted: Vec<String>,
+    pub lost: Vec<Lost>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Place {
+    pub file: String,
+    pub offset: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Lost {
+    pub journal: Id,
+    pub from_index: u64,
+    pub count: u64,
+}
+
+/// Whether `inner` is `outer` or inside it (both canonicalized as far as
+/// they exist).
+fn is_within(inner: &Path, outer: &Path) -> bool {
+    let outer = outer.canonicalize().unwrap_or_else(|_| outer.to_owned());
+    // `inner` may not exist yet: canonicalize its nearest existing ancestor.
+    let mut existing = inner.to_owned();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                existing = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_owned()
+                };
+            }
+            _ => break,
+        }
+    }
+    let mut full = existing.canonicalize().unwrap_or(existing);
+    full.extend(rest.iter().rev());
+    full.starts_with(outer)
+}
+
+pub fn salvage(dir: &Path, out: &Path) -> Report {
+    let mut r = Salvage {
+        command: "salvage",
+        ok: false,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        out: out.display().to_string(),
+        written: false,
+        records: 0,
+        journals: 0,
+        entries: 0,
+        torn: Vec::new(),
+        unlisted: Vec::new(),
+        lost: Vec::new(),
+    };
+    if !dir.is_dir() {
+        r.problems.push(ProblemOut::new(
+            dir,
+            0,
+            "not a directory: nothing to salvage",
+        ));
+        return Report::Salvage(r);
+    }
+    if is_within(out, dir) {
+        r.problems.push(ProblemOut::new(
+            out,
+            0,
+            "the output directory must be outside the store directory (which salvage leaves untouched)",
+        ));
+        return Report::Salvage(r);
+    }
+    match inspect::salvage(dir, out) {
+        Ok(s) => {
+            r.written = true;
+            r.records = s.records;
+            r.journals = s.journals;
+            r.entries = s.entries;
+            r.problems = s
+                .damaged
+                .iter()
+                .map(|(path, offset, reason)| ProblemOut::new(path, *offset, reason.clone()))
+                .collect();
+            r.torn = s
+                .torn
+                .iter()
+                .map(|(path, offset)| Place {
+                    file: path.display().to_string(),
+                    offset: *offset,
+                })
+                .collect();
+            r.unlisted = s.unlisted.iter().map(|p| p.display().to_string()).collect();
+            r.lost = s
+                .lost
+                .iter()
+                .map(|(id, from_index, count)| Lost {
+                    journal: Id::new(id),
+                    from_index: *from_index,
+                    count: *count,
+                })
+                .collect();
+            r.ok = r.problems.is_empty() && r.lost.is_empty();
+        }
+        Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+    }
+    Report::Salvage(r)
+}

@@ -1,0 +1,339 @@
+//! Text rendering of a [`Report`], for a terminal.
+//!
+//! Journal ids print as quoted text when they are printable UTF-8 and as
+//! `0x…` hex otherwise (the engine's `DisplayId`); text values are quoted
+//! with escapes, so no byte from a store can drive the terminal.
+
+use std::io::{self, Write};
+
+use journalstore::DisplayId;
+
+use crate::report::{
+    Id, ItemOut, JournalOut, Manifests, ProblemOut, Report, Salvage, SegmentOut, Segments, Summary,
+    ValueOut, Verify,
+};
+
+pub fn render(w: &mut dyn Write, report: &Report) -> io::Result<()> {
+    match report {
+        Report::Summary(r) => summary(w, r),
+        Report::Segments(r) => segments(w, r),
+        Report::Manifest(r) => manifests(w, r),
+        Report::Journal(r) => journal(w, r),
+        Report::Verify(r) => verify(w, r),
+        Report::Salvage(r) => salvage(w, r),
+    }
+}
+
+/// An id as the engine prints it: quoted text, or `0x` hex.
+fn id(id: &Id) -> String {
+    match &id.utf8 {
+        Some(s) => DisplayId(s.as_bytes()).to_string(),
+        None => format!("0x{}", id.hex),
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "?".to_owned(), |v| v.to_string())
+}
+
+fn value(v: &ValueOut) -> String {
+    match v.encoding {
+        "utf8" => format!("{:?}", v.value),
+        _ => format!("0x{}", v.value),
+    }
+}
+
+fn problem_line(p: &ProblemOut) -> String {
+    let mut s = format!("{} @ {}", p.file, p.offset);
+    if let Some(j) = &p.journal {
+        s += &format!(" [journal {}]", id(j));
+    }
+    s += &format!(": {}", p.reason);
+    if p.repaired_at_open {
+        s += " (Store::open repairs this)";
+    }
+    s
+}
+
+fn problems(w: &mut dyn Write, problems: &[ProblemOut]) -> io::Result<()> {
+    for p in problems {
+        writeln!(w, "PROBLEM  {}", problem_line(p))?;
+    }
+    Ok(())
+}
+
+fn summary(w: &mut dyn Write, r: &Summary) -> io::Result<()> {
+    writeln!(w, "store        {}", r.dir)?;
+    if r.source != "replay" {
+        writeln!(
+            w,
+            "note         the store does not open; figures below come from a scan of its intact records"
+        )?;
+    }
+    writeln!(w, "format       version {}", opt(&r.format_version))?;
+    writeln!(
+        w,
+        "generation   {} (next segment id {}, lsn floor {})",
+        opt(&r.generation),
+        opt(&r.next_segment_id),
+        opt(&r.lsn_floor)
+    )?;
+    writeln!(w, "journals     {}", r.journals)?;
+    writeln!(
+        w,
+        "entries      {} ({} bytes; metadata {} bytes)",
+        r.entries, r.entry_bytes, r.metadata_bytes
+    )?;
+    writeln!(
+        w,
+        "lsn          oldest {}, newest {}",
+        opt(&r.oldest_lsn),
+        opt(&r.newest_lsn)
+    )?;
+    if r.torn_tail == Some(true) {
+        writeln!(
+            w,
+            "torn tail    yes: the active segment ends in bytes that are not records"
+        )?;
+    }
+    writeln!(w, "segments     {}", r.segments.len())?;
+    writeln!(
+        w,
+        "  {:>8}  {:<17}  {:<8}  {:>10}  {:>10}  {:>10}  {:>6}",
+        "id", "file", "state", "size", "written", "live", "live%"
+    )?;
+    for s in &r.segments {
+        writeln!(
+            w,
+            "  {:>8}  {:<17}  {:<8}  {:>10}  {:>10}  {:>10}  {:>6}",
+            s.id,
+            s.file,
+            s.state,
+            s.size,
+            opt(&s.written),
+            opt(&s.live_bytes),
+            s.live_ratio
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
+        )?;
+    }
+    problems(w, &r.problems)
+}
+
+fn segment(w: &mut dyn Write, s: &SegmentOut) -> io::Result<()> {
+    let state = match (s.state, s.sealed_len) {
+        ("sealed", Some(len)) => format!("sealed at {len}"),
+        (state, _) => state.to_owned(),
+    };
+    writeln!(w, "{}  {state}, {} bytes", s.file, s.size)?;
+    match (&s.header, &s.header_error) {
+        (Some(h), _) => writeln!(
+            w,
+            "  header   version {}, header_len {}, segment_id {}, capacity {}, base_lsn {}, crc {:#010x} ok",
+            h.version, h.header_len, h.segment_id, h.capacity, h.base_lsn, h.crc
+        )?,
+        (None, Some(e)) => writeln!(w, "  header   unusable: {e}")?,
+        (None, None) => writeln!(w, "  header   not read")?,
+    }
+    if s.scan_from > 64 {
+        writeln!(w, "  (scan from offset {})", s.scan_from)?;
+    }
+    for item in &s.items {
+        match item {
+            ItemOut::Record {
+                offset,
+                lsn,
+                payload_len,
+                synced_through,
+                op_count,
+                checksums,
+                ops,
+                op_error,
+                ..
+            } => {
+                writeln!(
+                    w,
+                    "  @{offset:<8} record lsn {lsn}, {op_count} ops, payload {payload_len}, synced_through {synced_through}, checksums {checksums}"
+                )?;
+                for op in ops {
+                    let index = op.index.map_or_else(String::new, |i| format!(" index {i}"));
+                    let bounds = format!(" -> {}..{}", op.first, op.end);
+                    let val = if matches!(op.kind, "append" | "set_metadata") {
+                        format!(
+                            ", {} bytes, crc {}",
+                            op.value_len,
+                            if op.value_crc_ok { "ok" } else { "BAD" }
+                        )
+                    } else {
+                        String::new()
+                    };
+                    writeln!(
+                        w,
+                        "      @{:<8} {:<14} {}{index}{bounds}{val}",
+                        op.offset,
+                        op.kind,
+                        id(&op.journal)
+                    )?;
+                }
+                if let Some(e) = op_error {
+                    writeln!(
+                        w,
+                        "      @{:<8} UNDECODABLE operation: {}",
+                        e.offset, e.reason
+                    )?;
+                }
+            }
+            ItemOut::Damaged { offset, reason } => writeln!(w, "  @{offset:<8} DAMAGED: {reason}")?,
+            ItemOut::End { offset } => {
+                if s.truncated {
+                    writeln!(w, "  ... (more records; --limit reached)")?;
+                }
+                writeln!(w, "  @{offset:<8} end of data")?
+            }
+        }
+    }
+    if let Some(at) = s.tail_nonzero_at {
+        writeln!(w, "  @{at:<8} non-zero bytes after the end of the data")?;
+    }
+    Ok(())
+}
+
+fn segments(w: &mut dyn Write, r: &Segments) -> io::Result<()> {
+    for (i, s) in r.segments.iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        segment(w, s)?;
+    }
+    if !r.problems.is_empty() {
+        writeln!(w)?;
+    }
+    problems(w, &r.problems)
+}
+
+fn manifests(w: &mut dyn Write, r: &Manifests) -> io::Result<()> {
+    for (i, m) in r.manifests.iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        let role = match m.role {
+            "current" => "current generation",
+            "pending" => "pending: an interrupted swap, never read by the engine",
+            _ => "file",
+        };
+        writeln!(w, "{}  ({role})", m.file)?;
+        if let Some(e) = &m.error {
+            writeln!(w, "  unreadable: {e}")?;
+        }
+        if let Some(b) = &m.manifest {
+            writeln!(
+                w,
+                "  version {}, generation {}, next_segment_id {}, lsn_floor {}, {} segments",
+                b.version,
+                b.generation,
+                b.next_segment_id,
+                b.lsn_floor,
+                b.segments.len()
+            )?;
+            for s in &b.segments {
+                match s.sealed_len {
+                    Some(len) => writeln!(w, "  {:>8}  {}  sealed at {len}", s.id, s.file)?,
+                    None => writeln!(w, "  {:>8}  {}  active", s.id, s.file)?,
+                }
+            }
+        }
+    }
+    if !r.problems.is_empty() {
+        writeln!(w)?;
+    }
+    problems(w, &r.problems)
+}
+
+fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
+    writeln!(w, "journal   {}", id(&r.journal))?;
+    if r.source != "replay" {
+        writeln!(
+            w,
+            "note      the store does not open; this is the journal as a scan of its intact records rebuilds it"
+        )?;
+    }
+    if r.found {
+        writeln!(
+            w,
+            "bounds    {}..{} ({} entries)",
+            opt(&r.first_index),
+            opt(&r.end_index),
+            opt(&r.len)
+        )?;
+        match &r.metadata {
+            Some(m) => writeln!(w, "metadata  {} ({} bytes)", value(m), m.len)?,
+            None => writeln!(w, "metadata  (none)")?,
+        }
+        for e in &r.entries {
+            match (&e.value, &e.error) {
+                (Some(v), _) => writeln!(w, "[{}] {} ({} bytes)", e.index, value(v), v.len)?,
+                (None, Some(err)) => writeln!(w, "[{}] UNREADABLE: {err}", e.index)?,
+                (None, None) => writeln!(w, "[{}] ?", e.index)?,
+            }
+        }
+    }
+    if !r.problems.is_empty() {
+        writeln!(w)?;
+    }
+    problems(w, &r.problems)
+}
+
+fn verify(w: &mut dyn Write, r: &Verify) -> io::Result<()> {
+    writeln!(
+        w,
+        "checked  {}: manifest generation {}, {} segment files, {} records, {} ops, {} journals, {} values",
+        r.dir,
+        opt(&r.generation),
+        r.segments,
+        r.records,
+        r.ops,
+        r.journals,
+        r.values
+    )?;
+    problems(w, &r.problems)?;
+    if r.ok {
+        writeln!(w, "OK: every checksum and cross-reference holds")
+    } else {
+        writeln!(w, "FAILED: {} problems", r.problems.len())
+    }
+}
+
+fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
+    if r.written {
+        writeln!(
+            w,
+            "salvaged {} -> {}: {} intact records replayed, {} journals, {} entries",
+            r.dir, r.out, r.records, r.journals, r.entries
+        )?;
+    } else {
+        writeln!(
+            w,
+            "salvage of {} -> {} did not run to the end",
+            r.dir, r.out
+        )?;
+    }
+    for f in &r.unlisted {
+        writeln!(w, "skipped  {f}: not listed in the manifest")?;
+    }
+    for t in &r.torn {
+        writeln!(
+            w,
+            "torn     {} @ {}: record after a torn tail, left out (recovery drops it too)",
+            t.file, t.offset
+        )?;
+    }
+    for l in &r.lost {
+        writeln!(
+            w,
+            "lost     journal {}: {} entries from index {}",
+            id(&l.journal),
+            l.count,
+            l.from_index
+        )?;
+    }
+    problems(w, &r.problems)
+}

@@ -1,0 +1,1332 @@
+//! `journal-dump` end to end, through its binary: every command on a real
+//! store, on a store another process holds open, on damaged copies (bit
+//! flip, torn tail, missing segment, junk files, a value whose own checksum
+//! fails, a lost segment the manifest no longer lists), and on random
+//! garbage. The tool must never panic, never change a byte of the store,
+//! exit 0 only when everything it read was intact, and otherwise name the
+//! file and offset of each problem while printing what it can.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+
+use assert_cmd::Command;
+use journalstore::inspect::{self, ScanItem, SegmentFile};
+use journalstore::{Error, Options, Store, SyncMode, WriteBatch};
+use serde_json::Value;
+
+const NON_UTF8_ID: &[u8] = &[0xff, 0x00, b'j'];
+
+/// Options for the test stores: small segments so that a few hundred
+/// batches roll through several of them, and no background compaction, so
+/// that a store left open changes only when the test writes.
+fn options() -> Options {
+    Options {
+        sync: SyncMode::Always,
+        segment_size: 8192,
+        background_compaction: false,
+        ..Options::default()
+    }
+}
+
+/// A journal as the test expects to read it back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Expected {
+    first: u64,
+    entries: Vec<Vec<u8>>,
+    metadata: Vec<u8>,
+}
+
+type State = BTreeMap<Vec<u8>, Expected>;
+
+fn entry(journal: &str, i: u64) -> Vec<u8> {
+    let mut v = format!("{journal} entry {i} ").into_bytes();
+    v.resize(150, b'.');
+    v
+}
+
+/// Writes a store that exercises every operation kind, several segments, a
+/// freed segment (a deleted journal that filled it), metadata-only and
+/// non-UTF-8 journals and an empty entry. Returns the final state.
+fn build_store(dir: &Path) -> State {
+    let store = Store::open(dir, options()).expect("open");
+    let mut state = State::new();
+    let write = |b: &WriteBatch| {
+        store.write(b).expect("write");
+    };
+    // Fills more than a segment; deleted below, so segment 1 is freed.
+    for i in 0..60 {
+        let mut b = WriteBatch::new();
+        b.append(b"tmp", &entry("tmp", i));
+        write(&b);
+    }
+    let mut b = WriteBatch::new();
+    b.append(b"alpha", &entry("alpha", 0))
+        .set_metadata(b"alpha", b"m1")
+        .append(NON_UTF8_ID, &[0, 1, 2, 0xff])
+        .set_metadata(NON_UTF8_ID, &[0xfe; 3]);
+    write(&b);
+    for i in 1..40 {
+        let mut b = WriteBatch::new();
+        b.append(b"alpha", &entry("alpha", i));
+        if i % 5 == 0 {
+            b.append(b"beta", &entry("beta", i / 5 - 1));
+        }
+        write(&b);
+    }
+    let mut b = WriteBatch::new();
+    b.delete_journal(b"tmp").delete_journal(b"beta");
+    write(&b);
+    let mut b = WriteBatch::new();
+    b.trim_prefix(b"alpha", 5)
+        .truncate(b"alpha", 35)
+        .set_metadata(b"alpha", b"m2");
+    write(&b);
+    let mut b = WriteBatch::new();
+    b.set_metadata(b"meta-only", b"just metadata")
+        .append(b"gamma", b"");
+    write(&b);
+    for i in 0..3 {
+        let mut b = WriteBatch::new();
+        b.append(b"delta", &entry("delta", i));
+        write(&b);
+    }
+    store.close().expect("close");
+
+    state.insert(
+        b"alpha".to_vec(),
+        Expected {
+            first: 5,
+            entries: (5..35).map(|i| entry("alpha", i)).collect(),
+            metadata: b"m2".to_vec(),
+        },
+    );
+    state.insert(
+        NON_UTF8_ID.to_vec(),
+        Expected {
+            first: 0,
+            entries: vec![vec![0, 1, 2, 0xff]],
+            metadata: vec![0xfe; 3],
+        },
+    );
+    state.insert(
+        b"meta-only".to_vec(),
+        Expected {
+            metadata: b"just metadata".to_vec(),
+            ..Expected::default()
+        },
+    );
+    state.insert(
+        b"gamma".to_vec(),
+        Expected {
+            entries: vec![Vec::new()],
+            ..Expected::default()
+        },
+    );
+    state.insert(
+        b"delta".to_vec(),
+        Expected {
+            entries: (0..3).map(|i| entry("delta", i)).collect(),
+            ..Expected::default()
+        },
+    );
+    state
+}
+
+/// Reads the state of a store through the engine.
+fn read_state(dir: &Path) -> State {
+    let store = Store::open(dir, options()).expect("open for reading");
+    let snap = store.snapshot();
+    let mut out = State::new();
+    for id in snap.journal_ids() {
+        let j = snap.journal(id).expect("listed");
+        out.insert(
+            id.to_vec(),
+            Expected {
+                first: j.first_index(),
+                entries: j
+                    .entries(..)
+                    .map(|e| e.expect("entry").1.to_vec())
+                    .collect(),
+                metadata: j.metadata().expect("metadata").to_vec(),
+            },
+        );
+    }
+    drop(snap);
+    store.close().expect("close");
+    out
+}
+
+/// Every file of a directory (name -> bytes).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = if e.file_type().expect("type").is_file() {
+                std::fs::read(e.path()).expect("read")
+            } else {
+                b"<dir>".to_vec()
+            };
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for (name, bytes) in files(from) {
+        std::fs::write(to.join(name), bytes).expect("copy");
+    }
+}
+
+/// The result of one run of the tool.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `journal-dump ARGS`, checking that it did not panic and exited 0,
+/// 1 or 2 (a panic exits 101).
+fn dump(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
+    let out = Command::cargo_bin("journal-dump")
+        .expect("binary")
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("run journal-dump");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !run.stderr.contains("panicked") && matches!(run.code, 0..=2),
+        "journal-dump {shown:?} exited {} (stderr: {})",
+        run.code,
+        run.stderr
+    );
+    run
+}
+
+/// Every read-only command on `dir`, text and JSON; returns the runs by
+/// command name. Each JSON output parses and agrees with the exit status.
+fn every_read_command(dir: &Path) -> BTreeMap<&'static str, (Run, Run)> {
+    let seg = inspect::segment_files(dir)
+        .ok()
+        .and_then(|f| f.first().map(|(_, p)| p.clone()))
+        .unwrap_or_else(|| dir.join("seg-00000001.jseg"));
+    let cmds: Vec<(&'static str, Vec<&dyn AsRef<std::ffi::OsStr>>)> = vec![
+        ("summary", vec![&"summary", &dir]),
+        ("segments", vec![&"segments", &dir]),
+        ("segment", vec![&"segment", &seg]),
+        ("manifest", vec![&"manifest", &dir]),
+        ("journal", vec![&"journal", &dir, &"alpha"]),
+        ("verify", vec![&"verify", &dir]),
+    ];
+    let mut out = BTreeMap::new();
+    for (name, args) in cmds {
+        let text = dump(&args);
+        let mut json_args = args.clone();
+        json_args.push(&"--json");
+        let json = dump(&json_args);
+        let v = json.json();
+        assert_eq!(v["ok"], Value::Bool(json.code == 0), "{name}: ok vs exit");
+        assert_eq!(text.code, json.code, "{name}: text and JSON exit alike");
+        assert!(!text.stdout.is_empty(), "{name}: printed nothing");
+        out.insert(name, (text, json));
+    }
+    out
+}
+
+/// On a healthy store every command succeeds, shows what was written, and
+/// changes no byte; `salvage` rebuilds the same state elsewhere.
+#[test]
+fn every_command_on_a_healthy_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let expected = build_store(&dir);
+    let before = files(&dir);
+    let runs = every_read_command(&dir);
+    for (name, (text, _)) in &runs {
+        assert_eq!(
+            text.code, 0,
+            "{name} failed:\n{}{}",
+            text.stdout, text.stderr
+        );
+    }
+    assert_eq!(files(&dir), before, "a read command changed the store");
+
+    // summary
+    let s = runs["summary"].1.json();
+    assert_eq!(s["format_version"], 1);
+    assert_eq!(s["source"], "replay");
+    assert_eq!(s["journals"], expected.len() as u64);
+    let entries: usize = expected.values().map(|e| e.entries.len()).sum();
+    assert_eq!(s["entries"], entries as u64);
+    let bytes: usize = expected
+        .values()
+        .flat_map(|e| e.entries.iter().map(Vec::len))
+        .sum();
+    assert_eq!(s["entry_bytes"], bytes as u64);
+    let segs = s["segments"].as_array().unwrap();
+    assert!(segs.len() >= 2, "the store rolled: {segs:?}");
+    assert!(
+        segs.iter().all(|s| s["live_ratio"].is_null()
+            || (0.0..=1.0).contains(&s["live_ratio"].as_f64().unwrap())),
+        "live ratios in 0..=1"
+    );
+    assert_eq!(segs.last().unwrap()["state"], "active");
+    let ids: Vec<u64> = segs.iter().map(|s| s["id"].as_u64().unwrap()).collect();
+    assert!(!ids.contains(&1), "segment 1 (only tmp) was freed: {ids:?}");
+    assert!(
+        s["oldest_lsn"].as_u64().unwrap() > 1,
+        "freed records are gone"
+    );
+    assert!(s["newest_lsn"].as_u64().unwrap() >= s["oldest_lsn"].as_u64().unwrap());
+    assert!(runs["summary"].0.stdout.contains("journals     5"));
+
+    // segments: every record intact, every op kind present, LSNs increase.
+    let v = runs["segments"].1.json();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut last_lsn = 0;
+    for seg in v["segments"].as_array().unwrap() {
+        assert!(seg["header"].is_object());
+        for item in seg["items"].as_array().unwrap() {
+            if item["type"] == "record" {
+                assert_eq!(item["checksums"], "ok");
+                let lsn = item["lsn"].as_u64().unwrap();
+                assert!(lsn > last_lsn, "LSNs increase in manifest order");
+                last_lsn = lsn;
+                for op in item["ops"].as_array().unwrap() {
+                    kinds.insert(op["kind"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        assert_eq!(
+            seg["items"].as_array().unwrap().last().unwrap()["type"],
+            "end"
+        );
+    }
+    for kind in [
+        "append",
+        "set_metadata",
+        "trim_prefix",
+        "truncate",
+        "delete_journal",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
+    // Text: the non-UTF-8 id prints as hex.
+    assert!(runs["segments"].0.stdout.contains("0xff006a"));
+
+    // --from and --limit.
+    let first_seg = v["segments"][0]["file"].as_str().unwrap().to_owned();
+    let limited = dump(&[&"segment", &first_seg, &"--limit", &"2", &"--json"]).json();
+    let items = limited["segments"][0]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "2 records and the end: {items:?}");
+    assert_eq!(limited["segments"][0]["truncated"], true);
+    let second = items[1]["offset"].as_u64().unwrap();
+    let from = dump(&[
+        &"segment",
+        &first_seg,
+        &"--from",
+        &(second - 8).to_string(),
+        &"--json",
+    ]);
+    assert_eq!(from.code, 0, "{}", from.stdout);
+    let from = from.json();
+    let first_item = &from["segments"][0]["items"][0];
+    assert_eq!(
+        first_item["offset"], second,
+        "--from resyncs to the next record"
+    );
+
+    // manifest
+    let m = runs["manifest"].1.json();
+    assert_eq!(m["manifests"][0]["role"], "current");
+    assert_eq!(
+        m["manifests"][0]["manifest"]["segments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        segs.len()
+    );
+    let file = dump(&[&"manifest", &dir.join("MANIFEST"), &"--json"]).json();
+    assert_eq!(
+        file["manifests"][0]["manifest"],
+        m["manifests"][0]["manifest"]
+    );
+
+    // journal: bounds, metadata and entries as written.
+    let j = runs["journal"].1.json();
+    let alpha = &expected[&b"alpha"[..]];
+    assert_eq!(j["first_index"], alpha.first);
+    assert_eq!(j["len"], alpha.entries.len() as u64);
+    assert_eq!(j["metadata"]["value"], "m2");
+    let got: Vec<String> = j["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"]["value"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = alpha
+        .entries
+        .iter()
+        .map(|e| String::from_utf8(e.clone()).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    let ranged = dump(&[&"journal", &dir, &"alpha", &"--range", &"10..12", &"--json"]).json();
+    let idx: Vec<u64> = ranged["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, vec![10, 11]);
+    let hexed = dump(&[
+        &"journal", &dir, &"alpha", &"--range", &"5", &"--hex", &"--json",
+    ])
+    .json();
+    assert_eq!(hexed["entries"][0]["value"]["encoding"], "hex");
+    assert_eq!(
+        hexed["entries"][0]["value"]["value"],
+        entry("alpha", 5)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let raw = dump(&[&"journal", &dir, &"--hex-id", &"ff006a", &"--json"]);
+    assert_eq!(raw.code, 0, "{}", raw.stdout);
+    let raw = raw.json();
+    assert_eq!(raw["journal"]["hex"], "ff006a");
+    assert_eq!(raw["journal"]["utf8"], Value::Null);
+    assert_eq!(raw["entries"][0]["value"]["encoding"], "hex");
+    assert_eq!(raw["entries"][0]["value"]["value"], "000102ff");
+    let lossy = dump(&[
+        &"journal",
+        &dir,
+        &"--hex-id",
+        &"ff006a",
+        &"--utf8",
+        &"--json",
+    ])
+    .json();
+    assert_eq!(lossy["metadata"]["encoding"], "utf8");
+    assert_eq!(lossy["metadata"]["value"], "\u{fffd}\u{fffd}\u{fffd}");
+    let text = dump(&[&"journal", &dir, &"--hex-id", &"ff006a"]);
+    assert!(
+        text.stdout.contains("journal   0xff006a"),
+        "{}",
+        text.stdout
+    );
+    let missing = dump(&[&"journal", &dir, &"nope"]);
+    assert_eq!(missing.code, 1, "an absent journal is reported");
+
+    // verify
+    let v = runs["verify"].1.json();
+    assert_eq!(v["problems"], Value::Array(vec![]));
+    assert_eq!(v["journals"], expected.len() as u64);
+    assert!(runs["verify"].0.stdout.contains("OK: every checksum"));
+
+    // salvage: the same state in a new store; the source untouched.
+    let out = tmp.path().join("salvaged");
+    let run = dump(&[&"salvage", &dir, &out, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["journals"], expected.len() as u64);
+    assert_eq!(files(&dir), before, "salvage changed its source");
+    assert_eq!(read_state(&out), expected);
+    assert_eq!(read_state(&dir), expected);
+    // A second salvage into the same directory is refused, as is one into
+    // the store itself.
+    assert_eq!(dump(&[&"salvage", &dir, &out]).code, 1);
+    let inside = dump(&[&"salvage", &dir, &dir.join("sub")]);
+    assert_eq!(inside.code, 1);
+    assert!(!dir.join("sub").exists(), "salvage wrote inside its source");
+}
+
+/// The JSON shapes are the documented ones: these keys, at least, in every
+/// command's object (the README lists them; renaming one breaks users).
+#[test]
+fn json_shapes_are_stable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let runs = every_read_command(&dir);
+    let expect = |name: &str, want: &[&str]| {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(keys(&runs[name].1.json()), want, "{name}");
+    };
+    expect(
+        "summary",
+        &[
+            "command",
+            "ok",
+            "problems",
+            "dir",
+            "source",
+            "format_version",
+            "generation",
+            "next_segment_id",
+            "lsn_floor",
+            "segments",
+            "journals",
+            "entries",
+            "entry_bytes",
+            "metadata_bytes",
+            "oldest_lsn",
+            "newest_lsn",
+            "torn_tail",
+        ],
+    );
+    expect("segments", &["command", "ok", "problems", "segments"]);
+    expect("segment", &["command", "ok", "problems", "segments"]);
+    expect("manifest", &["command", "ok", "problems", "manifests"]);
+    expect(
+        "journal",
+        &[
+            "command",
+            "ok",
+            "problems",
+            "dir",
+            "journal",
+            "source",
+            "found",
+            "first_index",
+            "end_index",
+            "len",
+            "metadata",
+            "range_start",
+            "range_end",
+            "entries",
+        ],
+    );
+    expect(
+        "verify",
+        &[
+            "command",
+            "ok",
+            "problems",
+            "dir",
+            "generation",
+            "segments",
+            "records",
+            "ops",
+            "journals",
+            "values",
+        ],
+    );
+    let s = runs["summary"].1.json();
+    let mut seg_keys = keys(&s["segments"][0]);
+    seg_keys.sort();
+    assert_eq!(
+        seg_keys,
+        [
+            "file",
+            "id",
+            "live_bytes",
+            "live_items",
+            "live_ratio",
+            "size",
+            "state",
+            "written"
+        ]
+    );
+    let segs = runs["segments"].1.json();
+    assert_eq!(
+        keys(&segs["segments"][0]),
+        [
+            "file",
+            "header",
+            "header_error",
+            "id",
+            "items",
+            "scan_from",
+            "scan_limit",
+            "sealed_len",
+            "size",
+            "state",
+            "tail_nonzero_at",
+            "truncated"
+        ]
+    );
+    let record = &segs["segments"][0]["items"][0];
+    assert_eq!(
+        keys(record),
+        [
+            "checksums",
+            "header_crc",
+            "kind",
+            "lsn",
+            "offset",
+            "op_count",
+            "op_error",
+            "ops",
+            "payload_crc",
+            "payload_len",
+            "synced_through",
+            "type"
+        ]
+    );
+    assert_eq!(
+        keys(&record["ops"][0]),
+        [
+            "end",
+            "first",
+            "index",
+            "journal",
+            "kind",
+            "offset",
+            "value_crc",
+            "value_crc_ok",
+            "value_len"
+        ]
+    );
+    assert_eq!(keys(&record["ops"][0]["journal"]), ["hex", "utf8"]);
+    let j = runs["journal"].1.json();
+    assert_eq!(keys(&j["entries"][0]), ["error", "index", "value"]);
+    assert_eq!(keys(&j["metadata"]), ["encoding", "len", "value"]);
+    let out = tmp.path().join("out");
+    let sal = dump(&[&"salvage", &dir, &out, &"--json"]).json();
+    assert_eq!(
+        keys(&sal),
+        [
+            "command", "dir", "entries", "journals", "lost", "ok", "out", "problems", "records",
+            "torn", "unlisted", "written"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A store held open by another process.
+
+const HOLDER_ENV: &str = "JOURNAL_DUMP_TEST_HOLDER_DIR";
+
+/// Not a test: the child process of `works_on_a_store_open_in_another_process`
+/// (this test binary run again with `--ignored --exact holder_process`).
+/// Opens the store in `$JOURNAL_DUMP_TEST_HOLDER_DIR`, writes, prints
+/// `HOLDER-READY` and then obeys stdin: `spin` writes continuously
+/// (printing `HOLDER-SPINNING` once 10 more batches are written) until
+/// `stop` (then `HOLDER-READY` again); end of input closes the store.
+#[test]
+#[ignore = "helper process for works_on_a_store_open_in_another_process"]
+fn holder_process() {
+    let dir = PathBuf::from(std::env::var_os(HOLDER_ENV).expect("run only as a child"));
+    let store = Store::open(&dir, options()).expect("child open");
+    let write = |i: u64| {
+        let mut b = WriteBatch::new();
+        b.append(b"live", &entry("live", i))
+            .set_metadata(b"live", format!("n={}", i + 1).as_bytes());
+        store.write(&b).expect("child write");
+    };
+    let mut n = 0;
+    for _ in 0..80 {
+        write(n);
+        n += 1;
+    }
+    println!("HOLDER-READY");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // One reader of stdin for the whole run (a second `lines()` would wait
+    // for the first one's lock forever).
+    let mut lines = std::io::stdin().lines();
+    while let Some(line) = lines.next() {
+        match line.expect("stdin").trim() {
+            "spin" => {
+                n = std::thread::scope(|s| {
+                    let writer = s.spawn(|| {
+                        let mut n = n;
+                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            write(n);
+                            n += 1;
+                            if n % 1000 == 90 {
+                                println!("HOLDER-SPINNING");
+                            }
+                        }
+                        n
+                    });
+                    for l in lines.by_ref() {
+                        if l.expect("stdin").trim() == "stop" {
+                            break;
+                        }
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    writer.join().expect("writer")
+                });
+                stop.store(false, std::sync::atomic::Ordering::SeqCst);
+                println!("HOLDER-READY");
+            }
+            other => panic!("unknown holder command {other:?}"),
+        }
+    }
+    store.close().expect("child close");
+}
+
+struct Holder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Holder {
+    fn start(dir: &Path) -> Holder {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "holder_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HOLDER_ENV, dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn holder");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut h = Holder {
+            child,
+            stdin,
+            stdout,
+        };
+        h.wait_ready();
+        h
+    }
+
+    fn wait_ready(&mut self) {
+        self.wait_for("HOLDER-READY");
+    }
+
+    fn wait_for(&mut self, token: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).expect("holder output");
+            assert!(n > 0, "holder exited before printing {token}");
+            if line.contains(token) {
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, cmd: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").expect("holder stdin");
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("holder exit");
+        assert!(status.success(), "holder failed: {status}");
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Another process holds the store open (and its lock): every command
+/// works and changes no byte while it is idle, and `summary` and `journal`
+/// keep working while it writes.
+#[test]
+fn works_on_a_store_open_in_another_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let mut holder = Holder::start(&dir);
+    assert!(
+        matches!(Store::open(&dir, options()), Err(Error::Locked { .. })),
+        "the child holds the lock"
+    );
+    let before = files(&dir);
+    let runs = every_read_command(&dir);
+    for (name, (text, _)) in &runs {
+        assert_eq!(text.code, 0, "{name}:\n{}{}", text.stdout, text.stderr);
+    }
+    let live = dump(&[&"journal", &dir, &"live", &"--json"]).json();
+    assert_eq!(live["len"], 80, "the child's writes are visible");
+    assert_eq!(live["metadata"]["value"], "n=80");
+    assert_eq!(files(&dir), before, "journal-dump changed the store");
+
+    holder.send("spin");
+    // The child has written 10 more batches and goes on writing.
+    holder.wait_for("HOLDER-SPINNING");
+    for _ in 0..5 {
+        // A batch being written as the summary reads is a torn tail, the
+        // one problem allowed here.
+        let s = dump(&[&"summary", &dir, &"--json"]);
+        let problems = s.json()["problems"].as_array().unwrap().clone();
+        assert!(
+            problems.iter().all(|p| p["repaired_at_open"] == true
+                && p["reason"].as_str().unwrap().contains("torn tail")),
+            "summary during writes: {}",
+            s.stdout
+        );
+        let j = dump(&[&"journal", &dir, &"live", &"--json"]);
+        assert_eq!(j.code, 0, "journal during writes: {}", j.stdout);
+        // Metadata and entries come from one point in time.
+        let j = j.json();
+        assert_eq!(
+            j["metadata"]["value"].as_str().unwrap(),
+            format!("n={}", j["len"])
+        );
+    }
+    holder.send("stop");
+    holder.wait_ready();
+    let live = dump(&[&"journal", &dir, &"live", &"--json"]).json();
+    assert!(
+        live["len"].as_u64().unwrap() >= 90,
+        "the child wrote meanwhile"
+    );
+    let before = files(&dir);
+    let v = dump(&[&"verify", &dir]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert_eq!(files(&dir), before, "verify changed the store");
+    holder.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Damaged copies.
+
+/// The first record of the first sealed segment holding an `append`:
+/// (file, record offset, op offset).
+fn a_sealed_record(dir: &Path) -> (PathBuf, u64, u64) {
+    let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    for s in m.segments.iter().filter(|s| s.sealed_len.is_some()) {
+        let path = dir.join(&s.file_name);
+        let file = SegmentFile::read(&path).unwrap();
+        for item in file.scan(0, s.sealed_len, false) {
+            if let ScanItem::Record { offset, ops, .. } = item {
+                if let Some(op) = ops
+                    .iter()
+                    .find(|o| o.kind == "append" && o.journal == b"alpha")
+                {
+                    return (path, offset, op.offset);
+                }
+            }
+        }
+    }
+    panic!("no sealed record with an append");
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn active_segment(dir: &Path) -> PathBuf {
+    let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    dir.join(&m.segments.last().unwrap().file_name)
+}
+
+/// Seeded xorshift: the garbage is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// What `verify --json` reports, as (file name, offset, reason, repaired).
+/// A problem as (file name, offset, reason, repaired at open).
+type Found = (String, u64, String, bool);
+
+fn verify_problems(dir: &Path) -> (i32, Vec<Found>, String) {
+    let run = dump(&[&"verify", &dir, &"--json"]);
+    let text = dump(&[&"verify", &dir]);
+    assert_eq!(run.code, text.code);
+    let v = run.json();
+    let problems = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                Path::new(p["file"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                p["offset"].as_u64().unwrap(),
+                p["reason"].as_str().unwrap().to_owned(),
+                p["repaired_at_open"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    (run.code, problems, text.stdout)
+}
+
+/// Damage is found and placed, the store is left as it was, and every
+/// command still prints what it can.
+fn check_damaged(
+    name: &str,
+    dir: &Path,
+    want_file: &str,
+    want_offset: Option<u64>,
+    want_reason: &str,
+) {
+    let before = files(dir);
+    let (code, problems, text) = verify_problems(dir);
+    assert_eq!(code, 1, "{name}: verify must fail:\n{text}");
+    assert!(
+        problems.iter().any(|(f, o, r, _)| f == want_file
+            && want_offset.is_none_or(|w| *o == w)
+            && r.contains(want_reason)),
+        "{name}: expected {want_file} @ {want_offset:?}: {want_reason:?} in {problems:#?}"
+    );
+    let line = match want_offset {
+        Some(o) => format!("{want_file} @ {o}"),
+        None => want_file.to_owned(),
+    };
+    assert!(text.contains(&line), "{name}: text names {line}:\n{text}");
+    let runs = every_read_command(dir);
+    assert!(runs["summary"].0.stdout.contains("segments"), "{name}");
+    let out = dir.with_extension("salvaged");
+    let sal = dump(&[&"salvage", &dir, &out, &"--json"]);
+    if sal.json()["written"] == true {
+        // Whatever was salvaged opens as a store.
+        read_state(&out);
+    }
+    assert_eq!(files(dir), before, "{name}: a command changed the store");
+}
+
+/// A flipped bit in a sealed segment's record: verify names the file and
+/// the record's offset; salvage keeps the rest.
+#[test]
+fn bit_flip_in_a_sealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let expected = build_store(&dir);
+    let (path, record, op) = a_sealed_record(&dir);
+    flip(&path, op + 40);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged(
+        "bit flip",
+        &dir,
+        &name,
+        Some(record),
+        "payload checksum mismatch",
+    );
+    // summary falls back to the scan and says so; segments shows the place.
+    let s = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(s.code, 1);
+    assert_eq!(s.json()["source"], "salvage_scan");
+    let segs = dump(&[&"segments", &dir]);
+    assert!(
+        segs.stdout.contains(&format!("@{record:<8} DAMAGED")),
+        "{}",
+        segs.stdout
+    );
+    let j = dump(&[&"journal", &dir, &"delta", &"--json"]).json();
+    assert_eq!(j["source"], "salvage_scan");
+    assert_eq!(j["len"], 3, "an undamaged journal is still shown");
+    // The damaged record was the first batch, the only one of the
+    // non-UTF-8 journal: salvage keeps every other journal.
+    let out = dir.with_extension("salvaged");
+    let got = read_state(&out);
+    let mut want: Vec<&Vec<u8>> = expected.keys().filter(|k| k[..] != *NON_UTF8_ID).collect();
+    want.sort();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want);
+    assert_eq!(got[&b"delta"[..]], expected[&b"delta"[..]]);
+    assert_eq!(got[&b"alpha"[..]], expected[&b"alpha"[..]]);
+}
+
+/// A torn tail (the last record of the active segment half written): open
+/// would cut it, verify still reports it, marked as repaired at open.
+#[test]
+fn torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let active = active_segment(&dir);
+    let file = SegmentFile::read(&active).unwrap();
+    let last = file
+        .scan(0, None, false)
+        .iter()
+        .rev()
+        .find_map(|i| match i {
+            ScanItem::Record { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .unwrap();
+    // Zero the second half of the last record's payload: as if the write
+    // stopped midway.
+    let mut bytes = std::fs::read(&active).unwrap();
+    let len = u32::from_le_bytes(bytes[last as usize + 16..][..4].try_into().unwrap()) as usize;
+    let start = last as usize + 32 + len / 2;
+    bytes[start..last as usize + 32 + len].fill(0);
+    std::fs::write(&active, bytes).unwrap();
+    let name = active.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged("torn tail", &dir, &name, Some(last), "torn tail");
+    let (_, problems, _) = verify_problems(&dir);
+    assert!(
+        problems.iter().all(|p| p.3),
+        "only repairable problems: {problems:?}"
+    );
+    let s = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(s.code, 1, "summary reports the torn tail");
+    assert_eq!(s.json()["torn_tail"], true);
+    assert_eq!(s.json()["source"], "replay");
+    // The engine agrees: the store opens without the last batch.
+    let state = read_state(&dir);
+    assert_eq!(state[&b"delta"[..]].entries.len(), 2);
+    let (code, problems, _) = verify_problems(&dir);
+    assert_eq!((code, problems), (0, vec![]), "open sealed the tail off");
+}
+
+/// A segment the manifest lists is gone.
+#[test]
+fn missing_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let (path, _, _) = a_sealed_record(&dir);
+    std::fs::remove_file(&path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged("missing segment", &dir, &name, Some(0), "missing");
+    let m = dump(&[&"manifest", &dir]);
+    assert_eq!(m.code, 0, "the manifest itself is fine");
+    let segs = dump(&[&"segments", &dir]);
+    assert_eq!(segs.code, 1);
+    assert!(segs.stdout.contains("missing"), "{}", segs.stdout);
+}
+
+/// A segment and the manifest entry naming it are both gone (a manifest
+/// rewritten without it): only the index continuity check can tell.
+#[test]
+fn lost_segment_no_longer_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let (path, _, _) = a_sealed_record(&dir);
+    let id =
+        inspect::segment_id_from_file_name(&path.file_name().unwrap().to_string_lossy()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // Rewrite the manifest without the entry (layout: format-spec section 6).
+    let bytes = std::fs::read(dir.join("MANIFEST")).unwrap();
+    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let mut out = bytes[..40].to_vec();
+    out[12..16].copy_from_slice(&(count as u32 - 1).to_le_bytes());
+    for i in 0..count {
+        let e = &bytes[40 + 16 * i..56 + 16 * i];
+        if u64::from_le_bytes(e[..8].try_into().unwrap()) != u64::from(id) {
+            out.extend_from_slice(e);
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(dir.join("MANIFEST"), out).unwrap();
+    let (code, problems, text) = verify_problems(&dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.2.contains("referenced but no segment holds it")),
+        "{problems:#?}"
+    );
+    // The replay reports it against the last segment, where it ends.
+    let active = active_segment(&dir);
+    let name = active.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged(
+        "lost segment",
+        &dir,
+        &name,
+        Some(0),
+        "referenced but no segment",
+    );
+}
+
+/// A value whose own CRC fails inside a record whose checksums were
+/// recomputed (so only the value check can see it).
+#[test]
+fn value_checksum_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let (path, record, op) = a_sealed_record(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let r = record as usize;
+    let payload_len = u32::from_le_bytes(bytes[r + 16..r + 20].try_into().unwrap()) as usize;
+    // The value starts after the op header and the 5-byte id "alpha".
+    bytes[op as usize + 32 + 5 + 3] ^= 1;
+    let payload_crc = crc32fast::hash(&bytes[r + 32..r + 32 + payload_len]);
+    bytes[r + 4..r + 8].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[r + 4..r + 32]);
+    bytes[r..r + 4].copy_from_slice(&header_crc.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged(
+        "value checksum",
+        &dir,
+        &name,
+        Some(op),
+        "value checksum mismatch",
+    );
+    let segs = dump(&[&"segment", &path]);
+    assert_eq!(segs.code, 1);
+    assert!(segs.stdout.contains("crc BAD"), "{}", segs.stdout);
+}
+
+/// Junk files: a listed segment overwritten with random bytes, a random
+/// file named like a segment, a random `MANIFEST`, a random `MANIFEST.tmp`.
+#[test]
+fn junk_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tmp.path().join("clean");
+    build_store(&clean);
+    let mut rng = Rng(0x5eed);
+
+    let dir = tmp.path().join("junk-segment");
+    copy_dir(&clean, &dir);
+    let (path, _, _) = a_sealed_record(&dir);
+    std::fs::write(&path, rng.bytes(8192)).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    check_damaged("junk segment", &dir, &name, Some(0), "bad magic");
+
+    let dir = tmp.path().join("junk-orphan");
+    copy_dir(&clean, &dir);
+    std::fs::write(dir.join("seg-000000ff.jseg"), rng.bytes(5000)).unwrap();
+    check_damaged(
+        "junk orphan",
+        &dir,
+        "seg-000000ff.jseg",
+        Some(0),
+        "not listed in the manifest",
+    );
+
+    let dir = tmp.path().join("junk-manifest");
+    copy_dir(&clean, &dir);
+    std::fs::write(dir.join("MANIFEST"), rng.bytes(76)).unwrap();
+    check_damaged("junk manifest", &dir, "MANIFEST", Some(0), "bad magic");
+    let m = dump(&[&"manifest", &dir]);
+    assert_eq!(m.code, 1);
+    assert!(m.stdout.contains("unreadable"), "{}", m.stdout);
+    // Without a manifest, segments still prints every file.
+    let segs = dump(&[&"segments", &dir, &"--json"]).json();
+    assert!(segs["segments"].as_array().unwrap().len() >= 2);
+
+    let dir = tmp.path().join("junk-tmp");
+    copy_dir(&clean, &dir);
+    std::fs::write(dir.join("MANIFEST.tmp"), rng.bytes(30)).unwrap();
+    check_damaged("junk tmp", &dir, "MANIFEST.tmp", Some(0), "interrupted");
+    let m = dump(&[&"manifest", &dir, &"--json"]).json();
+    assert_eq!(m["manifests"][1]["role"], "pending");
+}
+
+/// Random garbage and truncated files never make the tool panic; given a
+/// file or directory that is not a store, it exits 1 with a message.
+#[test]
+fn garbage_never_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tmp.path().join("clean");
+    build_store(&clean);
+    let mut rng = Rng(0xdead_beef);
+    let seg = active_segment(&clean);
+    let seg_bytes = std::fs::read(&seg).unwrap();
+    let manifest = std::fs::read(clean.join("MANIFEST")).unwrap();
+    let mut inputs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for len in [0, 1, 63, 64, 100, 4096] {
+        inputs.push((rng.bytes(len), rng.bytes(len.min(200))));
+    }
+    for cut in [0, 10, 64, 65, 200, 1000, seg_bytes.len() - 1] {
+        inputs.push((
+            seg_bytes[..cut].to_vec(),
+            manifest[..cut.min(manifest.len())].to_vec(),
+        ));
+    }
+    // A valid header followed by garbage.
+    let mut g = seg_bytes[..64].to_vec();
+    g.extend(rng.bytes(8192 - 64));
+    inputs.push((g, manifest.clone()));
+    for (i, (seg_in, man_in)) in inputs.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("g{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let seg_path = dir.join(seg.file_name().unwrap());
+        std::fs::write(&seg_path, &seg_in).unwrap();
+        std::fs::write(dir.join("MANIFEST"), &man_in).unwrap();
+        for args in [
+            vec![&"segment" as &dyn AsRef<std::ffi::OsStr>, &seg_path],
+            vec![&"segment", &seg_path, &"--from", &"18446744073709551615"],
+            vec![&"manifest", &dir.join("MANIFEST")],
+            vec![&"summary", &dir],
+            vec![&"segments", &dir, &"--from", &"100", &"--limit", &"0"],
+            vec![
+                &"journal",
+                &dir,
+                &"alpha",
+                &"--range",
+                &"18446744073709551614..",
+            ],
+            vec![&"verify", &dir],
+        ] {
+            let run = dump(&args);
+            let mut json_args = args.clone();
+            json_args.push(&"--json");
+            dump(&json_args).json();
+            assert!(!run.stdout.is_empty(), "printed nothing for {i}");
+        }
+        let out = tmp.path().join(format!("g{i}-out"));
+        dump(&[&"salvage", &dir, &out]);
+    }
+    // A file without end is refused, not read forever.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        assert_eq!(dump(&[&"segment", &zero]).code, 1);
+        assert_eq!(dump(&[&"manifest", &zero]).code, 1);
+    }
+    // Paths that are not stores at all.
+    let nowhere = tmp.path().join("nowhere");
+    for cmd in ["summary", "segments", "verify", "manifest"] {
+        let run = dump(&[&cmd, &nowhere]);
+        assert_eq!(run.code, 1, "{cmd} on a missing directory");
+    }
+    let run = dump(&[&"segment", &nowhere]);
+    assert_eq!(run.code, 1);
+    assert_eq!(dump(&[&"salvage", &nowhere, &tmp.path().join("o")]).code, 1);
+    assert!(!tmp.path().join("o").exists());
+}
+
+/// Bad usage exits 2 with clap's message; a closed output pipe is not a
+/// crash.
+#[test]
+fn usage_errors_and_closed_pipes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    assert_eq!(dump(&[&"frobnicate"]).code, 2);
+    assert_eq!(dump(&[&"journal", &dir, &"a", &"--range", &"5..2"]).code, 2);
+    assert_eq!(dump(&[&"journal", &dir, &"a", &"--hex", &"--utf8"]).code, 2);
+    assert_eq!(dump(&[&"journal", &dir, &"zz", &"--hex-id"]).code, 2);
+    assert_eq!(dump(&[&"summary"]).code, 2);
+    assert_eq!(dump(&[&"--help"]).code, 0);
+
+    // Far more JSON than a pipe buffers, so the writes after the reader
+    // is gone meet a closed pipe.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("journal-dump"))
+        .arg("segments")
+        .arg(&dir)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped: the rest of the output meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(first.trim(), "{");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{:?}", out.status);
+}
+
+/// The records of the active segment, as offsets.
+fn active_records(dir: &Path) -> Vec<u64> {
+    SegmentFile::read(&active_segment(dir))
+        .unwrap()
+        .scan(0, None, false)
+        .iter()
+        .filter_map(|i| match i {
+            ScanItem::Record { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Salvage tells a torn tail from damage as recovery does. Three batches
+/// written with `SyncMode::Never` (never synced, so each record's
+/// `synced_through` stays below them all) and the middle one damaged: a
+/// torn tail; the third record is dropped, exactly as `Store::open` drops
+/// it. The same under `SyncMode::Always` (each record says the ones before
+/// it were synced): damage; `Store::open` refuses the store and salvage
+/// keeps the third record.
+#[test]
+fn salvage_tells_a_torn_tail_from_damage() {
+    for (sync, torn) in [(SyncMode::Never, true), (SyncMode::Always, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        build_store(&dir);
+        let before = active_records(&dir).len();
+        let store = Store::open(&dir, Options { sync, ..options() }).unwrap();
+        for (journal, value) in [("n", "one"), ("n", "two"), ("other", "three")] {
+            let mut b = WriteBatch::new();
+            b.append(journal.as_bytes(), value.as_bytes());
+            store.write(&b).unwrap();
+        }
+        store.close().unwrap();
+        let records = active_records(&dir);
+        assert_eq!(records.len(), before + 3);
+        let middle = records[before + 1];
+        flip(&active_segment(&dir), middle + 40);
+
+        let out = tmp.path().join("out");
+        let run = dump(&[&"salvage", &dir, &out, &"--json"]);
+        assert_eq!(run.code, 1, "damage is reported: {}", run.stdout);
+        let v = run.json();
+        let name = active_segment(&dir)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            v["problems"].as_array().unwrap().iter().any(|p| p["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&name)
+                && p["offset"] == middle),
+            "{v}"
+        );
+        let salvaged = read_state(&out);
+        assert_eq!(salvaged[&b"n"[..]].entries, vec![b"one".to_vec()]);
+        if torn {
+            assert_eq!(v["torn"].as_array().unwrap().len(), 1, "{v}");
+            assert!(!salvaged.contains_key(&b"other"[..]));
+            // Recovery agrees: the same state.
+            assert_eq!(read_state(&dir), salvaged);
+        } else {
+            assert_eq!(v["torn"], Value::Array(vec![]));
+            assert_eq!(salvaged[&b"other"[..]].entries, vec![b"three".to_vec()]);
+            assert!(
+                matches!(Store::open(&dir, options()), Err(Error::Corruption { .. })),
+                "recovery calls it damage"
+            );
+        }
+    }
+}
