@@ -145,8 +145,10 @@ impl LogWriter {
             }
             match self.encode_batch(batch) {
                 Ok(lsn) => results.push(Ok(lsn)),
+                // The batch that hit the failure (in a roll) gets the I/O
+                // error itself; the batches after it, `WritesStopped`.
                 Err(e @ Error::Io { .. }) => {
-                    results.push(Err(stopped_error(&Err(clone_io(&e)))));
+                    results.push(Err(clone_io(&e)));
                     fatal = Err(e);
                 }
                 Err(e) => results.push(Err(e)),

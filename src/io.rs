@@ -95,6 +95,16 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
 
+/// Syncs the directory that holds `path`, so that `path`'s own entry (a
+/// directory just created) is durable.
+pub(crate) fn sync_parent<F: FileSystem + ?Sized>(fs: &F, path: &Path) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs.sync_dir(parent)
+}
+
 /// Copies `from` to a new file `to` through `fs`, in 1 MiB chunks, and syncs it.
 pub(crate) fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) -> io::Result<()> {
     let src = fs.open(from, OpenMode::ReadOnly)?;

@@ -266,9 +266,13 @@ impl Run {
     }
 
     fn options(&self, fs: Arc<dyn FileSystem>) -> Options {
+        // No background compaction: its I/O would spend `fail_after`
+        // budgets at random moments and make seeds irreproducible; power
+        // loss during compaction is covered step by step in compaction.rs.
         Options {
             sync: self.sync,
             segment_size: self.segment_size,
+            background_compaction: false,
             fs,
             ..Options::default()
         }

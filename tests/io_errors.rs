@@ -1,0 +1,467 @@
+//! I/O errors: a failing write, sync or rename stops writes cleanly.
+//!
+//! Faults are injected through `SimFs` (one-shot `Fault::Write`, `Sync` and
+//! `Rename`, with a full disk or an EIO-like error) while a store writes
+//! random batches into small segments, so that the faults land in segment
+//! writes, group syncs, explicit syncs, segment rolls, segment frees and
+//! compaction's manifest swaps. For each case:
+//!
+//! - the call that hits the fault returns `Error::Io` naming the operation
+//!   and a file of the store (or, when the fault hit the segment free that
+//!   follows an already durable batch, that batch is acknowledged and the
+//!   next call returns `Error::WritesStopped` carrying the cause);
+//! - snapshots taken before and after read fine and equal the model of the
+//!   acknowledged batches;
+//! - every later write returns `Error::WritesStopped`, and so does `close`;
+//! - after a reopen (the process died, or the machine lost power) no
+//!   acknowledged batch is lost (`Always`), or nothing acknowledged before
+//!   the last successful sync (`Never`); the failed batch may or may not be
+//!   there, whole; no orphan file is left.
+//!
+//! A compaction whose copy fails (before anything was switched) leaves the
+//! store writable; one whose manifest swap fails stops writes like the rest.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{random_batch, to_batch, Model, Op, Rng};
+use journalstore::inspect;
+use journalstore::io::{CrashMode, Fault, SimFs};
+use journalstore::{Error, Options, Snapshot, Store, SyncMode};
+
+const SEGMENT: u64 = 8 << 10;
+/// The journal whose metadata numbers the batches (see `counter`).
+const SEQ: &[u8] = b"seq";
+
+fn options(sim: &SimFs, sync: SyncMode) -> Options {
+    Options {
+        sync,
+        segment_size: SEGMENT,
+        background_compaction: false,
+        fs: Arc::new(sim.clone()),
+        ..Options::default()
+    }
+}
+
+/// Every segment file on disk is listed by the manifest, and no
+/// `MANIFEST.tmp` is left.
+fn assert_no_orphans(dir: &Path, ctx: &str) {
+    let on_disk: BTreeSet<u32> = inspect::segment_files(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let listed: BTreeSet<u32> = inspect::read_manifest(&inspect::manifest_path(dir))
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(on_disk, listed, "{ctx}: orphan segment files");
+    assert!(
+        !dir.join(inspect::MANIFEST_TMP_FILE_NAME).exists(),
+        "{ctx}: MANIFEST.tmp left"
+    );
+}
+
+/// How many batches a state holds: the metadata of `SEQ`, which every
+/// batch sets to its position (1-based) in the history.
+fn counter(snap: &Snapshot) -> usize {
+    snap.journal(SEQ).map_or(0, |j| {
+        std::str::from_utf8(j.metadata().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
+
+/// Checks that `e` is the error of the injected fault: `Error::Io` naming
+/// a file of the store in `dir` and carrying the fault's kind, or
+/// `Error::WritesStopped` whose cause is that failure. Returns whether it
+/// was `Error::Io`.
+fn check_fault_error(e: &Error, dir: &Path, kind: ErrorKind, ctx: &str) -> bool {
+    match e {
+        Error::Io { op, path, source } => {
+            assert!(!op.is_empty(), "{ctx}: no operation in {e:?}");
+            assert!(path.starts_with(dir), "{ctx}: {path:?} is not in the store");
+            assert_eq!(source.kind(), kind, "{ctx}: {e:?}");
+            assert!(source.to_string().contains("simulated"), "{ctx}: {e:?}");
+            let shown = e.to_string();
+            assert!(shown.contains(op), "{ctx}: {shown} does not name {op}");
+            true
+        }
+        Error::WritesStopped { cause } => {
+            assert!(cause.contains("simulated"), "{ctx}: {e:?}");
+            false
+        }
+        other => panic!("{ctx}: unexpected error {other:?}"),
+    }
+}
+
+/// A valid batch for the model (retrying the generator until it is), with
+/// the counter set to `seq`.
+fn valid_batch(rng: &mut Rng, model: &Model, seq: usize) -> Vec<Op> {
+    loop {
+        let mut ops = random_batch(rng, model, 8, 300);
+        if model.clone().apply(&ops).is_ok() {
+            ops.push(Op::SetMetadata(SEQ.to_vec(), seq.to_string().into_bytes()));
+            return ops;
+        }
+    }
+}
+
+/// One scenario: what fails, in which mode, and how the process ends.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    fault: Fault,
+    sync: SyncMode,
+    /// Whether the machine loses power before the reopen (else only the
+    /// process ends, and the page cache survives).
+    power_loss: bool,
+}
+
+fn kind_of(fault: Fault) -> ErrorKind {
+    match fault {
+        Fault::Write { kind, .. } | Fault::Sync { kind, .. } | Fault::Rename { kind, .. } => kind,
+        other => panic!("not used here: {other:?}"),
+    }
+}
+
+/// Runs `case`; returns whether the first error was `Error::Io`.
+fn run(case: Case, seed: u64) -> bool {
+    let ctx = format!("{case:?} seed {seed}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Store::open(&dir, options(&sim, case.sync)).unwrap();
+    let mut rng = Rng::new(seed);
+    // models[k]: the state after the first k batches of the history.
+    let mut models = vec![Model::default()];
+    for _ in 0..10 {
+        let ops = valid_batch(&mut rng, models.last().unwrap(), models.len());
+        store.write(&to_batch(&ops)).unwrap();
+        let mut next = models.last().unwrap().clone();
+        next.apply(&ops).unwrap();
+        models.push(next);
+    }
+    store.sync().unwrap();
+    // Batches known durable: acknowledged under Always, or synced.
+    let mut synced = models.len() - 1;
+
+    sim.inject(case.fault);
+    let mut failed_batch: Option<Model> = None;
+    let mut failure = None;
+    let mut held = None;
+    for step in 0..400 {
+        held = Some(store.snapshot());
+        let acked = models.len() - 1;
+        if case.sync == SyncMode::Never && step % 5 == 4 {
+            match store.sync() {
+                Ok(()) => synced = acked,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            continue;
+        }
+        let ops = valid_batch(&mut rng, &models[acked], acked + 1);
+        match store.write(&to_batch(&ops)) {
+            Ok(_) => {
+                let mut next = models[acked].clone();
+                next.apply(&ops).unwrap();
+                models.push(next);
+                if case.sync == SyncMode::Always {
+                    synced = acked + 1;
+                }
+            }
+            Err(e) => {
+                let mut next = models[acked].clone();
+                next.apply(&ops).unwrap();
+                // A batch refused because writes had already stopped never
+                // reached the log.
+                if !matches!(e, Error::WritesStopped { .. }) {
+                    failed_batch = Some(next);
+                }
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = failure.unwrap_or_else(|| panic!("{ctx}: the fault never fired"));
+    let was_io = check_fault_error(&failure, &dir, kind_of(case.fault), &ctx);
+    let acked = models.len() - 1;
+    let held = held.unwrap();
+
+    // Readable: the snapshot from before the failure and a new one.
+    models[counter(&held)].assert_matches(&held, &format!("{ctx}: held snapshot"));
+    assert_eq!(counter(&held), acked, "{ctx}");
+    let after = store.snapshot();
+    models[acked].assert_matches(&after, &format!("{ctx}: snapshot after"));
+    // Writes stay stopped.
+    for _ in 0..3 {
+        let ops = valid_batch(&mut rng, &models[acked], acked + 1);
+        match store.write(&to_batch(&ops)) {
+            Err(Error::WritesStopped { cause }) => {
+                assert!(cause.contains("simulated"), "{ctx}: {cause}")
+            }
+            other => panic!("{ctx}: write after the failure: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(store.compact(), Err(Error::WritesStopped { .. })),
+        "{ctx}: compaction after the failure"
+    );
+    match store.close() {
+        Err(Error::WritesStopped { .. }) => {}
+        other => panic!("{ctx}: close after the failure: {other:?}"),
+    }
+    models[acked].assert_matches(&after, &format!("{ctx}: snapshot after close"));
+    drop((held, after));
+
+    if case.power_loss {
+        sim.crash(&dir, CrashMode::DropUnsynced).unwrap();
+    }
+    let store = Store::open(&dir, options(&SimFs::new(), case.sync))
+        .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+    let snap = store.snapshot();
+    let k = counter(&snap);
+    // What must be there: everything acknowledged, unless power was lost
+    // in Never mode, where only what the last sync covered must be.
+    let must = if case.power_loss { synced } else { acked };
+    assert!(
+        (must..=acked + 1).contains(&k),
+        "{ctx}: reopened with {k} batches; acknowledged {acked}, synced {synced}"
+    );
+    if k == acked + 1 {
+        let model = failed_batch
+            .as_ref()
+            .unwrap_or_else(|| panic!("{ctx}: a batch that was never written is there"));
+        model.assert_matches(&snap, &format!("{ctx}: reopened with the failed batch"));
+    } else {
+        models[k].assert_matches(&snap, &format!("{ctx}: reopened"));
+    }
+    drop(snap);
+    assert_no_orphans(&dir, &ctx);
+    // The reopened store writes again.
+    let ops = [Op::Append(b"after".to_vec(), None, b"reopen".to_vec())];
+    store.write(&to_batch(&ops)).unwrap();
+    store.close().unwrap();
+    was_io
+}
+
+fn cases(make: impl Fn(u64, ErrorKind) -> Fault, nths: &[u64]) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut power_loss = false;
+    for &nth in nths {
+        for kind in [ErrorKind::StorageFull, ErrorKind::Other] {
+            for sync in [SyncMode::Always, SyncMode::Never] {
+                power_loss = !power_loss;
+                out.push(Case {
+                    fault: make(nth, kind),
+                    sync,
+                    power_loss,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Guards the module's claims for failing segment and manifest writes
+/// (full disk and EIO), in both sync modes, across rolls.
+#[test]
+fn failed_write_stops_writes_and_loses_nothing_acknowledged() {
+    let mut io_errors = 0;
+    let all = cases(|nth, kind| Fault::Write { nth, kind }, &[0, 3, 11, 23]);
+    for (i, case) in all.iter().enumerate() {
+        io_errors += usize::from(run(*case, i as u64));
+    }
+    assert!(io_errors > 0, "no write returned Error::Io");
+}
+
+/// Guards the module's claims for failing syncs: group syncs under
+/// `Always`, explicit syncs and the syncs of rolls and frees under `Never`.
+#[test]
+fn failed_sync_stops_writes_and_loses_nothing_acknowledged() {
+    let mut io_errors = 0;
+    let all = cases(|nth, kind| Fault::Sync { nth, kind }, &[0, 2, 7]);
+    for (i, case) in all.iter().enumerate() {
+        io_errors += usize::from(run(*case, 100 + i as u64));
+    }
+    assert!(io_errors > 0, "no call returned Error::Io");
+}
+
+/// Guards the module's claims for failing manifest renames, which happen
+/// only in segment rolls and frees: the store rolls every few batches.
+/// (The write whose roll fails gets `WritesStopped` today, not `Io`; see
+/// `write_whose_roll_fails_returns_the_io_error`.)
+#[test]
+fn failed_rename_in_roll_or_free_stops_writes_and_loses_nothing_acknowledged() {
+    let all = cases(|nth, kind| Fault::Rename { nth, kind }, &[0, 1, 4]);
+    for (i, case) in all.iter().enumerate() {
+        run(*case, 200 + i as u64);
+    }
+}
+
+/// Guards: the write whose segment roll fails (here the manifest rename)
+/// gets the I/O error itself, `Error::Io` naming the operation and file,
+/// like a write whose record fails to reach the disk; only later writes
+/// get `WritesStopped`.
+#[test]
+fn write_whose_roll_fails_returns_the_io_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Store::open(&dir, options(&sim, SyncMode::Always)).unwrap();
+    let entry = vec![5u8; 1000];
+    let mut batch = journalstore::WriteBatch::new();
+    batch.append(b"a", &entry);
+    // Same-size records: find how many fit in a segment.
+    let mut fit = 0;
+    while store.stats().segments == 1 {
+        store.write(&batch).unwrap();
+        fit += 1;
+    }
+    // The segment that just started holds one record; fill it up to the
+    // point where the next write must roll.
+    for _ in 1..fit - 1 {
+        store.write(&batch).unwrap();
+    }
+    assert_eq!(store.stats().segments, 2);
+    sim.inject(Fault::Rename {
+        nth: 0,
+        kind: ErrorKind::StorageFull,
+    });
+    match store.write(&batch) {
+        Err(Error::Io { op, path, source }) => {
+            assert_eq!(op, "rename manifest");
+            assert_eq!(path, dir.join("MANIFEST"));
+            assert_eq!(source.kind(), ErrorKind::StorageFull);
+        }
+        other => panic!("the write whose roll failed got {other:?}"),
+    }
+    assert!(matches!(
+        store.write(&batch),
+        Err(Error::WritesStopped { .. })
+    ));
+}
+
+/// A store (SyncMode::Always) with compaction work, and its model.
+fn compactable_store(dir: &Path, sim: &SimFs) -> (Store, Model) {
+    let store = Store::open(dir, options(sim, SyncMode::Always)).unwrap();
+    let mut model = Model::default();
+    let mut rng = Rng::new(77);
+    for step in 0..300 {
+        let ops = valid_batch(&mut rng, &model, step + 1);
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+        if step % 3 == 0 {
+            // A journal that never dies: segments get compacted, not freed.
+            let ops = vec![Op::Append(b"keep".to_vec(), None, vec![7; 150])];
+            store.write(&to_batch(&ops)).unwrap();
+            model.apply(&ops).unwrap();
+        }
+    }
+    (store, model)
+}
+
+/// Guards: a failed rename of compaction's manifest swap returns
+/// `Error::Io` from `compact()`, stops writes (the manifest on disk may or
+/// may not name the new segment), keeps the store readable, makes `close`
+/// report it, and the reopened store, after a process death or a power
+/// loss, equals the model with no orphan file.
+#[test]
+fn failed_rename_in_compaction_swap_stops_writes() {
+    for (i, power_loss) in [false, true].into_iter().enumerate() {
+        for kind in [ErrorKind::StorageFull, ErrorKind::Other] {
+            let ctx = format!("power loss {power_loss}, {kind:?}");
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("store");
+            let sim = SimFs::new();
+            let (store, model) = compactable_store(&dir, &sim);
+            let held = store.snapshot();
+            sim.inject(Fault::Rename {
+                nth: i as u64,
+                kind,
+            });
+            let err = store.compact().unwrap_err();
+            assert!(check_fault_error(&err, &dir, kind, &ctx), "{ctx}: {err:?}");
+            model.assert_matches(&held, &format!("{ctx}: held"));
+            model.assert_matches(&store.snapshot(), &format!("{ctx}: after"));
+            let ops = vec![Op::Append(b"keep".to_vec(), None, b"more".to_vec())];
+            assert!(
+                matches!(
+                    store.write(&to_batch(&ops)),
+                    Err(Error::WritesStopped { .. })
+                ),
+                "{ctx}"
+            );
+            assert!(matches!(store.close(), Err(Error::WritesStopped { .. })));
+            drop(held);
+            if power_loss {
+                sim.crash(&dir, CrashMode::DropUnsynced).unwrap();
+            }
+            let store = Store::open(&dir, options(&SimFs::new(), SyncMode::Always)).unwrap();
+            model.assert_matches(&store.snapshot(), &format!("{ctx}: reopened"));
+            assert_no_orphans(&dir, &ctx);
+            store.compact().unwrap();
+            model.assert_matches(&store.snapshot(), &format!("{ctx}: compacted"));
+        }
+    }
+}
+
+/// Guards: a compaction whose copy fails (writing or syncing the new
+/// segment, before anything is switched) returns `Error::Io` and changes
+/// nothing: writes go on, a later compaction succeeds, and the reopened
+/// store equals the model with no orphan file (a half-made segment file is
+/// removed at the latest by the reopen).
+#[test]
+fn failed_compaction_copy_leaves_the_store_writable() {
+    let faults = [
+        Fault::Write {
+            nth: 0,
+            kind: ErrorKind::StorageFull,
+        },
+        Fault::Write {
+            nth: 1,
+            kind: ErrorKind::Other,
+        },
+        Fault::Sync {
+            nth: 0,
+            kind: ErrorKind::Other,
+        },
+        Fault::Sync {
+            nth: 1,
+            kind: ErrorKind::StorageFull,
+        },
+    ];
+    for fault in faults {
+        let ctx = format!("{fault:?}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let sim = SimFs::new();
+        let (store, mut model) = compactable_store(&dir, &sim);
+        sim.inject(fault);
+        let err = store.compact().unwrap_err();
+        assert!(
+            check_fault_error(&err, &dir, kind_of(fault), &ctx),
+            "{ctx}: {err:?}"
+        );
+        model.assert_matches(&store.snapshot(), &format!("{ctx}: after"));
+        let ops = vec![Op::Append(b"keep".to_vec(), None, b"more".to_vec())];
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+        let report = store.compact().unwrap();
+        assert!(report.runs > 0, "{ctx}: {report:?}");
+        model.assert_matches(&store.snapshot(), &format!("{ctx}: compacted"));
+        store.close().unwrap();
+        let store = Store::open(&dir, options(&SimFs::new(), SyncMode::Always)).unwrap();
+        model.assert_matches(&store.snapshot(), &format!("{ctx}: reopened"));
+        assert_no_orphans(&dir, &ctx);
+    }
+}
