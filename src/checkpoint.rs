@@ -40,8 +40,7 @@ pub(crate) fn write(
 ) -> Result<CheckpointReport> {
     fs.create_dir_all(dest)
         .map_err(|e| Error::io("create checkpoint directory", dest, e))?;
-    crate::io::sync_parent(&**fs, dest)
-        .map_err(|e| Error::io("sync parent directory", dest, e))?;
+    crate::io::sync_parent(&**fs, dest).map_err(|e| Error::io("sync parent directory", dest, e))?;
     let existing = fs
         .read_dir(dest)
         .map_err(|e| Error::io("list checkpoint directory", dest, e))?;

@@ -181,8 +181,7 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
     }
     // The directory itself may be new: its entry in the parent must be
     // durable before anything in it can be.
-    crate::io::sync_parent(&**fs, dir)
-        .map_err(|e| Error::io("sync parent directory", dir, e))?;
+    crate::io::sync_parent(&**fs, dir).map_err(|e| Error::io("sync parent directory", dir, e))?;
     let segment = Arc::new(Segment::create(fs, dir, 1, options.segment_size, 1)?);
     let manifest = Manifest {
         generation: 1,
