@@ -23,7 +23,7 @@
 //! next open removes, a crash after it leaves the old segments as orphans.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use crate::commit::{LogWriter, Version};
 use crate::error::{Error, Result};
 use crate::index::{JournalKey, Loc};
 use crate::io::FileSystem;
-use crate::live::SegmentUsage;
+use crate::live::{journal_hash, SegmentUsage};
 use crate::record::{
     align_up, crc32, OpIter, OpKind, RecordHeader, RECORD_HEADER_LEN, RECORD_KIND_BATCH,
     SEGMENT_HEADER_LEN,
@@ -71,8 +71,11 @@ enum Role {
 pub(crate) struct Plan {
     /// The run, in manifest order, with their sealed lengths.
     victims: Vec<(Arc<Segment>, u64)>,
-    /// Whether the run starts at the oldest segment (tombstones can go).
+    /// Whether the run starts at the oldest segment.
     at_oldest: bool,
+    /// Journals with records in segments older than the run: only their
+    /// tombstones must be kept.
+    older: HashSet<u64>,
     /// Id reserved for the new segment.
     new_id: u32,
     /// The published version when the run was chosen; it keeps the victims
@@ -107,6 +110,8 @@ pub(crate) struct Output {
     moves: Vec<(JournalKey, Role, Loc, Loc)>,
     /// Whether tombstones were kept.
     tombstones: bool,
+    /// Hashes of the journals of the operations kept.
+    journals: HashSet<u64>,
     pub bytes_copied: u64,
 }
 
@@ -148,9 +153,16 @@ impl LogWriter {
         if end - start > 1 && live > budget {
             end = start + 1;
         }
+        let mut older = HashSet::new();
+        for s in &segments[..start] {
+            if let Some(u) = self.acct.segments.get(&s.id) {
+                older.extend(u.journals.iter().copied());
+            }
+        }
         let new_id = self.manifest.next_segment_id;
         self.manifest.next_segment_id = new_id.checked_add(1)?;
         Some(Plan {
+            older,
             victims: (start..end)
                 .map(|i| (segments[i].clone(), sealed[i].1.unwrap_or(0)))
                 .collect(),
@@ -203,10 +215,26 @@ impl LogWriter {
             }
         }
         let victims: BTreeSet<u32> = ids.iter().copied().collect();
+        let mut dropped_journals = HashSet::new();
         for id in &ids {
             if let Some(old) = self.acct.segments.remove(id) {
                 if !plan.at_oldest {
                     usage.deps.extend(old.deps.difference(&victims));
+                }
+                dropped_journals.extend(old.journals);
+            }
+        }
+        // Journals of which this run held records and the copy holds none:
+        // tombstones for them kept in later compacted segments may have
+        // guarded just those records, so let those segments be reconsidered.
+        let gone: HashSet<u64> = dropped_journals
+            .difference(&output.journals)
+            .copied()
+            .collect();
+        for s in &segments[start + ids.len()..] {
+            if let Some(u) = self.acct.segments.get_mut(&s.id) {
+                if u.settled && u.tombstones && !u.journals.is_disjoint(&gone) {
+                    u.settled = false;
                 }
             }
         }
@@ -225,6 +253,7 @@ impl LogWriter {
         if let Some(id) = new_id {
             usage.settled = true;
             usage.tombstones = output.tombstones;
+            usage.journals = output.journals;
             self.acct.segments.insert(id, usage);
         }
         self.acct.changed = true;
@@ -285,6 +314,8 @@ pub(crate) fn copy(
     let mut moves = Vec::new();
     let mut first_lsn = None;
     let mut tombstones = false;
+    // A superset is fine: an extra hash only keeps a tombstone longer.
+    let mut journals = HashSet::new();
     let started = Instant::now();
     let mut used = 0;
     for (segment, sealed_len) in &plan.victims {
@@ -319,7 +350,7 @@ pub(crate) fn copy(
                     OpKind::Delete | OpKind::TrimPrefix | OpKind::Truncate
                 );
                 let role = live.get(&old);
-                let keep_tombstone = tombstone && !plan.at_oldest;
+                let keep_tombstone = tombstone && plan.older.contains(&journal_hash(op.id));
                 if role.is_none() && !keep_tombstone {
                     continue;
                 }
@@ -334,6 +365,7 @@ pub(crate) fn copy(
                     None => tombstones = true,
                 }
                 buf.extend_from_slice(&record.payload[op.offset..op.offset + op.len]);
+                journals.insert(journal_hash(op.id));
                 kept += 1;
             }
             if kept == 0 {
@@ -370,6 +402,7 @@ pub(crate) fn copy(
             sealed_len: 0,
             moves,
             tombstones: false,
+            journals: HashSet::new(),
             bytes_copied: 0,
         });
     }
@@ -412,6 +445,7 @@ pub(crate) fn copy(
         sealed_len: (SEGMENT_HEADER_LEN + buf.len()) as u64,
         moves,
         tombstones,
+        journals,
         bytes_copied: buf.len() as u64,
     })
 }

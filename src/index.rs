@@ -73,6 +73,8 @@ pub(crate) trait Liveness {
     fn live(&mut self, loc: Loc, len: u64);
     /// The op at `victim` died because of the op at `killer`.
     fn dead(&mut self, killer: Loc, victim: Loc);
+    /// An op of journal `id` lies in `segment` (every op, live or not).
+    fn seen(&mut self, _segment: u32, _id: &[u8]) {}
 }
 
 /// The whole index: one version of every journal.
@@ -110,6 +112,7 @@ impl Index {
         loc: Loc,
         tracker: &mut dyn Liveness,
     ) -> Result<(), &'static str> {
+        tracker.seen(loc.segment, op.id);
         if op.kind == OpKind::Delete {
             if let Some(state) = self.journals.remove(op.id) {
                 kill_all(&state, loc, tracker);

@@ -8,7 +8,8 @@
 //! coming back). Killers are always newer than their victims, so the
 //! dependencies point to older segments and freeing proceeds oldest first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 
 use crate::index::{Liveness, Loc};
 
@@ -25,8 +26,19 @@ pub(crate) struct SegmentUsage {
     /// it again would copy it unchanged, so it is no candidate.
     pub settled: bool,
     /// Compaction kept tombstones (trims, truncates, deletes) in it; they
-    /// can go once it is the oldest segment.
+    /// can go once no older segment holds a record of their journals.
     pub tombstones: bool,
+    /// Hashes ([`journal_hash`]) of the journals with any operation in this
+    /// segment, live or dead. A tombstone is needed only while an older
+    /// segment holds a record of its journal; a collision only keeps one.
+    pub journals: HashSet<u64>,
+}
+
+/// The hash of a journal id kept in [`SegmentUsage::journals`].
+pub(crate) fn journal_hash(id: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Usage of every segment in the current generation.
@@ -112,6 +124,15 @@ impl Liveness for Tracker<'_> {
                 .insert(victim.segment);
         }
         self.acct.changed = true;
+    }
+
+    fn seen(&mut self, segment: u32, id: &[u8]) {
+        self.acct
+            .segments
+            .entry(segment)
+            .or_default()
+            .journals
+            .insert(journal_hash(id));
     }
 }
 

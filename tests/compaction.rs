@@ -520,13 +520,9 @@ fn useless_deletes(dir: &Path) -> usize {
 /// compacts: the short journals' records are dropped from the rewritten
 /// segments, after which their deletes kill nothing.
 ///
-/// Ignored because it fails today: compaction keeps every trim, truncate
-/// and delete unless its run starts at the oldest segment, and a run never
-/// reaches the deletes from there, so they stay on disk forever (in
-/// segments that are rewritten, settled, and never freed: they depend on
-/// the live segments). Run with `cargo test --test compaction -- --ignored`.
+/// (Compaction keeps a trim, truncate or delete only while a segment older
+/// than its run holds a record of its journal; see `SegmentUsage::journals`.)
 #[test]
-#[ignore = "engine weakness: tombstones are dropped only by runs starting at the oldest segment"]
 fn useless_tombstones_do_not_pile_up() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
