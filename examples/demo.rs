@@ -478,6 +478,8 @@ fn demo() -> Result<(), String> {
 
     let started = Instant::now();
     let mut peak = (0usize, 0usize);
+    let mut oldest_pin = Duration::ZERO;
+    let mut peak_pinned_only = 0u64;
     let expected: BTreeMap<String, Invocation> = std::thread::scope(|s| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
@@ -496,6 +498,10 @@ fn demo() -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(50));
             let st = store.stats();
             peak = (peak.0.max(st.segments), peak.1.max(st.pinned_snapshots));
+            if let Some(age) = st.oldest_pinned_age {
+                oldest_pin = oldest_pin.max(age);
+            }
+            peak_pinned_only = peak_pinned_only.max(st.pinned_only_bytes);
             if writers.iter().all(|h| h.is_finished()) {
                 break;
             }
@@ -548,8 +554,19 @@ fn demo() -> Result<(), String> {
         get(&c.held_rechecks)
     );
     println!(
-        "peak          {} segments, {} pinned snapshots (sampled every 50 ms)",
-        peak.0, peak.1
+        "peak          {} segments, {} pinned snapshots, oldest pinned {:.0} ms, {:.1} MB kept only by pins (sampled every 50 ms)",
+        peak.0,
+        peak.1,
+        oldest_pin.as_secs_f64() * 1e3,
+        mb(peak_pinned_only)
+    );
+    let compaction = store.compact().map_err(|e| format!("compact: {e}"))?;
+    println!(
+        "compaction    {} runs now, {} segments rewritten, {:.1} MB copied, longest writer pause {:.1} ms",
+        compaction.runs,
+        compaction.segments_rewritten,
+        mb(compaction.bytes_copied),
+        compaction.max_pause.as_secs_f64() * 1e3
     );
 
     let last = store.snapshot();
