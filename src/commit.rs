@@ -353,7 +353,7 @@ impl LogWriter {
     }
 
     /// Writes the encoded records to the active segment.
-    fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }

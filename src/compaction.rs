@@ -176,6 +176,13 @@ impl LogWriter {
     /// Switches the index and the manifest over to a finished copy. Returns
     /// `false` (and changes nothing) if the run changed meanwhile.
     pub(crate) fn finish_compaction(&mut self, plan: &Plan, output: Output) -> Result<bool> {
+        // The copy left out what the published version had killed, maybe by
+        // records not yet synced (`SyncMode::Never`/`Interval`). They must be
+        // durable before a durable manifest forgets the old segments: else a
+        // power loss keeps the new manifest, loses those records, and the
+        // state they superseded is gone (as in `free_segments`).
+        self.flush()?;
+        self.sync_active()?;
         let ids: Vec<u32> = plan.run().iter().map(|(s, _)| s.id).collect();
         let segments = &self.generation.segments;
         let Some(start) = segments.iter().position(|s| s.id == ids[0]) else {

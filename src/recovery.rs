@@ -302,8 +302,11 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
                     Some(ScanStop::End { offset } | ScanStop::Invalid { offset, .. }) => offset,
                     None => pos,
                 };
+                // The last record's padding may reach past a capacity that
+                // is not a multiple of 8 (a damaged or crafted header): then
+                // nothing follows it.
                 dirty_tail = segment
-                    .bytes(end, segment.capacity as usize - end)
+                    .bytes(end, (segment.capacity as usize).saturating_sub(end))
                     .is_some_and(|b| b.iter().any(|&x| x != 0));
                 if dirty_tail {
                     check_tail(segment, end, last_lsn)?;
