@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{random_batch, to_batch, Model, Op, Rng};
+use common::{files_on_disk, listed, random_batch, to_batch, Model, Op, Rng};
 use journalstore::inspect;
 use journalstore::io::{CrashMode, SimFs};
 use journalstore::{Error, Options, Store, SyncMode};
@@ -67,25 +67,6 @@ fn fill(store: &Store, model: &mut Model, rng: &mut Rng, steps: usize) {
             model.apply(&ops).unwrap();
         }
     }
-}
-
-/// Ids of the segment files in `dir`.
-fn files_on_disk(dir: &Path) -> BTreeSet<u32> {
-    inspect::segment_files(dir)
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
-}
-
-/// Ids of the segments the manifest of `dir` lists.
-fn listed(dir: &Path) -> BTreeSet<u32> {
-    inspect::read_manifest(&inspect::manifest_path(dir))
-        .unwrap()
-        .segments
-        .iter()
-        .map(|s| s.id)
-        .collect()
 }
 
 /// Prefixes every journal id of `ops` with `w<t>/`.

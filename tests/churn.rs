@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{digest, Rng};
 use journalstore::inspect;
 use journalstore::{Journal, Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
 
@@ -69,20 +69,6 @@ fn max_run() -> Duration {
 
 /// One journal as a writer knows it: first index and entries.
 type JournalModel = (u64, Vec<Vec<u8>>);
-
-/// The metadata a writer stores: bounds plus a digest of every entry.
-fn digest(first: u64, entries: &[Vec<u8>]) -> String {
-    let mut h = crc32fast::Hasher::new();
-    for e in entries {
-        h.update(&(e.len() as u64).to_le_bytes());
-        h.update(e);
-    }
-    format!(
-        "first={first} end={} crc={:08x}",
-        first + entries.len() as u64,
-        h.finalize()
-    )
-}
 
 /// Checks one journal of a snapshot against its own metadata.
 fn verify(j: &Journal<'_>) -> u64 {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{random_batch, to_batch, Model, Op, Rng};
+use common::{digest, files_on_disk, listed, random_batch, to_batch, Model, Op, Rng};
 use journalstore::inspect;
 use journalstore::{CompactionReport, Options, Snapshot, Store, SyncMode, WriteBatch};
 
@@ -38,25 +38,6 @@ fn options() -> Options {
         background_compaction: false,
         ..Options::default()
     }
-}
-
-/// Ids of the segment files in `dir`.
-fn files_on_disk(dir: &Path) -> BTreeSet<u32> {
-    inspect::segment_files(dir)
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
-}
-
-/// Ids of the segments the current manifest lists.
-fn listed(dir: &Path) -> BTreeSet<u32> {
-    inspect::read_manifest(&inspect::manifest_path(dir))
-        .unwrap()
-        .segments
-        .iter()
-        .map(|s| s.id)
-        .collect()
 }
 
 /// Writes one random batch through the store and the model; they must
@@ -299,20 +280,6 @@ fn rate_limited_compaction_is_paced_and_correct() {
     // Nothing is left to do right after a full pass.
     let again = store.compact().unwrap();
     assert_eq!(again.runs, 0, "{again:?}");
-}
-
-/// The metadata a writer stores: bounds plus a digest of every entry.
-fn digest(first: u64, entries: &[Vec<u8>]) -> String {
-    let mut h = crc32fast::Hasher::new();
-    for e in entries {
-        h.update(&(e.len() as u64).to_le_bytes());
-        h.update(e);
-    }
-    format!(
-        "first={first} end={} crc={:08x}",
-        first + entries.len() as u64,
-        h.finalize()
-    )
 }
 
 /// Checks every journal of `snap` against the digest in its metadata.

@@ -205,3 +205,38 @@ pub fn random_batch(rng: &mut Rng, model: &Model, journals: u64, max_value: usiz
     }
     ops
 }
+
+/// The metadata the read-skew checks store with every change: the bounds
+/// plus a digest of every entry, so a reader can tell whether metadata and
+/// entries come from the same moment.
+pub fn digest(first: u64, entries: &[Vec<u8>]) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for e in entries {
+        h.update(&(e.len() as u64).to_le_bytes());
+        h.update(e);
+    }
+    format!(
+        "first={first} end={} crc={:08x}",
+        first + entries.len() as u64,
+        h.finalize()
+    )
+}
+
+/// Ids of the segment files in `dir`.
+pub fn files_on_disk(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
+    journalstore::inspect::segment_files(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Ids of the segments the manifest of `dir` lists.
+pub fn listed(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
+    journalstore::inspect::read_manifest(&journalstore::inspect::manifest_path(dir))
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.id)
+        .collect()
+}
