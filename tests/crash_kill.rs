@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{to_batch, Model, ModelJournal, Op, Rng};
+use common::{read_journal, to_batch, Model, Op, Rng};
 use journalstore::{Options, Snapshot, Store, SyncMode};
 
 /// Environment variable naming the store directory of a child writer.
@@ -110,27 +110,7 @@ fn read_state(snap: &Snapshot, ctx: &str) -> Vec<Model> {
         let t = (0..THREADS)
             .find(|&t| id.starts_with(&journal_id(t, "")))
             .unwrap_or_else(|| panic!("{ctx}: journal {id:?} belongs to no thread"));
-        let j = snap.journal(id).expect("listed by journal_ids");
-        let metadata = j
-            .metadata()
-            .unwrap_or_else(|e| panic!("{ctx}: metadata of {id:?}: {e}"))
-            .to_vec();
-        let mut entries = Vec::new();
-        for (k, item) in j.entries(..).enumerate() {
-            let (index, bytes) = item.unwrap_or_else(|e| panic!("{ctx}: entry of {id:?}: {e}"));
-            assert_eq!(index, j.first_index() + k as u64, "{ctx}: index in {id:?}");
-            entries.push(bytes.to_vec());
-        }
-        assert_eq!(
-            j.first_index() + entries.len() as u64,
-            j.end_index(),
-            "{ctx}: bounds of {id:?} disagree with its entries"
-        );
-        let journal = ModelJournal {
-            first: j.first_index(),
-            entries,
-            metadata,
-        };
+        let journal = read_journal(snap, id, ctx);
         models[t].journals.insert(id.to_vec(), journal);
     }
     models

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{random_batch, to_batch, Model, ModelJournal, Op, Rng};
+use common::{random_batch, read_journal, to_batch, Model, Op, Rng};
 use journalstore::io::{CrashMode, FileSystem, RealFs, SimFs};
 use journalstore::{Error, Options, Snapshot, Store, SyncMode};
 
@@ -113,27 +113,7 @@ fn read_state(snap: &Snapshot, writers: usize, ctx: &str) -> Vec<Model> {
             panic!("{ctx}: journal {id:?} belongs to no writer");
         };
         let local = id[global_id(t, b"").len()..].to_vec();
-        let j = snap.journal(id).expect("listed by journal_ids");
-        let metadata = j
-            .metadata()
-            .unwrap_or_else(|e| panic!("{ctx}: metadata of {id:?}: {e}"))
-            .to_vec();
-        let mut entries = Vec::new();
-        for (k, item) in j.entries(..).enumerate() {
-            let (index, bytes) = item.unwrap_or_else(|e| panic!("{ctx}: entry of {id:?}: {e}"));
-            assert_eq!(index, j.first_index() + k as u64, "{ctx}: index in {id:?}");
-            entries.push(bytes.to_vec());
-        }
-        assert_eq!(
-            j.first_index() + entries.len() as u64,
-            j.end_index(),
-            "{ctx}: bounds of {id:?} disagree with its entries"
-        );
-        let journal = ModelJournal {
-            first: j.first_index(),
-            entries,
-            metadata,
-        };
+        let journal = read_journal(snap, id, ctx);
         models[t].journals.insert(local, journal);
     }
     models

@@ -240,3 +240,29 @@ pub fn listed(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
         .map(|s| s.id)
         .collect()
 }
+
+/// Reads journal `id` of `snap` into a [`ModelJournal`], checking that its
+/// indexes and bounds agree; panics (with `ctx`) on any read error.
+pub fn read_journal(snap: &Snapshot, id: &[u8], ctx: &str) -> ModelJournal {
+    let j = snap.journal(id).expect("listed by journal_ids");
+    let metadata = j
+        .metadata()
+        .unwrap_or_else(|e| panic!("{ctx}: metadata of {id:?}: {e}"))
+        .to_vec();
+    let mut entries = Vec::new();
+    for (k, item) in j.entries(..).enumerate() {
+        let (index, bytes) = item.unwrap_or_else(|e| panic!("{ctx}: entry of {id:?}: {e}"));
+        assert_eq!(index, j.first_index() + k as u64, "{ctx}: index in {id:?}");
+        entries.push(bytes.to_vec());
+    }
+    assert_eq!(
+        j.first_index() + entries.len() as u64,
+        j.end_index(),
+        "{ctx}: bounds of {id:?} disagree with its entries"
+    );
+    ModelJournal {
+        first: j.first_index(),
+        entries,
+        metadata,
+    }
+}
