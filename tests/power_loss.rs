@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{random_batch, read_journal, to_batch, Model, Op, Rng};
+use common::{counter, random_batch, read_journal, to_batch, Model, Op, Rng, COUNTER};
 use journalstore::io::{CrashMode, FileSystem, RealFs, SimFs};
 use journalstore::{Error, Options, Snapshot, Store, SyncMode};
 
@@ -47,8 +47,6 @@ const JOURNALS: u64 = 10;
 /// Largest random value; with 8-16 KiB segments, rolls happen every few
 /// dozen batches.
 const MAX_VALUE: usize = 200;
-/// The writer-local id of the journal whose metadata counts batches.
-const COUNTER: &[u8] = b"seq";
 /// Write/crash/reopen rounds per seed.
 const ROUNDS: usize = 8;
 
@@ -117,19 +115,6 @@ fn read_state(snap: &Snapshot, writers: usize, ctx: &str) -> Vec<Model> {
         models[t].journals.insert(local, journal);
     }
     models
-}
-
-/// Position in its writer's history of the last batch `state` holds.
-fn counter(state: &Model, ctx: &str) -> usize {
-    match state.journals.get(COUNTER) {
-        None => 0,
-        Some(j) => {
-            let bytes: [u8; 8] = j.metadata[..]
-                .try_into()
-                .unwrap_or_else(|_| panic!("{ctx}: counter metadata {:?}", j.metadata));
-            u64::from_le_bytes(bytes) as usize
-        }
-    }
 }
 
 /// A short description of how two models differ (the first difference).

@@ -32,7 +32,7 @@ use journalstore::{Error, Options, Snapshot, Store, SyncMode};
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::{to_batch, Model, ModelJournal, Op};
+use common::{counter, to_batch, Model, ModelJournal, Op, COUNTER};
 
 /// Segment size of every store the targets create: just above the minimum
 /// that `Options::validate` accepts (64 + 32 + 4096 = 4192), so a few
@@ -1189,22 +1189,6 @@ pub fn ops_model(data: &[u8]) {
 // ---------------------------------------------------------------------------
 // crash_recovery
 // ---------------------------------------------------------------------------
-
-/// The journal whose metadata counts the batches (`u64` little-endian):
-/// it tells which prefix of the history a recovered store holds.
-const COUNTER: &[u8] = b"seq";
-
-fn counter(model: &Model, ctx: &str) -> usize {
-    match model.journals.get(COUNTER) {
-        None => 0,
-        Some(j) => {
-            let bytes: [u8; 8] = j.metadata[..]
-                .try_into()
-                .unwrap_or_else(|_| panic!("{ctx}: counter metadata {:?}", j.metadata));
-            u64::from_le_bytes(bytes) as usize
-        }
-    }
-}
 
 /// What a run has written, in order, and what must survive.
 struct History {

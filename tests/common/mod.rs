@@ -266,3 +266,20 @@ pub fn read_journal(snap: &Snapshot, id: &[u8], ctx: &str) -> ModelJournal {
         metadata,
     }
 }
+
+/// The journal whose metadata counts a writer's batches (`u64` little
+/// endian): it tells which prefix of a history a recovered store holds.
+pub const COUNTER: &[u8] = b"seq";
+
+/// How many batches the [`COUNTER`] in `model` says were applied (0 if absent).
+pub fn counter(model: &Model, ctx: &str) -> usize {
+    match model.journals.get(COUNTER) {
+        None => 0,
+        Some(j) => {
+            let bytes: [u8; 8] = j.metadata[..]
+                .try_into()
+                .unwrap_or_else(|_| panic!("{ctx}: counter metadata {:?}", j.metadata));
+            u64::from_le_bytes(bytes) as usize
+        }
+    }
+}
