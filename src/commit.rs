@@ -78,6 +78,11 @@ pub(crate) struct LogWriter {
     /// Records encoded but not yet written, starting at `buf_start`.
     buf: Vec<u8>,
     buf_start: u64,
+    /// Bytes of records appended by writes since open.
+    pub appended: u64,
+    /// Bytes of records compaction copied since open, and its runs.
+    pub compacted: u64,
+    pub compaction_runs: u64,
 }
 
 /// Bounds of a journal while validating (None = absent).
@@ -111,6 +116,9 @@ impl LogWriter {
             acct,
             buf: Vec::new(),
             buf_start: write_pos,
+            appended: 0,
+            compacted: 0,
+            compaction_runs: 0,
         }
     }
 
@@ -277,6 +285,7 @@ impl LogWriter {
             debug_assert!(applied.is_ok(), "{applied:?}");
         }
         self.write_pos += record_len as u64;
+        self.appended += record_len as u64;
         self.next_lsn += 1;
         if self.buf.len() >= MAX_GROUP_BYTES {
             self.flush()?;
@@ -649,7 +658,7 @@ impl Committer {
     /// run of segments is below `threshold`.
     pub fn compact_once(
         &self,
-        threshold: f64,
+        policy: crate::compaction::Policy,
         rate_limit: Option<u64>,
     ) -> Result<Option<crate::CompactionReport>> {
         let _one_at_a_time = lock(&self.compacting);
@@ -659,7 +668,7 @@ impl Committer {
             // Holding the writer's lock, the published version is the
             // working state: every group publishes before it lets go.
             let version = self.current();
-            match log.plan_compaction(threshold, version) {
+            match log.plan_compaction(policy, version) {
                 Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
                 None => return Ok(None),
             }
@@ -684,6 +693,8 @@ impl Committer {
         report.max_pause = started.elapsed();
         match switched {
             Ok(true) => {
+                log.compacted += report.bytes_copied;
+                log.compaction_runs += 1;
                 report.runs = 1;
                 report.segments_rewritten = plan.victim_count();
                 report.bytes_released = plan.victim_bytes();

@@ -115,43 +115,103 @@ pub(crate) struct Output {
     pub bytes_copied: u64,
 }
 
+/// What compaction aims for, from [`Options`](crate::Options).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// A sealed segment whose live ratio is below this is always rewritten.
+    pub threshold: f64,
+    /// When the sealed segments hold more than this many times their live
+    /// bytes, segments above `threshold` are rewritten too.
+    pub max_space_amplification: f64,
+}
+
+/// Segments at or above this live ratio are never rewritten to bring the
+/// space amplification down: the copy would free under a fifth of them
+/// (record headers count as dead, so a fresh copy is at about 0.9), and
+/// rewriting the same data again and again is what a target that cannot be
+/// met would otherwise cause.
+const REWRITE_MAX_RATIO: f64 = 0.8;
+
 impl LogWriter {
-    /// Picks the oldest run of sealed segments whose live ratio is below
-    /// `threshold` and whose live bytes fit in about half a segment.
+    /// Picks a run of sealed segments to rewrite, or `None`:
+    ///
+    /// 1. the oldest segment whose live ratio is below `policy.threshold`;
+    /// 2. else, if the sealed segments hold more than
+    ///    `policy.max_space_amplification` times their live bytes (plus one
+    ///    segment of slack), the segment below [`REWRITE_MAX_RATIO`] with
+    ///    the best benefit/cost in the sense of Rosenblum and Ousterhout's
+    ///    log-structured file system: `(1 - u) * age / (1 + u)` for live
+    ///    ratio `u`, where age is the bytes written after it. Old segments
+    ///    first, since young ones are still dying on their own.
+    ///
+    /// The run then grows over neighbours below the same limit while its
+    /// live bytes fit in about half a segment, so small compacted segments
+    /// merge instead of piling up.
     pub(crate) fn plan_compaction(
         &mut self,
-        threshold: f64,
+        policy: Policy,
         version: Arc<Version>,
     ) -> Option<Plan> {
         let segments = &self.generation.segments;
         let sealed = &self.manifest.segments;
         let budget = (self.segment_size as usize - SEGMENT_HEADER_LEN) / 2;
-        let ratio = |i: usize| -> Option<(f64, u64)> {
-            let len = sealed[i].1?;
-            let usage = self.acct.segments.get(&segments[i].id)?;
-            if usage.settled && !(i == 0 && usage.tombstones) {
-                return None;
-            }
-            let data = len.saturating_sub(SEGMENT_HEADER_LEN as u64).max(1);
-            Some((usage.live_bytes as f64 / data as f64, usage.live_bytes))
-        };
         let last = segments.len().checked_sub(1)?; // the active segment
-        let start = (0..last).find(|&i| ratio(i).is_some_and(|(r, _)| r < threshold))?;
-        let mut end = start + 1;
-        let mut live = ratio(start)?.1 as usize;
-        while end < last {
-            match ratio(end) {
-                Some((r, bytes)) if r < threshold && live + bytes as usize <= budget => {
-                    live += bytes as usize;
-                    end += 1;
+                                                   // Per sealed segment: (data bytes, live bytes, whether a candidate).
+        let usage: Vec<(u64, u64, bool)> = (0..last)
+            .map(|i| {
+                let data = sealed[i]
+                    .1
+                    .unwrap_or(0)
+                    .saturating_sub(SEGMENT_HEADER_LEN as u64)
+                    .max(1);
+                match self.acct.segments.get(&segments[i].id) {
+                    Some(u) => {
+                        let candidate = !(u.settled && !(i == 0 && u.tombstones));
+                        (data, u.live_bytes, candidate)
+                    }
+                    None => (data, 0, false),
                 }
-                _ => break,
+            })
+            .collect();
+        let ratio = |i: usize| -> Option<f64> {
+            let (data, live, candidate) = usage[i];
+            candidate.then(|| live as f64 / data as f64)
+        };
+        let below = |i: usize, limit: f64| ratio(i).is_some_and(|r| r < limit);
+        let (start, limit) = match (0..last).find(|&i| below(i, policy.threshold)) {
+            Some(i) => (i, policy.threshold),
+            None => {
+                let data: u64 = usage.iter().map(|u| u.0).sum();
+                let live: u64 = usage.iter().map(|u| u.1).sum();
+                let allowed =
+                    policy.max_space_amplification * live as f64 + self.segment_size as f64;
+                if (data as f64) <= allowed {
+                    return None;
+                }
+                let mut best: Option<(f64, usize)> = None;
+                let mut age = 0u64;
+                for i in (0..last).rev() {
+                    if let Some(u) = ratio(i).filter(|&u| u < REWRITE_MAX_RATIO) {
+                        let score = (1.0 - u) * age as f64 / (1.0 + u);
+                        if best.is_none_or(|(b, _)| score > b) {
+                            best = Some((score, i));
+                        }
+                    }
+                    age += usage[i].0;
+                }
+                (best?.1, REWRITE_MAX_RATIO)
             }
+        };
+        let (mut start, mut end) = (start, start + 1);
+        let mut live = usage[start].1 as usize;
+        let fits = |live: usize, i: usize| live + usage[i].1 as usize <= budget;
+        while start > 0 && below(start - 1, limit) && fits(live, start - 1) {
+            start -= 1;
+            live += usage[start].1 as usize;
         }
-        // A single segment always fits (its records only shrink); a longer
-        // run must not exceed the budget with its first segment either.
-        if end - start > 1 && live > budget {
-            end = start + 1;
+        while end < last && below(end, limit) && fits(live, end) {
+            live += usage[end].1 as usize;
+            end += 1;
         }
         let mut older = HashSet::new();
         for s in &segments[..start] {

@@ -36,6 +36,13 @@ pub struct Options {
     /// A sealed segment whose live bytes fall below this fraction of its
     /// data is rewritten by compaction. Default 0.5.
     pub compaction_threshold: f64,
+    /// Space amplification compaction aims for: when the sealed segments
+    /// hold more than this many times their live bytes (plus one segment),
+    /// compaction also rewrites segments above `compaction_threshold`, the
+    /// oldest and emptiest first, until they do not (segments over 80 %
+    /// live are left alone, so a target below about 1.2 is not reached).
+    /// Default 1.25; `f64::INFINITY` turns it off.
+    pub max_space_amplification: f64,
     /// Whether a background thread compacts on its own. Default true;
     /// [`Store::compact`](crate::Store::compact) works either way.
     pub background_compaction: bool,
@@ -54,6 +61,7 @@ impl Default for Options {
             max_entry_size: 32 << 20,
             max_metadata_size: 64 << 10,
             compaction_threshold: 0.5,
+            max_space_amplification: 1.25,
             background_compaction: true,
             compaction_rate_limit: None,
             fs: Arc::new(RealFs),
@@ -76,6 +84,12 @@ impl Options {
             return Err(Error::InvalidOptions(format!(
                 "compaction_threshold must be between 0 and 1, got {}",
                 self.compaction_threshold
+            )));
+        }
+        if self.max_space_amplification.is_nan() || self.max_space_amplification < 1.0 {
+            return Err(Error::InvalidOptions(format!(
+                "max_space_amplification must be at least 1, got {}",
+                self.max_space_amplification
             )));
         }
         if let SyncMode::Interval(d) = self.sync {

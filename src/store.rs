@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::batch::WriteBatch;
 use crate::checkpoint::{self, CheckpointReport};
 use crate::commit::{lock, Committer};
-use crate::compaction::CompactionReport;
+use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
 use crate::io::LockGuard;
 use crate::options::{Options, SyncMode};
@@ -65,6 +65,13 @@ pub struct Stats {
     /// Bytes of segment files that no longer belong to the current
     /// generation and are kept only because snapshots pin them.
     pub pinned_only_bytes: u64,
+    /// Bytes of records appended by writes since open.
+    pub bytes_appended: u64,
+    /// Bytes of records compaction copied since open: with
+    /// `bytes_appended`, the write amplification compaction adds.
+    pub compaction_bytes_copied: u64,
+    /// Runs of segments compaction rewrote since open.
+    pub compaction_runs: u64,
 }
 
 impl Store {
@@ -202,6 +209,9 @@ impl Store {
             oldest_pinned_generation: oldest.map(|(_, g)| g.number),
             oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),
             pinned_only_bytes: pinned_only.values().sum(),
+            bytes_appended: log.appended,
+            compaction_bytes_copied: log.compacted,
+            compaction_runs: log.compaction_runs,
         }
     }
 
@@ -269,9 +279,13 @@ impl Inner {
                 break;
             }
             let o = &self.options;
+            let policy = Policy {
+                threshold: o.compaction_threshold,
+                max_space_amplification: o.max_space_amplification,
+            };
             match self
                 .committer
-                .compact_once(o.compaction_threshold, o.compaction_rate_limit)?
+                .compact_once(policy, o.compaction_rate_limit)?
             {
                 None => break,
                 Some(step) => {

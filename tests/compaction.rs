@@ -655,3 +655,65 @@ fn power_loss_at_every_step_of_a_compaction() {
     }
     assert!(failures > 0, "no compaction was interrupted");
 }
+
+/// Sealed segments' data bytes and live bytes of the closed store in `dir`
+/// (the active segment, last in the manifest, left out).
+fn sealed_data_and_live(dir: &Path) -> (u64, u64) {
+    let ro = inspect::open_read_only(dir).unwrap();
+    let sealed = &ro.segments[..ro.segments.len() - 1];
+    (
+        sealed.iter().map(|s| s.written - 64).sum(),
+        sealed.iter().map(|s| s.live_bytes).sum(),
+    )
+}
+
+/// Guards `Options::max_space_amplification`: segments that are all about
+/// 60 % live are above `compaction_threshold` (0.5), so without the target
+/// (`f64::INFINITY`) `compact()` leaves them alone, and the sealed segments
+/// hold over 1.5 times their live bytes; with a target of 1.25, `compact()`
+/// rewrites them until the sealed segments hold at most 1.25 times their
+/// live bytes plus one segment, and the store still equals the model,
+/// before and after a reopen.
+#[test]
+fn space_amplification_target_rewrites_segments_above_the_threshold() {
+    for (target, expect_rewrite) in [(f64::INFINITY, false), (1.25, true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let opts = Options {
+            max_space_amplification: target,
+            ..options()
+        };
+        let store = Store::open(&dir, opts.clone()).unwrap();
+        let mut model = Model::default();
+        // Five journals interleaved entry by entry: every segment holds a
+        // fifth of each; deleting two leaves each segment ~60 % live.
+        for i in 0..200u32 {
+            let id = format!("j{}", i % 5).into_bytes();
+            let ops = vec![Op::Append(id, None, vec![i as u8; 400])];
+            store.write(&to_batch(&ops)).unwrap();
+            model.apply(&ops).unwrap();
+        }
+        for k in [1, 3] {
+            let ops = vec![Op::Delete(format!("j{k}").into_bytes())];
+            store.write(&to_batch(&ops)).unwrap();
+            model.apply(&ops).unwrap();
+        }
+        let report = store.compact().unwrap();
+        model.assert_matches(&store.snapshot(), "after compact");
+        store.close().unwrap();
+        let (data, live) = sealed_data_and_live(&dir);
+        let ctx = format!("target {target}: {report:?}, {data} bytes of data for {live} live");
+        if expect_rewrite {
+            assert!(report.segments_rewritten > 0, "{ctx}");
+            assert!(
+                data as f64 <= target * live as f64 + SEGMENT as f64,
+                "{ctx}"
+            );
+        } else {
+            assert_eq!(report.runs, 0, "{ctx}");
+            assert!(data as f64 > 1.5 * live as f64, "{ctx}");
+        }
+        let store = Store::open(&dir, opts).unwrap();
+        model.assert_matches(&store.snapshot(), "after reopen");
+    }
+}
