@@ -1,11 +1,15 @@
 //! The write path: group commit, validation, encoding, segment rolls, sync.
 //!
-//! Writers queue their batches; the writer at the head of the queue becomes
-//! the leader and commits every queued batch as one group (LevelDB style):
+//! Under `SyncMode::Always`, writers queue their batches; the writer at the
+//! head of the queue becomes the leader and commits every queued batch as
+//! one group (LevelDB style), so that one fdatasync serves them all:
 //! it validates each batch against the latest state, encodes it as one record
 //! into a buffer, writes the buffer with one `write_at`, syncs once if the
 //! mode asks for it, and then publishes a new [`Version`] that snapshots pick
 //! up. Followers wait on a condition variable and return the leader's verdict.
+//! Under `Never` and `Interval` there is no sync to share, and handing a
+//! batch to a leader would cost a sleep and a wake-up per batch: each writer
+//! commits its own batch as a group of one under the writer's lock.
 //!
 //! Invariants:
 //! - Records are written in LSN order, each wholly inside one segment.
@@ -541,12 +545,16 @@ pub(crate) struct Committer {
     pub stopped: Mutex<Option<String>>,
     /// Held by a compaction from choosing its run to switching over.
     compacting: Mutex<()>,
+    /// Whether writers queue for a leader (`SyncMode::Always`).
+    group_commit: bool,
 }
 
 impl Committer {
     pub fn new(log: LogWriter) -> Committer {
         let version = log.version();
+        let group_commit = log.sync == SyncMode::Always;
         Committer {
+            group_commit,
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
             log: Mutex::new(log),
@@ -572,6 +580,12 @@ impl Committer {
     /// Writes one batch (see the module comment).
     pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
         self.check_stopped()?;
+        if !self.group_commit {
+            // With no sync to share, a queue would only add a hand-off
+            // between threads (a sleep and a wake-up) to every batch: each
+            // writer commits its own batch under the writer's lock.
+            return self.commit(&[batch]).pop().unwrap_or(Err(Error::Closed));
+        }
         let me = Arc::new(Waiter {
             batch: batch.clone(),
             result: Mutex::new(None),
@@ -600,7 +614,8 @@ impl Committer {
         }
         drop(queue);
 
-        let results = self.commit(&group);
+        let batches: Vec<&WriteBatch> = group.iter().map(|w| &w.batch).collect();
+        let results = self.commit(&batches);
 
         let mut queue = lock(&self.queue);
         for (w, r) in group.iter().zip(results) {
@@ -613,13 +628,12 @@ impl Committer {
         result.unwrap_or(Err(Error::Closed))
     }
 
-    fn commit(&self, group: &[Arc<Waiter>]) -> Vec<Result<u64>> {
-        let batches: Vec<&WriteBatch> = group.iter().map(|w| &w.batch).collect();
+    fn commit(&self, batches: &[&WriteBatch]) -> Vec<Result<u64>> {
         if let Err(e) = self.check_stopped() {
             return batches.iter().map(|_| Err(clone_io(&e))).collect();
         }
         let mut log = lock(&self.log);
-        let (results, fatal) = log.commit_group(&batches);
+        let (results, fatal) = log.commit_group(batches);
         let fatal = fatal.and_then(|()| {
             self.publish(log.version());
             if log.free_segments()? {

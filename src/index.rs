@@ -78,22 +78,29 @@ pub(crate) trait Liveness {
 }
 
 /// The whole index: one version of every journal.
+///
+/// Each journal's state sits behind its own `Arc`: the writer changes a
+/// journal after every published version, which copies the map's nodes on
+/// the path to it, and a node copy then costs one reference count per
+/// journal in the node instead of a clone of each journal's state (whose
+/// entry vector holds several shared pointers of its own).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
-    journals: OrdMap<JournalKey, JournalState>,
+    journals: OrdMap<JournalKey, Arc<JournalState>>,
 }
 
 impl Index {
     pub fn get(&self, id: &[u8]) -> Option<&JournalState> {
-        self.journals.get(id)
+        self.journals.get(id).map(|s| &**s)
     }
 
+    /// The journal's state, copied first if an older version shares it.
     pub fn get_mut(&mut self, id: &[u8]) -> Option<&mut JournalState> {
-        self.journals.get_mut(id)
+        self.journals.get_mut(id).map(Arc::make_mut)
     }
 
     pub fn get_key_value(&self, id: &[u8]) -> Option<(&JournalKey, &JournalState)> {
-        self.journals.get_key_value(id)
+        self.journals.get_key_value(id).map(|(k, s)| (k, &**s))
     }
 
     pub fn len(&self) -> usize {
@@ -101,7 +108,7 @@ impl Index {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&JournalKey, &JournalState)> {
-        self.journals.iter()
+        self.journals.iter().map(|(k, s)| (k, &**s))
     }
 
     /// Applies one operation found at `loc` to the index. Fails only in
@@ -126,9 +133,9 @@ impl Index {
                 metadata: None,
                 anchor: None,
             };
-            self.journals.insert(Arc::from(op.id), state);
+            self.journals.insert(Arc::from(op.id), Arc::new(state));
         }
-        let Some(state) = self.journals.get_mut(op.id) else {
+        let Some(state) = self.get_mut(op.id) else {
             return Ok(());
         };
         if let Some(anchor) = state.anchor.take() {
