@@ -75,8 +75,11 @@ pub(crate) fn write(
         let file = fs
             .open(&to, OpenMode::CreateNew)
             .map_err(io("create checkpoint segment"))?;
-        file.allocate(segment.capacity)
-            .map_err(io("preallocate checkpoint segment"))?;
+        // Full length like the original, sparse beyond its data (as the
+        // writer would leave it).
+        file.extend(segment.capacity)
+            .and_then(|()| file.reserve(len as u64))
+            .map_err(io("extend checkpoint segment"))?;
         file.write_at(0, bytes)
             .map_err(io("write checkpoint segment"))?;
         file.sync_data().map_err(io("sync checkpoint segment"))?;

@@ -44,6 +44,12 @@ const MAX_GROUP_BATCHES: usize = 512;
 /// A group stops growing once its records reach this many bytes.
 const MAX_GROUP_BYTES: usize = 4 << 20;
 
+/// The active segment's disk space is reserved this far ahead of its data:
+/// a segment file is created at its full length but sparse, so a store
+/// holding little data does not occupy whole segments on disk, and one
+/// `fallocate` per step keeps later writes from failing for lack of space.
+pub(crate) const RESERVE_STEP: u64 = 1 << 20;
+
 /// What a snapshot pins: an index version, the generation of segments its
 /// locations point into, and the LSN of the last batch it contains.
 #[derive(Debug)]
@@ -82,6 +88,8 @@ pub(crate) struct LogWriter {
     /// Records encoded but not yet written, starting at `buf_start`.
     buf: Vec<u8>,
     buf_start: u64,
+    /// Disk space of the active segment is reserved below this offset.
+    reserved: u64,
     /// Bytes of records appended by writes since open.
     pub appended: u64,
     /// Bytes of records compaction copied since open, and its runs.
@@ -120,6 +128,8 @@ impl LogWriter {
             acct,
             buf: Vec::new(),
             buf_start: write_pos,
+            // Unknown after a reopen: the first flush reserves.
+            reserved: write_pos,
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
@@ -371,6 +381,15 @@ impl LogWriter {
             return Ok(());
         }
         let active = self.active().clone();
+        let end = self.buf_start + self.buf.len() as u64;
+        if end > self.reserved {
+            let upto = (end + RESERVE_STEP).min(active.capacity);
+            active
+                .file
+                .reserve(upto)
+                .map_err(|e| Error::io("reserve segment space", &active.path, e))?;
+            self.reserved = upto;
+        }
         active
             .file
             .write_at(self.buf_start, &self.buf)
@@ -416,6 +435,7 @@ impl LogWriter {
             &self.dir,
             id,
             self.segment_size,
+            RESERVE_STEP,
             self.next_lsn,
         )?);
         let mut manifest = self.manifest.clone();
@@ -431,6 +451,7 @@ impl LogWriter {
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.synced_pos = self.write_pos;
         self.buf_start = self.write_pos;
+        self.reserved = RESERVE_STEP.min(self.segment_size);
         Ok(())
     }
 

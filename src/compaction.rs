@@ -483,10 +483,10 @@ pub(crate) fn copy(
     let base_lsn = first_lsn.unwrap_or(1);
     // Sized to its data, not to `segment_size`: a compacted segment is
     // sealed from birth and never appended to, and it holds at most about
-    // half a segment (the planner's budget), so preallocating a whole one
+    // half a segment (the planner's budget), so a file of a whole segment
     // would keep up to twice the live bytes on disk.
     let len = (SEGMENT_HEADER_LEN + buf.len()) as u64;
-    let segment = Segment::create(fs, dir, plan.new_id, len, base_lsn)?;
+    let segment = Segment::create(fs, dir, plan.new_id, len, len, base_lsn)?;
     // Until the manifest names it, the new segment is removed when dropped
     // (an error below, or an abandoned run); `finish` clears that.
     segment.mark_obsolete();

@@ -56,6 +56,14 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Grow the file to at least `len` bytes, reserving disk space where the
     /// file system supports it. Never shrinks the file.
     fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Grow the file to at least `len` bytes without reserving disk space
+    /// for the growth: a sparse extension that reads back as zeros, for
+    /// [`reserve`](Self::reserve) to back as data approaches. Never shrinks.
+    fn extend(&self, len: u64) -> io::Result<()>;
+    /// Reserve disk space for the first `upto` bytes of the file (within its
+    /// length) where the file system supports it, so that writes there
+    /// cannot fail for lack of space.
+    fn reserve(&self, upto: u64) -> io::Result<()>;
     /// Write all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Fill `buf` from `offset`; fails with `UnexpectedEof` past the end.
@@ -194,6 +202,23 @@ impl StorageFile for RealFile {
             self.file.set_len(len)?;
         }
         Ok(())
+    }
+
+    fn extend(&self, len: u64) -> io::Result<()> {
+        if self.len()? < len {
+            self.file.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    fn reserve(&self, upto: u64) -> io::Result<()> {
+        // fs4 returns at once when the file's blocks already cover `upto`;
+        // within the file's length it allocates without changing the size.
+        // As in `allocate`, only a full disk is an error.
+        match fs4::FileExt::allocate(&self.file, upto.min(self.len()?)) {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {

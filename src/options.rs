@@ -26,7 +26,8 @@ pub enum SyncMode {
 pub struct Options {
     /// Durability of each write. Default: [`SyncMode::Always`].
     pub sync: SyncMode,
-    /// Size of each segment file in bytes, preallocated when created.
+    /// Size of each segment file in bytes. Files are created at this size
+    /// but sparse: disk space is reserved 1 MiB ahead of the data.
     /// Default 64 MiB; at most 4 GiB - 1.
     pub segment_size: u64,
     /// Largest entry accepted, in bytes. Default 32 MiB.

@@ -33,6 +33,9 @@ use crate::segment::{check_record, parse_segment_file_name, ScanStop, Segment};
 /// Name of the lock file in the store directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
+/// Retries of a lock that another holder has (see `open`).
+const LOCK_RETRIES: u32 = 20;
+
 /// Opens (or creates) the store in `dir`, returning the writer state and the
 /// held directory lock.
 pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn LockGuard>)> {
@@ -41,15 +44,26 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
     fs.create_dir_all(dir)
         .map_err(|e| Error::io("create store directory", dir, e))?;
     let lock_path = dir.join(LOCK_FILE);
-    let lock = fs.lock(&lock_path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                path: lock_path.clone(),
+    // The lock is a `flock`, which a child process forked by the host
+    // inherits until it calls `exec`: a store closed while another thread
+    // forks can look locked for that moment. A few short retries ride that
+    // out; a store really open elsewhere still fails within ~100 ms.
+    let mut retries = 0;
+    let lock = loop {
+        match fs.lock(&lock_path) {
+            Ok(lock) => break lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if retries == LOCK_RETRIES {
+                    return Err(Error::Locked {
+                        path: lock_path.clone(),
+                    });
+                }
+                retries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
-        } else {
-            Error::io("lock store directory", &lock_path, e)
+            Err(e) => return Err(Error::io("lock store directory", &lock_path, e)),
         }
-    })?;
+    };
     let names = fs
         .read_dir(dir)
         .map_err(|e| Error::io("list store directory", dir, e))?;
@@ -147,7 +161,7 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
     let fs = &options.fs;
     // Segment files without a manifest are only acceptable as leftovers of
     // an interrupted creation: segments that hold no record. Creation
-    // preallocates, then writes the header, so a leftover may be empty, all
+    // sizes the file, then writes the header, so a leftover may be empty, all
     // zeros, or have a torn header; what decides is that the place of the
     // first record holds no byte (records are only written after the
     // manifest naming the segment exists).
@@ -182,7 +196,14 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
     // The directory itself may be new: its entry in the parent must be
     // durable before anything in it can be.
     crate::io::sync_parent(&**fs, dir).map_err(|e| Error::io("sync parent directory", dir, e))?;
-    let segment = Arc::new(Segment::create(fs, dir, 1, options.segment_size, 1)?);
+    let segment = Arc::new(Segment::create(
+        fs,
+        dir,
+        1,
+        options.segment_size,
+        crate::commit::RESERVE_STEP,
+        1,
+    )?);
     let manifest = Manifest {
         generation: 1,
         next_segment_id: 2,

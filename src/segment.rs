@@ -1,4 +1,5 @@
-//! One segment file: a preallocated, memory-mapped run of records.
+//! One segment file: a memory-mapped run of records in a file created at
+//! its full size (sparse, disk space reserved ahead of the data).
 //!
 //! A segment is created at its full size, so its mapping never has to grow,
 //! and it is never shrunk. Records are appended with `write_at` (through the
@@ -52,12 +53,15 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates segment `id` in `dir`: preallocated, header written and synced.
+    /// Creates segment `id` in `dir`: `capacity` bytes long, disk space
+    /// reserved for its first `reserve` bytes (the rest is sparse until the
+    /// writer reserves it), header written and synced.
     pub fn create(
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
         id: u32,
         capacity: u64,
+        reserve: u64,
         base_lsn: u64,
     ) -> Result<Segment> {
         let path = dir.join(segment_file_name(id));
@@ -68,7 +72,9 @@ impl Segment {
         let file = fs
             .open(&path, OpenMode::CreateNew)
             .map_err(io("create segment"))?;
-        file.allocate(capacity).map_err(io("preallocate segment"))?;
+        file.extend(capacity).map_err(io("extend segment"))?;
+        file.reserve(reserve.min(capacity))
+            .map_err(io("reserve segment space"))?;
         let header = SegmentHeader::new(u64::from(id), capacity, base_lsn);
         file.write_at(0, header.as_bytes())
             .map_err(io("write segment header"))?;

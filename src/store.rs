@@ -47,7 +47,9 @@ pub struct Stats {
     pub lsn: u64,
     /// Number of segment files in the current generation.
     pub segments: usize,
-    /// Bytes of segment files in the current generation (preallocated size).
+    /// Bytes of segment files in the current generation: their lengths,
+    /// which for the active segment is its whole capacity, although only
+    /// its data plus up to 1 MiB is allocated on disk.
     pub bytes_on_disk: u64,
     /// Bytes written to segments of the current generation (records).
     pub bytes_written: u64,

@@ -195,3 +195,30 @@ fn public_types_have_the_promised_bounds() {
     let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Error::Closed);
     assert_eq!(e.to_string(), "store is closed");
 }
+
+/// Guards: segment files are sparse, with disk space reserved only about
+/// 1 MiB ahead of the data, so a store holding a few KiB in a 64 MiB
+/// segment occupies about 1 MiB on disk, not 64 MiB; its data reads back
+/// after a reopen, and the file still has its full length.
+#[test]
+fn a_small_store_does_not_occupy_whole_segments_on_disk() -> journalstore::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, Options::default())?;
+    let mut batch = WriteBatch::new();
+    batch.append(b"j", &[1u8; 4000]);
+    for _ in 0..10 {
+        store.write(&batch)?;
+    }
+    store.close()?;
+    let files = journalstore::inspect::segment_files(&dir)?;
+    assert_eq!(files.len(), 1);
+    let meta = std::fs::metadata(&files[0].1).unwrap();
+    assert_eq!(meta.len(), Options::default().segment_size);
+    let allocated = meta.blocks() * 512;
+    assert!(allocated <= 2 << 20, "{allocated} bytes allocated");
+    let store = Store::open(&dir, Options::default())?;
+    assert_eq!(store.snapshot().journal(b"j").unwrap().len(), 10);
+    Ok(())
+}

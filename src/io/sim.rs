@@ -517,6 +517,26 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
+    fn extend(&self, len: u64) -> io::Result<()> {
+        let mut guard = self.fs.state();
+        let state = &mut *guard;
+        state.gate(Op::Allocate)?;
+        let seq = state.next_seq;
+        let record = state.record(self.id)?;
+        self.real.extend(len)?;
+        let len = self.real.len()?;
+        record.pending.push(PendingOp::Grow { seq, len });
+        state.next_seq += 1;
+        Ok(())
+    }
+
+    /// Changes nothing a crash could lose (the length is the same): only a
+    /// point where an injected fault (a full disk) can strike.
+    fn reserve(&self, upto: u64) -> io::Result<()> {
+        self.fs.state().gate(Op::Allocate)?;
+        self.real.reserve(upto)
+    }
+
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         // The lock is held across the real write so the global sequence
         // order is the order the writes reached the disk.
