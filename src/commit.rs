@@ -100,6 +100,40 @@ pub(crate) struct LogWriter {
 /// Bounds of a journal while validating (None = absent).
 type Bounds = Option<(u64, u64)>;
 
+/// The bounds a batch being validated has set so far, by journal.
+#[derive(Default)]
+struct Overlay<'b> {
+    list: Vec<(&'b [u8], Bounds)>,
+    map: HashMap<&'b [u8], Bounds>,
+}
+
+impl<'b> Overlay<'b> {
+    const LIST_MAX: usize = 16;
+
+    fn get(&self, id: &[u8]) -> Option<Bounds> {
+        if self.list.len() < Self::LIST_MAX {
+            self.list
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == id)
+                .map(|(_, b)| *b)
+        } else {
+            self.map.get(id).copied()
+        }
+    }
+
+    fn insert(&mut self, id: &'b [u8], bounds: Bounds) {
+        if self.list.len() < Self::LIST_MAX {
+            self.list.push((id, bounds));
+            if self.list.len() == Self::LIST_MAX {
+                self.map.extend(self.list.iter().copied());
+            }
+        } else {
+            self.map.insert(id, bounds);
+        }
+    }
+}
+
 impl LogWriter {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -311,12 +345,15 @@ impl LogWriter {
     /// operation leaves its journal with. No-ops are left out: an operation
     /// on disk always changes something, which recovery relies on.
     fn plan<'b>(&self, batch: &'b WriteBatch) -> Result<Vec<PlannedOp<'b>>> {
-        let mut overlay: HashMap<&[u8], Bounds> = HashMap::new();
+        // Bounds this batch has already changed. Most batches touch a few
+        // journals, so a list searched from its newest end beats hashing;
+        // large batches switch to a map.
+        let mut overlay = Overlay::default();
         let mut plan = Vec::with_capacity(batch.ops.len());
         for op in &batch.ops {
             let id = batch.id(op);
             let bounds = match overlay.get(id) {
-                Some(b) => *b,
+                Some(b) => b,
                 None => self.index.get(id).map(|s| (s.first, s.end())),
             };
             let range_err = |op_name, index, (first, end): (u64, u64)| Error::InvalidRange {
@@ -761,5 +798,29 @@ impl Committer {
             log.synced_pos = pos;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overlay answers with the latest bounds set for a journal, before
+    /// and after it switches from its list to its map, and nothing for a
+    /// journal the batch has not touched.
+    #[test]
+    fn overlay_returns_the_latest_bounds_across_the_switch() {
+        let ids: Vec<Vec<u8>> = (0..40u8).map(|i| vec![b'j', i % 7]).collect();
+        let mut overlay = Overlay::default();
+        let mut latest: HashMap<&[u8], Bounds> = HashMap::new();
+        for (n, id) in ids.iter().enumerate() {
+            let bounds = (n % 5 != 0).then_some((n as u64, 2 * n as u64));
+            overlay.insert(id, bounds);
+            latest.insert(id, bounds);
+            for (k, b) in &latest {
+                assert_eq!(overlay.get(k), Some(*b), "after {n} inserts");
+            }
+            assert_eq!(overlay.get(b"other"), None);
+        }
     }
 }
