@@ -46,6 +46,11 @@ pub trait Mapping: Send + Sync + fmt::Debug {
     /// Callers only ask for ranges that no writer is changing: bytes below the
     /// published write position of a segment, which are never written again.
     fn slice(&self, offset: usize, len: usize) -> Option<&[u8]>;
+
+    /// A hint that the view's pages will not be needed soon: they may leave
+    /// the process's resident set (they stay in the page cache). The bytes
+    /// the view shows do not change.
+    fn release(&self) {}
 }
 
 /// One open file of the store.
@@ -72,6 +77,14 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// Map the whole file (its current length) read-only.
     fn map(&self) -> io::Result<Arc<dyn Mapping>>;
+    /// The next range at or after `from` that may hold written bytes, or
+    /// `None` if the rest of the file is a hole (never written, reads as
+    /// zeros). A file system that cannot tell answers with the rest of the
+    /// file, which is always correct, only slower to check.
+    fn next_data(&self, from: u64) -> io::Result<Option<std::ops::Range<u64>>> {
+        let len = self.len()?;
+        Ok((from < len).then_some(from..len))
+    }
 }
 
 /// The file-system operations the engine uses.
@@ -160,6 +173,18 @@ impl Mapping for RealMapping {
         self.mmap.as_ref().map_or(0, |m| m.len())
     }
 
+    fn release(&self) {
+        if let Some(mmap) = &self.mmap {
+            // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only
+            // drops the page table entries: the next access faults the same
+            // bytes back in from the page cache or the file, so slices
+            // borrowed from the mapping keep seeing the same contents (the
+            // danger memmap2 warns of is for private or anonymous mappings,
+            // whose contents it resets). A failure only leaves pages resident.
+            let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
         let mmap = self.mmap.as_ref()?;
         let end = offset.checked_add(len)?;
@@ -219,6 +244,24 @@ impl StorageFile for RealFile {
             Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(e),
             _ => Ok(()),
         }
+    }
+
+    fn next_data(&self, from: u64) -> io::Result<Option<std::ops::Range<u64>>> {
+        use rustix::fs::{seek, SeekFrom};
+        let len = self.len()?;
+        if from >= len {
+            return Ok(None);
+        }
+        // SEEK_DATA / SEEK_HOLE (Linux ext4, xfs, btrfs, tmpfs): ranges the
+        // file system never wrote, including reserved but unwritten ones,
+        // are holes. Where unsupported, the whole rest is data.
+        let start = match seek(&self.file, SeekFrom::Data(from)) {
+            Ok(start) => start,
+            Err(rustix::io::Errno::NXIO) => return Ok(None),
+            Err(_) => return Ok(Some(from..len)),
+        };
+        let end = seek(&self.file, SeekFrom::Hole(start)).unwrap_or(len);
+        Ok(Some(start..end.clamp(start, len)))
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {

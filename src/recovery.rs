@@ -326,15 +326,17 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
                 // The last record's padding may reach past a capacity that
                 // is not a multiple of 8 (a damaged or crafted header): then
                 // nothing follows it.
-                dirty_tail = segment
-                    .bytes(end, (segment.capacity as usize).saturating_sub(end))
-                    .is_some_and(|b| b.iter().any(|&x| x != 0));
+                dirty_tail = tail_is_dirty(segment, end);
                 if dirty_tail {
                     check_tail(segment, end, last_lsn)?;
                 }
                 active_end = end as u64;
             }
         }
+        // Recovery reads every record once; readers fault back in what they
+        // read later. Without this the process would hold the whole store
+        // in its resident set after an open.
+        segment.release();
     }
     if let Some((journal, missing)) = index.find_missing(&latest) {
         return Err(Error::Corruption {
@@ -357,6 +359,45 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
 
 /// Decides whether the invalid bytes at `end` of the active segment are a
 /// torn tail (fine) or damage to data that had been synced (corruption).
+/// Whether any byte of the active segment after `end` is not zero. Only
+/// the ranges the file system says may hold data are read: after a clean
+/// close the rest of a segment is a hole, and reading it through the
+/// mapping would page in up to a whole segment of zeros.
+fn tail_is_dirty(segment: &Segment, end: usize) -> bool {
+    let capacity = segment.capacity as usize;
+    let mut at = end;
+    while at < capacity {
+        let range = match segment.file.next_data(at as u64) {
+            Ok(Some(r)) => (r.start as usize).max(at)..(r.end as usize).min(capacity),
+            Ok(None) => return false,
+            // Cannot tell: read everything left.
+            Err(_) => at..capacity,
+        };
+        if range.is_empty() {
+            return false;
+        }
+        let dirty = segment
+            .bytes(range.start, range.len())
+            .is_some_and(|b| !all_zero(b));
+        if dirty {
+            return true;
+        }
+        at = range.end;
+    }
+    false
+}
+
+/// `bytes.iter().all(|&b| b == 0)`, in 64-byte blocks the compiler turns
+/// into vector ORs instead of a byte-by-byte early exit.
+fn all_zero(bytes: &[u8]) -> bool {
+    let blocks = bytes.chunks_exact(64);
+    let rest = blocks.remainder();
+    blocks
+        .map(|c| c.iter().fold(0u8, |a, &b| a | b))
+        .all(|x| x == 0)
+        && rest.iter().all(|&b| b == 0)
+}
+
 fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
     let capacity = segment.capacity as usize;
     let mut pos = end + RECORD_ALIGN;

@@ -165,6 +165,12 @@ impl Segment {
         self.map.slice(offset, len)
     }
 
+    /// Lets the mapping's pages leave the process's resident set (recovery,
+    /// after scanning a segment; see [`Mapping::release`]).
+    pub fn release(&self) {
+        self.map.release();
+    }
+
     /// Encoded size of the operation at `offset` (0 if it cannot be read).
     pub fn op_len(&self, offset: u32) -> u64 {
         self.bytes(offset as usize, OP_HEADER_LEN)
