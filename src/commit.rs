@@ -692,16 +692,23 @@ impl Committer {
         }
         let mut log = lock(&self.log);
         let (results, fatal) = log.commit_group(batches);
+        // Versions replaced here are dropped once the writer's lock is
+        // released: the drop frees the index nodes the writer copied since
+        // (a good part of a small batch's cost), which need not hold up the
+        // next writer.
+        let mut replaced = Vec::new();
         let fatal = fatal.and_then(|()| {
-            self.publish(log.version());
+            replaced.push(self.publish(log.version()));
             if log.free_segments()? {
-                self.publish(log.version());
+                replaced.push(self.publish(log.version()));
             }
             Ok(())
         });
         if let Err(e) = fatal {
             *lock(&self.stopped) = Some(e.to_string());
         }
+        drop(log);
+        drop(replaced);
         results
     }
 
@@ -714,16 +721,19 @@ impl Committer {
         let lsn = log.encode_ops(ops)?;
         log.flush()?;
         log.sync_active()?;
-        self.publish(log.version());
+        let replaced = self.publish(log.version());
+        drop(log);
+        drop(replaced);
         Ok(lsn)
     }
 
-    /// Makes `version` the one new snapshots get. The previous version is
-    /// dropped after the lock is released: dropping it may free index nodes
-    /// or unlink a segment file, which `snapshot()` must not wait for.
-    fn publish(&self, version: Arc<Version>) {
-        let old = std::mem::replace(&mut *lock(&self.current), version);
-        drop(old);
+    /// Makes `version` the one new snapshots get, and returns the one it
+    /// replaces, to be dropped outside the locks: dropping it may free index
+    /// nodes or unlink a segment file, which neither `snapshot()` nor the
+    /// next writer should wait for.
+    #[must_use = "the replaced version should be dropped outside the locks"]
+    fn publish(&self, version: Arc<Version>) -> Arc<Version> {
+        std::mem::replace(&mut *lock(&self.current), version)
     }
 
     /// Runs one compaction step (see `compaction.rs`): `Ok(None)` when no
@@ -753,11 +763,12 @@ impl Committer {
         };
         let mut log = lock(&self.log);
         let started = std::time::Instant::now();
+        let mut replaced = Vec::new();
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
-                self.publish(log.version());
+                replaced.push(self.publish(log.version()));
                 if log.free_segments()? {
-                    self.publish(log.version());
+                    replaced.push(self.publish(log.version()));
                 }
             }
             Ok(switched)
@@ -767,6 +778,8 @@ impl Committer {
             Ok(true) => {
                 log.compacted += report.bytes_copied;
                 log.compaction_runs += 1;
+                drop(log);
+                drop(replaced);
                 report.runs = 1;
                 report.segments_rewritten = plan.victim_count();
                 report.bytes_released = plan.victim_bytes();
