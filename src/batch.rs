@@ -109,6 +109,12 @@ impl WriteBatch {
         self
     }
 
+    /// An upper bound of the payload this batch encodes to (validation only
+    /// ever leaves operations out).
+    pub(crate) fn payload_bound(&self) -> usize {
+        self.data.len() + self.ops.len() * crate::record::OP_HEADER_LEN
+    }
+
     pub(crate) fn id(&self, op: &BatchOp) -> &[u8] {
         let start = op.id_start as usize;
         &self.data[start..start + op.id_len as usize]

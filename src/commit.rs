@@ -9,7 +9,12 @@
 //! up. Followers wait on a condition variable and return the leader's verdict.
 //! Under `Never` and `Interval` there is no sync to share, and handing a
 //! batch to a leader would cost a sleep and a wake-up per batch: each writer
-//! commits its own batch as a group of one under the writer's lock.
+//! commits its own batch as a group of one under the writer's lock, applies
+//! it to the index only once its write succeeded, and does not publish a
+//! version: `Committer::current` makes one when a snapshot finds the
+//! published version older than the newest acknowledged batch. A published
+//! version makes the writer copy the index nodes it touches next, which was
+//! most of a small buffered batch's cost.
 //!
 //! Invariants:
 //! - Records are written in LSN order, each wholly inside one segment.
@@ -22,6 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use zerocopy::{FromZeros, IntoBytes};
@@ -90,11 +96,25 @@ pub(crate) struct LogWriter {
     buf_start: u64,
     /// Disk space of the active segment is reserved below this offset.
     reserved: u64,
+    /// Whether the index holds acknowledged batches that no published
+    /// version shows yet (buffered modes publish lazily, see `Committer`).
+    pub dirty: bool,
     /// Bytes of records appended by writes since open.
     pub appended: u64,
     /// Bytes of records compaction copied since open, and its runs.
     pub compacted: u64,
     pub compaction_runs: u64,
+}
+
+/// Where `encode_record` put a record.
+struct EncodedRecord {
+    lsn: u64,
+    /// Offset of the record in the buffer.
+    start: usize,
+    /// Offset of the record in the active segment.
+    offset: u64,
+    payload_len: usize,
+    record_len: usize,
 }
 
 /// Bounds of a journal while validating (None = absent).
@@ -164,6 +184,7 @@ impl LogWriter {
             buf_start: write_pos,
             // Unknown after a reopen: the first flush reserves.
             reserved: write_pos,
+            dirty: false,
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
@@ -239,12 +260,17 @@ impl LogWriter {
     /// not fit), applies them to the working index, and returns its LSN.
     /// The operations are trusted: `plan` (or salvage) made them consistent.
     pub fn encode_ops(&mut self, plan: &[PlannedOp<'_>]) -> Result<u64> {
-        // Only a crafted store gets here (its records claim LSNs near
-        // u64::MAX); refuse like an exhausted segment id, before any I/O,
-        // rather than overflow `next_lsn` below.
-        if self.next_lsn == u64::MAX {
-            return Err(Error::InvalidOptions("LSNs exhausted".into()));
+        let record = self.encode_record(plan)?;
+        self.apply_record(&record);
+        if self.buf.len() >= MAX_GROUP_BYTES {
+            self.flush()?;
         }
+        Ok(record.lsn)
+    }
+
+    /// The length of the record `plan` encodes to; fails for a batch that
+    /// cannot fit in a segment.
+    fn record_len(&self, plan: &[PlannedOp<'_>]) -> Result<usize> {
         let payload_len: usize = plan
             .iter()
             .map(|p| OP_HEADER_LEN + p.id.len() + p.value.len())
@@ -257,11 +283,30 @@ impl LogWriter {
                 max: max as u64,
             });
         }
+        Ok(record_len)
+    }
+
+    /// Whether the record of `plan` starts a new segment.
+    fn must_roll(&self, plan: &[PlannedOp<'_>]) -> Result<bool> {
         // The active segment's own capacity, not `segment_size`: a store
         // reopened with a larger `segment_size` would otherwise write past
         // the end of its active segment (unreadable, and the file no longer
         // matches its header, so the store would not open again).
-        if self.write_pos + record_len as u64 > self.active().capacity {
+        Ok(self.write_pos + self.record_len(plan)? as u64 > self.active().capacity)
+    }
+
+    /// Encodes planned operations as one record at the end of the buffer
+    /// (rolling first if it does not fit) and moves the write position and
+    /// LSN past it; the index is not touched (see `apply_record`).
+    fn encode_record(&mut self, plan: &[PlannedOp<'_>]) -> Result<EncodedRecord> {
+        // Only a crafted store gets here (its records claim LSNs near
+        // u64::MAX); refuse like an exhausted segment id, before any I/O,
+        // rather than overflow `next_lsn` below.
+        if self.next_lsn == u64::MAX {
+            return Err(Error::InvalidOptions("LSNs exhausted".into()));
+        }
+        let record_len = self.record_len(plan)?;
+        if self.must_roll(plan)? {
             self.roll()?;
         }
         let lsn = self.next_lsn;
@@ -280,19 +325,34 @@ impl LogWriter {
             );
         }
         let payload = &self.buf[start + RECORD_HEADER_LEN..];
+        let payload_len = payload.len();
         let mut header = RecordHeader::new_zeroed();
         header.payload_crc = crc32(payload).into();
         header.lsn = lsn.into();
-        header.payload_len = (payload.len() as u32).into();
+        header.payload_len = (payload_len as u32).into();
         header.synced_through = (self.synced_pos as u32).into();
         header.kind = RECORD_KIND_BATCH.into();
         header.op_count = (plan.len() as u32).into();
         header.seal();
         self.buf[start..start + RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
         self.buf.resize(start + record_len, 0);
+        self.write_pos += record_len as u64;
+        self.appended += record_len as u64;
+        self.next_lsn += 1;
+        Ok(EncodedRecord {
+            lsn,
+            start,
+            offset,
+            payload_len,
+            record_len,
+        })
+    }
 
-        // Apply to the working index. Sizes of killed ops come from the
-        // buffer when they are in this group, else from the mapped segment.
+    /// Applies an encoded record, still in the buffer, to the working index
+    /// and the live-space accounting.
+    fn apply_record(&mut self, record: &EncodedRecord) {
+        // Sizes of killed ops come from the buffer when they are in it, else
+        // from the mapped segment.
         let LogWriter {
             buf,
             buf_start,
@@ -315,10 +375,11 @@ impl LogWriter {
                 .map_or(0, |s| s.op_len(loc.offset))
         };
         let mut tracker = acct.tracker(&size_of);
-        let payload = &buf[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + payload_len];
-        let payload_offset = offset + RECORD_HEADER_LEN as u64;
-        // The payload was encoded just above from validated operations, so
-        // every op decodes; a failure here is a bug, not bad input.
+        let at = record.start + RECORD_HEADER_LEN;
+        let payload = &buf[at..at + record.payload_len];
+        let payload_offset = record.offset + RECORD_HEADER_LEN as u64;
+        // The payload was encoded from validated operations, so every op
+        // decodes; a failure here is a bug, not bad input.
         for op in OpIter::new(payload) {
             let Ok(op) = op else {
                 debug_assert!(false, "freshly encoded op does not decode: {op:?}");
@@ -332,13 +393,36 @@ impl LogWriter {
             let applied = index.apply(&op, loc, &mut tracker);
             debug_assert!(applied.is_ok(), "{applied:?}");
         }
-        self.write_pos += record_len as u64;
-        self.appended += record_len as u64;
-        self.next_lsn += 1;
-        if self.buf.len() >= MAX_GROUP_BYTES {
-            self.flush()?;
+    }
+
+    /// Commits one batch on its own (the buffered modes), in the order that
+    /// keeps the working index equal to what was acknowledged: validate,
+    /// encode, write, and only once the write succeeded apply it. Returns
+    /// the batch's verdict and whether an I/O failure stopped writes.
+    fn commit_one(&mut self, batch: &WriteBatch) -> (Result<u64>, Result<()>) {
+        self.buf.clear();
+        self.buf_start = self.write_pos;
+        let record = match self.plan(batch).and_then(|plan| self.encode_record(&plan)) {
+            Ok(record) => record,
+            Err(e @ Error::Io { .. }) => {
+                let cause = Err(clone_io(&e));
+                return (Err(e), cause);
+            }
+            Err(e) => return (Err(e), Ok(())),
+        };
+        if let Err(e) = self.write_buffer() {
+            // Nothing of the batch is in the index; the numbers it took are
+            // given back, so the state stays exactly what was acknowledged.
+            self.write_pos -= record.record_len as u64;
+            self.appended -= record.record_len as u64;
+            self.next_lsn -= 1;
+            let cause = Err(clone_io(&e));
+            return (Err(e), cause);
         }
-        Ok(lsn)
+        self.apply_record(&record);
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        (Ok(record.lsn), Ok(()))
     }
 
     /// Checks a batch against the latest state and computes the bounds each
@@ -414,6 +498,14 @@ impl LogWriter {
 
     /// Writes the encoded records to the active segment.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the buffer at `buf_start` and leaves it in place.
+    fn write_buffer(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -430,10 +522,7 @@ impl LogWriter {
         active
             .file
             .write_at(self.buf_start, &self.buf)
-            .map_err(|e| Error::io("write segment", &active.path, e))?;
-        self.buf_start += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
+            .map_err(|e| Error::io("write segment", &active.path, e))
     }
 
     /// fdatasyncs the active segment up to `write_pos`.
@@ -495,8 +584,18 @@ impl LogWriter {
     /// Frees the segments that no longer hold anything live. Their files go
     /// when the last snapshot that can reach them drops.
     pub fn free_segments(&mut self) -> Result<bool> {
+        let ids = self.freeable();
+        self.free(ids)
+    }
+
+    /// The segments `free_segments` would free now.
+    fn freeable(&mut self) -> Vec<u32> {
         let active = self.active().id;
-        let ids = self.acct.freeable(active);
+        self.acct.freeable(active)
+    }
+
+    /// Frees segments `freeable` chose.
+    fn free(&mut self, ids: Vec<u32>) -> Result<bool> {
         if ids.is_empty() {
             return Ok(false);
         }
@@ -603,8 +702,15 @@ pub(crate) struct Committer {
     pub stopped: Mutex<Option<String>>,
     /// Held by a compaction from choosing its run to switching over.
     compacting: Mutex<()>,
-    /// Whether writers queue for a leader (`SyncMode::Always`).
+    /// Whether writers queue for a leader (`SyncMode::Always`). Otherwise
+    /// each writer commits its own batch and publishing is lazy: a version
+    /// is made when a snapshot asks for one (see `current`), not after every
+    /// batch, because each published version makes the writer copy the
+    /// index nodes it touches next, which is most of a small batch's cost.
     group_commit: bool,
+    /// LSN of the newest acknowledged batch (buffered modes): a published
+    /// version older than this is stale.
+    acked: AtomicU64,
 }
 
 impl Committer {
@@ -612,6 +718,7 @@ impl Committer {
         let version = log.version();
         let group_commit = log.sync == SyncMode::Always;
         Committer {
+            acked: AtomicU64::new(version.lsn),
             group_commit,
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
@@ -622,8 +729,32 @@ impl Committer {
         }
     }
 
+    /// The latest version: it holds every batch acknowledged before the
+    /// call. In the buffered modes it is made here when the published one
+    /// is stale, which waits for the writer's lock; the writer publishes
+    /// before the slow steps it takes under that lock (rolls, frees,
+    /// compaction switches), so the wait is one small batch at most.
     pub fn current(&self) -> Arc<Version> {
-        lock(&self.current).clone()
+        let published = lock(&self.current).clone();
+        if published.lsn >= self.acked.load(Ordering::Acquire) {
+            return published;
+        }
+        let mut log = lock(&self.log);
+        let replaced = self.publish_dirty(&mut log);
+        let version = lock(&self.current).clone();
+        drop(log);
+        drop(replaced);
+        version
+    }
+
+    /// Publishes the working state if it holds unpublished batches; returns
+    /// the replaced version (to drop outside the locks).
+    fn publish_dirty(&self, log: &mut LogWriter) -> Option<Arc<Version>> {
+        if !log.dirty {
+            return None;
+        }
+        log.dirty = false;
+        Some(self.publish(log.version()))
     }
 
     fn check_stopped(&self) -> Result<()> {
@@ -642,7 +773,7 @@ impl Committer {
             // With no sync to share, a queue would only add a hand-off
             // between threads (a sleep and a wake-up) to every batch: each
             // writer commits its own batch under the writer's lock.
-            return self.commit(&[batch]).pop().unwrap_or(Err(Error::Closed));
+            return self.commit_direct(batch);
         }
         let me = Arc::new(Waiter {
             batch: batch.clone(),
@@ -684,6 +815,43 @@ impl Committer {
         self.cv.notify_all();
         let result = lock(&me.result).take();
         result.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Commits one batch in a buffered mode, publishing lazily.
+    fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
+        if let Err(e) = self.check_stopped() {
+            return Err(e);
+        }
+        let mut log = lock(&self.log);
+        let mut replaced = Vec::new();
+        // A roll syncs and swaps the manifest under the lock: publish first,
+        // so that snapshots need not wait for it (the bound may be a little
+        // early near a segment's end; that costs one publish).
+        let bound = align_up(RECORD_HEADER_LEN + batch.payload_bound()) as u64;
+        if log.write_pos + bound > log.active().capacity {
+            replaced.extend(self.publish_dirty(&mut log));
+        }
+        let (result, fatal) = log.commit_one(batch);
+        let fatal = fatal.and_then(|()| {
+            if result.is_ok() {
+                log.dirty = true;
+                self.acked.store(log.next_lsn - 1, Ordering::Release);
+            }
+            let ids = log.freeable();
+            if !ids.is_empty() {
+                replaced.extend(self.publish_dirty(&mut log));
+                if log.free(ids)? {
+                    replaced.push(self.publish(log.version()));
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = fatal {
+            *lock(&self.stopped) = Some(e.to_string());
+        }
+        drop(log);
+        drop(replaced);
+        result
     }
 
     fn commit(&self, batches: &[&WriteBatch]) -> Vec<Result<u64>> {
@@ -748,8 +916,11 @@ impl Committer {
         let (plan, fs, dir, segment_size) = {
             let mut log = lock(&self.log);
             // Holding the writer's lock, the published version is the
-            // working state: every group publishes before it lets go.
-            let version = self.current();
+            // working state once a lazy publish is made: every group
+            // publishes (or marks the state dirty) before it lets go.
+            let replaced = self.publish_dirty(&mut log);
+            let version = lock(&self.current).clone();
+            drop(replaced);
             match log.plan_compaction(policy, version) {
                 Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
                 None => return Ok(None),
@@ -763,7 +934,8 @@ impl Committer {
         };
         let mut log = lock(&self.log);
         let started = std::time::Instant::now();
-        let mut replaced = Vec::new();
+        // The switch syncs under the lock: publish first (see `current`).
+        let mut replaced: Vec<_> = self.publish_dirty(&mut log).into_iter().collect();
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
                 replaced.push(self.publish(log.version()));
