@@ -552,7 +552,7 @@ impl LogWriter {
     }
 
     /// Seals the active segment and starts a new one: a new generation.
-    fn roll(&mut self) -> Result<()> {
+    pub(crate) fn roll(&mut self) -> Result<()> {
         self.flush()?;
         self.sync_active()?;
         let id = self.manifest.next_segment_id;
@@ -915,6 +915,19 @@ impl Committer {
         self.check_stopped()?;
         let (plan, fs, dir, segment_size) = {
             let mut log = lock(&self.log);
+            if log.should_seal_active(policy) {
+                // Publish first: the roll syncs under the lock.
+                let mut replaced: Vec<_> = self.publish_dirty(&mut log).into_iter().collect();
+                if let Err(e) = log.roll() {
+                    *lock(&self.stopped) = Some(e.to_string());
+                    return Err(e);
+                }
+                replaced.push(self.publish(log.version()));
+                drop(log);
+                drop(replaced);
+                // The sealed segment is now a candidate like any other.
+                return Ok(Some(crate::CompactionReport::default()));
+            }
             // Holding the writer's lock, the published version is the
             // working state once a lazy publish is made: every group
             // publishes (or marks the state dirty) before it lets go.

@@ -132,7 +132,44 @@ pub(crate) struct Policy {
 /// met would otherwise cause.
 const REWRITE_MAX_RATIO: f64 = 0.8;
 
+/// The active segment is sealed early (see `should_seal_active`) only once
+/// it holds this much data.
+const EARLY_SEAL_MIN: u64 = 1 << 20;
+
 impl LogWriter {
+    /// Whether to seal the active segment before it is full, so that
+    /// compaction can reclaim it: it holds at least [`EARLY_SEAL_MIN`] of
+    /// data, less than `policy.threshold` of it live, and the store is over
+    /// `policy.max_space_amplification` (with 1 MiB of slack). Without this
+    /// a store whose live data is small next to `segment_size` (journals
+    /// created and deleted at a high rate) keeps up to a whole segment of
+    /// dead records on disk, out of compaction's reach.
+    pub(crate) fn should_seal_active(&self, policy: Policy) -> bool {
+        let active = self.active();
+        let written = self.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
+        if written < EARLY_SEAL_MIN {
+            return false;
+        }
+        let active_live = self
+            .acct
+            .segments
+            .get(&active.id)
+            .map_or(0, |u| u.live_bytes);
+        if active_live as f64 >= policy.threshold * written as f64 {
+            return false;
+        }
+        let sealed: u64 = self
+            .manifest
+            .segments
+            .iter()
+            .filter_map(|(_, len)| *len)
+            .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN as u64))
+            .sum();
+        let live = self.acct.total_live_bytes();
+        (sealed + written) as f64
+            > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
+    }
+
     /// Picks a run of sealed segments to rewrite, or `None`:
     ///
     /// 1. the oldest segment whose live ratio is below `policy.threshold`;
