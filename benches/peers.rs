@@ -14,7 +14,8 @@
 //! engine's background threads cannot slow the next, and the recovery
 //! workload can SIGKILL a writer. Children print `metric\tvalue\tunit` lines;
 //! the parent collects them into a TSV file, a Markdown table and a human
-//! table with ratios to the best peer and to the raw baseline.
+//! table with ratios to the best peer and to the raw baseline, plus
+//! `run.tsv` (date, machine, settings) for `benches/update-readme.py`.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -72,6 +73,17 @@ fn entry_key(journal: u64, index: u64) -> [u8; 17] {
     k[8] = 1;
     k[9..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// What a reader does with the bytes it read: touches every cache line
+/// (one byte in 64, folded so the compiler keeps the loads) and returns the
+/// length. Engines that hand out slices of a memory map (LMDB, redb,
+/// journalstore) would otherwise be timed without reading the data at all,
+/// next to engines that copy it.
+fn consume(bytes: &[u8]) -> u64 {
+    let folded = bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b);
+    std::hint::black_box(folded);
+    bytes.len() as u64
 }
 
 /// The engine interface the workloads drive. Durability is fixed at open
@@ -283,9 +295,9 @@ mod js {
             let Some(j) = snapshot.journal(&journal.to_be_bytes()) else {
                 return Ok(0);
             };
-            let mut total = j.metadata()?.len() as u64;
+            let mut total = consume(j.metadata()?);
             for item in j.entries(..) {
-                total += item?.1.len() as u64;
+                total += consume(item?.1);
             }
             Ok(total)
         }
@@ -302,31 +314,36 @@ mod redb_peer {
 
     const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("journals");
 
-    /// redb: one write transaction per batch (`Durability::Immediate`, the
-    /// default, when durable; `Durability::None` otherwise: the commit is
-    /// visible at once and made durable by the next immediate commit), one
-    /// read transaction per snapshot read.
+    /// redb: one write transaction per batch, one read transaction per
+    /// snapshot read, its defaults otherwise (`Builder::new()`: 1 GiB cache,
+    /// 1-phase + checksum commits, no quick-repair; the docs recommend no
+    /// other setting).
+    ///
+    /// Every commit uses `Durability::Immediate` (the default), buffered or
+    /// not: redb's only other level, `Durability::None`, is "implemented
+    /// with an in-memory flag" and "in the event of a crash, the database will
+    /// simply rollback" to the last immediate commit (redb `docs/design.md`,
+    /// "Non-durable commits"; `Durability::None` docs), so a process crash
+    /// loses those commits and the buffered workloads' rule (survive a
+    /// process crash) leaves `Immediate` as redb's fastest setting.
     pub struct Redb {
         db: Database,
-        durable: bool,
     }
 
     impl Redb {
-        pub fn open(dir: &Path, durable: bool) -> Res<Redb> {
+        pub fn open(dir: &Path, _durable: bool) -> Res<Redb> {
             let db = Database::create(dir.join("data.redb"))?;
             let tx = db.begin_write()?;
             tx.open_table(TABLE)?;
             tx.commit()?;
-            Ok(Redb { db, durable })
+            Ok(Redb { db })
         }
     }
 
     impl Engine for Redb {
         fn write(&self, ops: &[Op<'_>]) -> Res<()> {
             let mut tx = self.db.begin_write()?;
-            if !self.durable {
-                tx.set_durability(Durability::None)?;
-            }
+            tx.set_durability(Durability::Immediate)?;
             {
                 let mut t = tx.open_table(TABLE)?;
                 for op in ops {
@@ -367,13 +384,14 @@ mod redb_peer {
             let mut total = 0;
             for item in t.range::<&[u8]>(&lo[..]..&hi[..])? {
                 let (_, v) = item?;
-                total += v.value().len() as u64;
+                total += consume(v.value());
             }
             Ok(total)
         }
 
         fn sync(&self) -> Res<()> {
-            // An empty immediate commit makes earlier non-durable ones durable.
+            // Every commit is already durable; an empty immediate commit is
+            // what an application would call to be sure.
             let tx = self.db.begin_write()?;
             tx.commit()?;
             Ok(())
@@ -388,7 +406,9 @@ mod fjall_peer {
     /// fjall: one keyspace, one `WriteBatch` per batch committed with
     /// `PersistMode::SyncData` when durable and `PersistMode::Buffer` (to
     /// the OS; survives a process crash) otherwise; `Database::snapshot` for
-    /// reads.
+    /// reads. Block cache sized as its docs recommend; other options at
+    /// their defaults, which are within the documented recommendations
+    /// (memtable 64 MiB: "recommended size 8 - 64 MiB").
     pub struct Fjall {
         db: Database,
         ks: Keyspace,
@@ -397,7 +417,10 @@ mod fjall_peer {
 
     impl Fjall {
         pub fn open(dir: &Path, durable: bool) -> Res<Fjall> {
-            let db = Database::builder(dir).open()?;
+            // fjall README "Memory usage" and `DatabaseBuilder::cache_size`:
+            // "It is recommended to configure the block cache capacity to be
+            // ~20-25% of the available memory" (default 32 MiB).
+            let db = Database::builder(dir).cache_size(mem_total() / 4).open()?;
             let ks = db.keyspace("journals", KeyspaceCreateOptions::default)?;
             let mode = if durable {
                 PersistMode::SyncData
@@ -443,7 +466,7 @@ mod fjall_peer {
             let mut total = 0;
             for guard in snapshot.prefix(&self.ks, journal.to_be_bytes()) {
                 let (_, v) = guard.into_inner()?;
-                total += v.len() as u64;
+                total += consume(&v);
             }
             Ok(total)
         }
@@ -460,10 +483,21 @@ mod lmdb_peer {
     use heed::{Database, Env, EnvFlags, EnvOpenOptions};
     use std::ops::Bound;
 
-    /// LMDB through heed: one write transaction per batch, synced on commit
-    /// when durable; `MDB_NOSYNC` otherwise (commits reach the OS; a process
-    /// crash loses nothing, a system crash may lose the last transactions).
-    /// A read transaction per snapshot read. 64 GiB map (virtual).
+    /// LMDB through heed: one write transaction per batch, a read
+    /// transaction per snapshot read. Settings from `lmdb.h`
+    /// (`mdb_env_set_mapsize`, `mdb_env_open` flags):
+    ///
+    /// - map size 64 GiB (virtual): "should be chosen as large as possible,
+    ///   to accommodate future growth of the database";
+    /// - durable: default flags (data and meta page synced on commit;
+    ///   `MDB_NOMETASYNC` would lose the D of ACID, so it is not used);
+    /// - buffered: `MDB_WRITEMAP | MDB_MAPASYNC`: a writable map "may be
+    ///   slightly faster for DBs that fit entirely in RAM" (all of these
+    ///   do), and with it "(MDB_MAPASYNC | MDB_WRITEMAP) may be preferable"
+    ///   to `MDB_NOSYNC`. Commits land in the shared file mapping (the page
+    ///   cache), so a process crash loses nothing; a system crash may lose
+    ///   or corrupt the last transactions; `sync` (`mdb_env_sync(force)`)
+    ///   makes them durable.
     pub struct Lmdb {
         env: Env,
         db: Database<Bytes, Bytes>,
@@ -472,12 +506,15 @@ mod lmdb_peer {
     impl Lmdb {
         pub fn open(dir: &Path, durable: bool) -> Res<Lmdb> {
             let mut options = EnvOpenOptions::new();
+            // 256 reader slots (default 126): up to 64 threads + the driver.
             options.map_size(64 << 30).max_readers(256);
             // SAFETY: each environment is opened once per process, on a
-            // directory this benchmark owns.
+            // directory this benchmark owns, always with the same flags (a
+            // directory is only ever opened durable or only buffered, as
+            // `MDB_WRITEMAP` requires).
             let env = unsafe {
                 if !durable {
-                    options.flags(EnvFlags::NO_SYNC);
+                    options.flags(EnvFlags::WRITE_MAP | EnvFlags::MAP_ASYNC);
                 }
                 options.open(dir)?
             };
@@ -521,7 +558,7 @@ mod lmdb_peer {
             let tx = self.env.read_txn()?;
             let mut total = 0;
             for item in self.db.prefix_iter(&tx, &journal.to_be_bytes())? {
-                total += item?.1.len() as u64;
+                total += consume(item?.1);
             }
             Ok(total)
         }
@@ -535,12 +572,17 @@ mod lmdb_peer {
 #[cfg(feature = "peer-rocksdb")]
 mod rocksdb_peer {
     use super::*;
-    use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+    use rocksdb::{
+        BlockBasedOptions, Cache, Direction, IteratorMode, Options, ReadOptions, SliceTransform,
+        WriteBatch, WriteOptions, DB,
+    };
 
     /// RocksDB: `WriteBatch` per batch, `WriteOptions::set_sync(true)` when
-    /// durable (WAL fsync per write, RocksDB groups concurrent writers);
-    /// WAL without sync otherwise (survives a process crash). A `Snapshot`
-    /// per read; `delete_range` for deletes and resets.
+    /// durable (WAL fdatasync per write, RocksDB groups concurrent writers);
+    /// WAL without sync otherwise (each write reaches the OS: survives a
+    /// process crash; `manual_wal_flush` would keep it in process memory, so
+    /// it is not used). A `Snapshot` + prefix iterator per read;
+    /// `delete_range` for deletes and resets. Options as documented below.
     pub struct Rocks {
         db: DB,
         durable: bool,
@@ -550,7 +592,41 @@ mod rocksdb_peer {
         pub fn open(dir: &Path, durable: bool) -> Res<Rocks> {
             let mut options = Options::default();
             options.create_if_missing(true);
-            options.increase_parallelism(2);
+            // `include/rocksdb/options.h` and `examples/simple_example.cc`
+            // ("Optimize RocksDB. This is the easiest way to get RocksDB to
+            // perform well"): `IncreaseParallelism` ("Good value for
+            // `total_threads` is the number of cores") and
+            // `OptimizeLevelStyleCompaction` with its default 512 MiB
+            // memtable budget.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            options.increase_parallelism(cores as i32);
+            options.optimize_level_style_compaction(512 << 20);
+            // Wiki "Setup Options and Basic Tuning", "Other General Options"
+            // (suggested for new databases): dynamic level bytes (the
+            // default since 8.4), bytes_per_sync 1 MiB, 16 KiB blocks, index
+            // and filter blocks in the block cache with L0's pinned.
+            options.set_level_compaction_dynamic_level_bytes(true);
+            options.set_bytes_per_sync(1 << 20);
+            let mut table = BlockBasedOptions::default();
+            table.set_block_size(16 << 10);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Same page, "Block Cache Size": "about 1/3 of your total memory
+            // budget" (default 32 MiB); the budget here is the machine's RAM.
+            table.set_block_cache(&Cache::new_lru_cache((mem_total() / 3) as usize));
+            // Wiki "Prefix Seek", "Configure prefix bloom filter": every read
+            // is a scan of one journal's prefix (its 8-byte id), so a prefix
+            // extractor with a 10 bits/key prefix bloom filter and no
+            // whole-key filtering (no point `Get`s here). The wiki's example
+            // uses a capped transform; every key here is at least 9 bytes,
+            // so the fixed 8-byte one extracts the same prefix.
+            table.set_bloom_filter(10.0, false);
+            table.set_whole_key_filtering(false);
+            options.set_block_based_table_factory(&table);
+            options.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+            // Compression: `OptimizeLevelStyleCompaction` leaves L0-L1
+            // uncompressed and uses LZ4, else Snappy, below, as the setup
+            // page recommends; this build has Snappy only.
             Ok(Rocks {
                 db: DB::open(&options, dir)?,
                 durable,
@@ -588,12 +664,17 @@ mod rocksdb_peer {
             let snapshot = self.db.snapshot();
             let mut total = 0;
             let prefix = journal.to_be_bytes();
-            for item in snapshot.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+            // Prefix seek ("Prefix Seek" wiki): stay within the seek key's
+            // prefix, which lets the prefix bloom filters skip files.
+            let mut ro = ReadOptions::default();
+            ro.set_prefix_same_as_start(true);
+            let mode = IteratorMode::From(&prefix, Direction::Forward);
+            for item in snapshot.iterator_opt(mode, ro) {
                 let (k, v) = item?;
                 if !k.starts_with(&prefix) {
                     break;
                 }
-                total += v.len() as u64;
+                total += consume(&v);
             }
             Ok(total)
         }
@@ -608,6 +689,7 @@ mod rocksdb_peer {
 mod raft_peer {
     use super::*;
     use raft_engine::{Config, Engine as RaftEngine, LogBatch, MessageExt, ReadableSize};
+    use std::sync::{mpsc, Arc};
 
     /// A protobuf 2 message holding one entry: raft-engine stores entries as
     /// `protobuf::Message`s and asks `MessageExt` for their index.
@@ -701,26 +783,76 @@ mod raft_peer {
 
     /// raft-engine: one region (raft group) per journal, a `LogBatch` per
     /// batch written with `sync = durable`, entries as protobuf messages,
-    /// metadata as a region key, `compact_to` for trims, `clean` for deletes.
-    /// Truncation to an earlier entry is an overwrite (raft-engine appends
-    /// replace the tail from their first index). No snapshots: a read is
-    /// `fetch_entries_to` + `get` (consistent per region).
+    /// metadata as a region key. A delete is `Command::Clean` in the batch
+    /// (what TiKV's `RaftLogEngine::clean` does when a region is destroyed);
+    /// a reset to an earlier entry is an overwrite (raft-engine appends
+    /// replace the tail from their first index). `compact_to` /
+    /// `Command::Compact` is raft-engine's prefix trim (TiKV's `gc`); no
+    /// workload trims a journal's prefix, so it is never called. No
+    /// snapshots: a read is `fetch_entries_to` + `get` (consistent per
+    /// region).
+    ///
+    /// Garbage collection: the README ("Garbage Collection") says log files
+    /// are consolidated and removed "only when the user voluntarily calls
+    /// the `purge_expired_files()` routine. For reference, TiKV calls it
+    /// every 10 seconds by default." A background thread does that here
+    /// (and `sync` calls it too). The regions it returns "hold particularly
+    /// old log entries" that "should be compacted by the user": here every
+    /// entry is live until its journal is reset or deleted, so there is
+    /// nothing to compact and raft-engine rewrites those regions itself.
     pub struct Raft {
-        engine: RaftEngine,
+        engine: Arc<RaftEngine>,
         durable: bool,
+        /// Dropping the sender stops the purge thread.
+        purger: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
     }
+
+    /// TiKV's default purge interval, cited by raft-engine's README.
+    const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
     impl Raft {
         pub fn open(dir: &Path, durable: bool) -> Res<Raft> {
+            // The defaults of `Config` (documented in `src/config.rs`), which
+            // are the values TiKV ships and documents for its raft-engine
+            // (`[raft-engine]` in the TiKV configuration file), spelled out:
+            // no document recommends other values for this kind of use.
             let config = Config {
                 dir: dir.to_string_lossy().into_owned(),
+                // "Target file size for rotating log files."
                 target_file_size: ReadableSize::mb(128),
+                // "Purge append log queue if its size exceeds this value":
+                // below it `purge_expired_files` rewrites and deletes
+                // nothing, so at these data sizes no file is ever purged.
+                purge_threshold: ReadableSize::gb(10),
+                // "Compress a log batch if its size exceeds this value"
+                // (LZ4); the payloads are incompressible.
+                batch_compression_threshold: ReadableSize::kb(8),
                 ..Config::default()
             };
+            let engine = Arc::new(RaftEngine::open(config)?);
+            let (tx, rx) = mpsc::channel::<()>();
+            let purging = Arc::clone(&engine);
+            let handle = std::thread::spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(PURGE_INTERVAL) {
+                    if let Err(err) = purging.purge_expired_files() {
+                        eprintln!("raft-engine purge_expired_files: {err}");
+                    }
+                }
+            });
             Ok(Raft {
-                engine: RaftEngine::open(config)?,
+                engine,
                 durable,
+                purger: Some((tx, handle)),
             })
+        }
+    }
+
+    impl Drop for Raft {
+        fn drop(&mut self) {
+            if let Some((tx, handle)) = self.purger.take() {
+                drop(tx);
+                let _ = handle.join();
+            }
         }
     }
 
@@ -756,7 +888,7 @@ mod raft_peer {
         }
 
         fn read_journal(&self, journal: u64) -> Res<u64> {
-            let mut total = self.engine.get(journal, META).map_or(0, |m| m.len() as u64);
+            let mut total = self.engine.get(journal, META).map_or(0, |m| consume(&m));
             let (Some(first), Some(last)) = (
                 self.engine.first_index(journal),
                 self.engine.last_index(journal),
@@ -766,14 +898,14 @@ mod raft_peer {
             let mut entries = Vec::new();
             self.engine
                 .fetch_entries_to::<M>(journal, first, last + 1, None, &mut entries)?;
-            total += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+            total += entries.iter().map(|e| consume(&e.data)).sum::<u64>();
             Ok(total)
         }
 
         fn sync(&self) -> Res<()> {
             self.engine.sync()?;
-            // Reclaims log files holding only cleaned or compacted data, as
-            // an application would call it periodically.
+            // Also run the periodic GC now, so the churn workload's disk use
+            // is measured after one (see `Raft`).
             self.engine.purge_expired_files()?;
             Ok(())
         }
@@ -853,14 +985,24 @@ fn disk_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// The `key:  N kB` line of a /proc file, in bytes.
+fn proc_kb(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
 /// Peak resident set of this process (VmHWM), in bytes.
 fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
+}
+
+/// The machine's RAM (MemTotal), in bytes (1 GiB if unknown): what the
+/// engines whose docs size their cache as a share of memory are given.
+fn mem_total() -> u64 {
+    proc_kb("/proc/meminfo", "MemTotal").unwrap_or(1 << 30)
 }
 
 fn emit(metric: &str, value: f64, unit: &str) {
@@ -1307,6 +1449,7 @@ fn main() -> Res<()> {
     let mut engines: Vec<&str> = vec!["raw", "raw-group"];
     engines.extend_from_slice(ENGINES);
     engines.retain(|e| filter("PEERS_ENGINES", e));
+    let mut info = run_info(&base, &engines);
 
     // (label, child workload, extra arg, whether raw takes part)
     let mut plan: Vec<(String, &str, Option<&str>, bool)> = Vec::new();
@@ -1359,7 +1502,71 @@ fn main() -> Res<()> {
             }
         }
     }
-    report(&rows)
+    info.push(("loadavg_end".into(), loadavg()));
+    report(&rows, &info)
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages.
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the run was and where it ran, written to `run.tsv` next to the
+/// results (`benches/update-readme.py` puts it above the README table).
+fn run_info(base: &Path, engines: &[&str]) -> Vec<(String, String)> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    // The file system type of the data directory, from `df -PT`.
+    let data_fs = Command::new("df")
+        .arg("-PT")
+        .arg(base)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            Some(text.lines().nth(1)?.split_whitespace().nth(1)?.to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let env = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.into());
+    vec![
+        ("unix_time".into(), unix_time.to_string()),
+        (
+            "nproc".into(),
+            std::thread::available_parallelism()
+                .map_or(0, |n| n.get())
+                .to_string(),
+        ),
+        ("cpu_model".into(), cpu_model),
+        ("mem_total_mib".into(), (mem_total() >> 20).to_string()),
+        (
+            "kernel".into(),
+            read("/proc/sys/kernel/osrelease").trim().into(),
+        ),
+        ("data_dir".into(), base.display().to_string()),
+        ("data_fs".into(), data_fs),
+        ("loadavg_start".into(), loadavg()),
+        ("peers_secs".into(), secs().as_secs_f64().to_string()),
+        (
+            "peers_recovery_mib".into(),
+            env_u64("PEERS_RECOVERY_MIB", 256).to_string(),
+        ),
+        ("engines".into(), engines.join(",")),
+        ("workloads".into(), env("PEERS_WORKLOADS", "1,2,3,4,5")),
+    ]
 }
 
 /// The metric each workload is ranked by, and whether higher is better.
@@ -1372,12 +1579,18 @@ fn headline(label: &str) -> (&'static str, bool) {
     }
 }
 
-fn report(rows: &[Row]) -> Res<()> {
+fn report(rows: &[Row], info: &[(String, String)]) -> Res<()> {
     let out: PathBuf = std::env::var_os("PEERS_OUT").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-results"),
         PathBuf::from,
     );
     std::fs::create_dir_all(&out)?;
+
+    let mut run = String::new();
+    for (k, v) in info {
+        run.push_str(&format!("{k}\t{}\n", v.replace(['\t', '\n'], " ")));
+    }
+    File::create(out.join("run.tsv"))?.write_all(run.as_bytes())?;
 
     let mut tsv = String::from("workload\tengine\tmetric\tvalue\tunit\n");
     for (label, engine, metrics) in rows {

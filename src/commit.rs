@@ -819,9 +819,7 @@ impl Committer {
 
     /// Commits one batch in a buffered mode, publishing lazily.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
-        if let Err(e) = self.check_stopped() {
-            return Err(e);
-        }
+        self.check_stopped()?;
         let mut log = lock(&self.log);
         let mut replaced = Vec::new();
         // A roll syncs and swaps the manifest under the lock: publish first,
