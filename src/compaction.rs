@@ -491,6 +491,9 @@ pub(crate) fn copy(
             }
             pos = record.next_offset();
         }
+        // The copy read the whole segment through its mapping; readers
+        // fault back in what they need (see `Mapping::release`).
+        segment.release();
         if used > 0 && (SEGMENT_HEADER_LEN + buf.len()) as u64 > segment_size {
             buf.truncate(mark.0);
             moves.truncate(mark.1);
