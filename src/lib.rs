@@ -48,7 +48,9 @@
 //! commit, sync) → `record` (on-disk encoding) → `segment` (one mapped
 //! file) and `manifest` (generations); `index` and `live` hold the in-memory
 //! state; `recovery` rebuilds it at open; `snapshot` is the read path; `io`
-//! is the file-system layer, with a fault-injecting [`io::SimFs`] for tests.
+//! is the file-system layer, with a fault-injecting [`io::SimFs`] for tests;
+//! `status` writes the advisory `STATUS` file that other processes read
+//! with [`inspect::read_status`].
 //! The on-disk format is specified in `format-spec/README.md`.
 
 #![deny(missing_docs)]
@@ -69,6 +71,7 @@ pub mod record;
 mod recovery;
 mod segment;
 mod snapshot;
+mod status;
 mod store;
 
 pub use batch::WriteBatch;

@@ -49,6 +49,13 @@ pub struct Options {
     pub background_compaction: bool,
     /// Most bytes per second compaction writes; `None` (default) for no limit.
     pub compaction_rate_limit: Option<u64>,
+    /// How often the open store rewrites its advisory `STATUS` file (its
+    /// [`Stats`](crate::Stats), pinned snapshots included, as `key=value`
+    /// lines that other processes can read: see
+    /// [`inspect::read_status`](crate::inspect::read_status)). It is also
+    /// written at open and at close. `None` writes no status file (and
+    /// leaves an existing one alone). Default: every 10 seconds.
+    pub status_interval: Option<Duration>,
     /// The I/O layer. Default: the real file system. Tests pass a
     /// [`SimFs`](crate::io::SimFs) to inject faults and power loss.
     pub fs: Arc<dyn FileSystem>,
@@ -65,6 +72,7 @@ impl Default for Options {
             max_space_amplification: 1.25,
             background_compaction: true,
             compaction_rate_limit: None,
+            status_interval: Some(Duration::from_secs(10)),
             fs: Arc::new(RealFs),
         }
     }
@@ -99,6 +107,11 @@ impl Options {
                     "SyncMode::Interval needs a non-zero duration".into(),
                 ));
             }
+        }
+        if self.status_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidOptions(
+                "status_interval needs a non-zero duration (None turns the status file off)".into(),
+            ));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::batch::WriteBatch;
 use crate::checkpoint::{self, CheckpointReport};
@@ -14,6 +14,7 @@ use crate::io::LockGuard;
 use crate::options::{Options, SyncMode};
 use crate::recovery;
 use crate::snapshot::{Pins, Snapshot};
+use crate::status;
 
 /// An open store: one directory holding many journals.
 ///
@@ -22,7 +23,8 @@ use crate::snapshot::{Pins, Snapshot};
 #[derive(Debug)]
 pub struct Store {
     inner: Arc<Inner>,
-    /// The `SyncMode::Interval` thread and the compaction thread.
+    /// The `SyncMode::Interval` thread, the compaction thread and the
+    /// status thread.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -115,6 +117,13 @@ impl Store {
                 let _ = inner.compact();
             })?;
         }
+        if let Some(every) = inner.options.status_interval {
+            // The first one now, so that a reader need not wait `every`.
+            inner.write_status(true);
+            start("journalstore-status", every, |inner| {
+                inner.write_status(true)
+            })?;
+        }
         Ok(store)
     }
 
@@ -180,41 +189,7 @@ impl Store {
 
     /// Current figures.
     pub fn stats(&self) -> Stats {
-        let version = self.inner.committer.current();
-        let log = lock(&self.inner.committer.log);
-        let generation = &log.generation;
-        let pins = lock(&self.inner.pins.live);
-        let oldest = pins.values().min_by_key(|(t, _)| *t);
-        let mut pinned_only = std::collections::HashMap::new();
-        for (_, g) in pins.values() {
-            for s in &g.segments {
-                if generation.segment(s.id).is_none() {
-                    pinned_only.insert(s.id, s.capacity);
-                }
-            }
-        }
-        let sealed: u64 = log
-            .manifest
-            .segments
-            .iter()
-            .filter_map(|(_, sealed)| *sealed)
-            .sum();
-        Stats {
-            generation: generation.number,
-            lsn: version.lsn,
-            segments: generation.segments.len(),
-            bytes_on_disk: generation.bytes_on_disk(),
-            bytes_written: sealed + log.write_pos,
-            live_bytes: log.acct.total_live_bytes(),
-            journals: version.index.len(),
-            pinned_snapshots: pins.len(),
-            oldest_pinned_generation: oldest.map(|(_, g)| g.number),
-            oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),
-            pinned_only_bytes: pinned_only.values().sum(),
-            bytes_appended: log.appended,
-            compaction_bytes_copied: log.compacted,
-            compaction_runs: log.compaction_runs,
-        }
+        self.inner.stats()
     }
 
     /// Syncs and closes the store, releasing the directory lock. Snapshots
@@ -256,6 +231,9 @@ impl Store {
             Some(cause) => Err(Error::WritesStopped { cause }),
             None => self.inner.committer.sync(),
         };
+        // The last word, while the lock is still held (the next opener
+        // writes its own); it records whether writes had stopped.
+        self.inner.write_status(false);
         lock(&self.inner.lock).take();
         result
     }
@@ -271,6 +249,62 @@ impl Drop for Store {
 const COMPACTION_CHECK: Duration = Duration::from_millis(200);
 
 impl Inner {
+    fn stats(&self) -> Stats {
+        let version = self.committer.current();
+        let log = lock(&self.committer.log);
+        let generation = &log.generation;
+        let pins = lock(&self.pins.live);
+        let oldest = pins.values().min_by_key(|(t, _)| *t);
+        let mut pinned_only = std::collections::HashMap::new();
+        for (_, g) in pins.values() {
+            for s in &g.segments {
+                if generation.segment(s.id).is_none() {
+                    pinned_only.insert(s.id, s.capacity);
+                }
+            }
+        }
+        let sealed: u64 = log
+            .manifest
+            .segments
+            .iter()
+            .filter_map(|(_, sealed)| *sealed)
+            .sum();
+        Stats {
+            generation: generation.number,
+            lsn: version.lsn,
+            segments: generation.segments.len(),
+            bytes_on_disk: generation.bytes_on_disk(),
+            bytes_written: sealed + log.write_pos,
+            live_bytes: log.acct.total_live_bytes(),
+            journals: version.index.len(),
+            pinned_snapshots: pins.len(),
+            oldest_pinned_generation: oldest.map(|(_, g)| g.number),
+            oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),
+            pinned_only_bytes: pinned_only.values().sum(),
+            bytes_appended: log.appended,
+            compaction_bytes_copied: log.compacted,
+            compaction_runs: log.compaction_runs,
+        }
+    }
+
+    /// Rewrites the status file if `Options::status_interval` asks for
+    /// one. Failures are ignored: the file is advisory (see `status.rs`).
+    fn write_status(&self, open: bool) {
+        let Some(interval) = self.options.status_interval else {
+            return;
+        };
+        // The figures first, and the I/O after every lock is released.
+        let stats = self.stats();
+        let writes_stopped = lock(&self.committer.stopped).is_some();
+        let cx = status::Context {
+            interval,
+            open,
+            writes_stopped,
+        };
+        let text = status::render(&stats, &cx, SystemTime::now());
+        let _ = status::write(&*self.options.fs, &self.dir, &text);
+    }
+
     fn compact(&self) -> Result<CompactionReport> {
         let mut total = CompactionReport::default();
         // Each step rewrites a run into a settled segment or finds its run

@@ -36,8 +36,10 @@ fn options() -> Options {
         sync: SyncMode::Always,
         segment_size: SEGMENT_SIZE,
         // The vectors must change only when the test writes: no thread of
-        // the engine may act on its own.
+        // the engine may act on its own. No status file either: it holds a
+        // pid and a time, and is no part of the format.
         background_compaction: false,
+        status_interval: None,
         ..Options::default()
     }
 }

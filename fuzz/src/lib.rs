@@ -98,6 +98,9 @@ fn options(sim: &SimFs, sync: SyncMode) -> Options {
         // to be driven explicitly from the inputs (see the hook in
         // `ops_model`).
         background_compaction: false,
+        // No status file either: it holds a pid and a time (templates and
+        // seeds would differ from run to run) and is no part of the format.
+        status_interval: None,
         ..Options::default()
     }
 }

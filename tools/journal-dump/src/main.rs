@@ -35,7 +35,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Format version, generation, segments with live space, journals,
-    /// entries, bytes, oldest and newest LSN.
+    /// entries, bytes, oldest and newest LSN; and the STATUS file an open
+    /// store rewrites (its pinned snapshots, which only it can see).
     Summary {
         /// The store directory.
         dir: PathBuf,

@@ -144,6 +144,108 @@ pub struct Summary {
     pub oldest_lsn: Option<u64>,
     pub newest_lsn: Option<u64>,
     pub torn_tail: Option<bool>,
+    /// The store's advisory `STATUS` file: what the process that has (or
+    /// had) it open last reported, pinned snapshots included. Boxed: it
+    /// is large next to the other reports.
+    pub status: Box<StatusOut>,
+}
+
+/// The `STATUS` file as `summary` shows it. Advisory: it never makes the
+/// report fail (`ok`), whatever state it is in.
+#[derive(Serialize, Debug)]
+pub struct StatusOut {
+    /// Its path.
+    pub file: String,
+    /// "absent" (no file), "unreadable" (see `error`), "open" (written by
+    /// an open store; `stale` says whether it is still being rewritten) or
+    /// "closed" (written by `Store::close`).
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub pid: Option<u32>,
+    pub written_unix_ms: Option<u64>,
+    /// How long before this run it was written.
+    pub age_ms: Option<u64>,
+    pub interval_ms: Option<u64>,
+    /// "open", but not rewritten for over three intervals: the process
+    /// that wrote it died or hangs.
+    pub stale: bool,
+    pub writes_stopped: Option<bool>,
+    pub generation: Option<u64>,
+    pub lsn: Option<u64>,
+    pub segments: Option<u64>,
+    pub bytes_on_disk: Option<u64>,
+    pub bytes_written: Option<u64>,
+    pub live_bytes: Option<u64>,
+    pub journals: Option<u64>,
+    pub pinned_snapshots: Option<u64>,
+    pub oldest_pinned_generation: Option<u64>,
+    /// Age of the oldest pinned snapshot when the file was written.
+    pub oldest_pinned_age_ms: Option<u64>,
+    pub pinned_only_bytes: Option<u64>,
+}
+
+/// Slack on top of three intervals before an "open" status counts as
+/// stale: a loaded machine can delay the status thread.
+const STALE_SLACK_MS: u64 = 2000;
+
+pub fn status(dir: &Path) -> StatusOut {
+    let path = dir.join(inspect::STATUS_FILE_NAME);
+    let mut out = StatusOut {
+        file: path.display().to_string(),
+        state: "absent",
+        error: None,
+        pid: None,
+        written_unix_ms: None,
+        age_ms: None,
+        interval_ms: None,
+        stale: false,
+        writes_stopped: None,
+        generation: None,
+        lsn: None,
+        segments: None,
+        bytes_on_disk: None,
+        bytes_written: None,
+        live_bytes: None,
+        journals: None,
+        pinned_snapshots: None,
+        oldest_pinned_generation: None,
+        oldest_pinned_age_ms: None,
+        pinned_only_bytes: None,
+    };
+    match inspect::read_status(dir) {
+        Ok(None) => {}
+        Err(e) => {
+            out.state = "unreadable";
+            out.error = Some(e.to_string());
+        }
+        Ok(Some(s)) => {
+            let age_ms =
+                u64::try_from(s.age(std::time::SystemTime::now()).as_millis()).unwrap_or(u64::MAX);
+            out.state = if s.open { "open" } else { "closed" };
+            out.stale = s.open
+                && age_ms
+                    > s.interval_ms
+                        .saturating_mul(3)
+                        .saturating_add(STALE_SLACK_MS);
+            out.pid = Some(s.pid);
+            out.written_unix_ms = Some(s.written_unix_ms);
+            out.age_ms = Some(age_ms);
+            out.interval_ms = Some(s.interval_ms);
+            out.writes_stopped = Some(s.writes_stopped);
+            out.generation = Some(s.generation);
+            out.lsn = Some(s.lsn);
+            out.segments = Some(s.segments);
+            out.bytes_on_disk = Some(s.bytes_on_disk);
+            out.bytes_written = Some(s.bytes_written);
+            out.live_bytes = Some(s.live_bytes);
+            out.journals = Some(s.journals);
+            out.pinned_snapshots = Some(s.pinned_snapshots);
+            out.oldest_pinned_generation = s.oldest_pinned_generation;
+            out.oldest_pinned_age_ms = s.oldest_pinned_age_ms;
+            out.pinned_only_bytes = Some(s.pinned_only_bytes);
+        }
+    }
+    out
 }
 
 #[derive(Serialize, Debug)]
@@ -192,6 +294,7 @@ pub fn summary(dir: &Path) -> Report {
         oldest_lsn: None,
         newest_lsn: None,
         torn_tail: None,
+        status: Box::new(status(dir)),
     };
     let files = match inspect::segment_files(dir) {
         Ok(files) => files,

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use journalstore::DisplayId;
 
 use crate::report::{
-    Id, ItemOut, JournalOut, Manifests, ProblemOut, Report, Salvage, SegmentOut, Segments, Summary,
-    ValueOut, Verify,
+    Id, ItemOut, JournalOut, Manifests, ProblemOut, Report, Salvage, SegmentOut, Segments,
+    StatusOut, Summary, ValueOut, Verify,
 };
 
 pub fn render(w: &mut dyn Write, report: &Report) -> io::Result<()> {
@@ -116,7 +116,81 @@ fn summary(w: &mut dyn Write, r: &Summary) -> io::Result<()> {
                 .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
         )?;
     }
+    status(w, &r.status)?;
     problems(w, &r.problems)
+}
+
+/// A duration in milliseconds, rounded for a reader: "50 ms", "2.4 s",
+/// "42 s", "17 min", "5 h", "3 d".
+fn duration(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..10_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        10_000..120_000 => format!("{} s", ms / 1000),
+        120_000..7_200_000 => format!("{} min", ms / 60_000),
+        7_200_000..172_800_000 => format!("{} h", ms / 3_600_000),
+        _ => format!("{} d", ms / 86_400_000),
+    }
+}
+
+/// The `STATUS` block of `summary`: who wrote it and when, the figures it
+/// holds, and the pinned snapshots (what this tool cannot see otherwise).
+fn status(w: &mut dyn Write, s: &StatusOut) -> io::Result<()> {
+    let (Some(pid), Some(age), Some(interval)) = (s.pid, s.age_ms, s.interval_ms) else {
+        return match &s.error {
+            Some(e) => writeln!(w, "status       unreadable: {e}"),
+            None => writeln!(
+                w,
+                "status       none: no STATUS file (it is written by an open store with Options::status_interval set; pinned snapshots are unknown)"
+            ),
+        };
+    };
+    let when = format!("{} ago by pid {pid}", duration(age));
+    let stopped = s.writes_stopped == Some(true);
+    match (s.state, s.stale) {
+        ("open", false) => writeln!(
+            w,
+            "status       store open: written {when} (rewritten every {})",
+            duration(interval)
+        )?,
+        ("open", true) => writeln!(
+            w,
+            "status       STALE: says the store is open, but was written {when} and should be rewritten every {}: that process died or hangs",
+            duration(interval)
+        )?,
+        _ if stopped => writeln!(
+            w,
+            "status       store closed after writes had stopped (a write or sync failed): written at close {when}"
+        )?,
+        _ => writeln!(w, "status       store closed cleanly: written at close {when}")?,
+    }
+    if stopped && s.state == "open" {
+        writeln!(
+            w,
+            "             writes stopped: a write or sync failed; the store refuses writes until reopened"
+        )?;
+    }
+    writeln!(
+        w,
+        "             then: generation {}, lsn {}, segments {}, on disk {} bytes, live {} bytes, journals {}",
+        opt(&s.generation),
+        opt(&s.lsn),
+        opt(&s.segments),
+        opt(&s.bytes_on_disk),
+        opt(&s.live_bytes),
+        opt(&s.journals)
+    )?;
+    let pins = s.pinned_snapshots.unwrap_or(0);
+    let plural = if pins == 1 { "" } else { "s" };
+    match (s.oldest_pinned_generation, s.oldest_pinned_age_ms) {
+        (Some(generation), Some(held)) if pins > 0 => writeln!(
+            w,
+            "pinned       {pins} snapshot{plural}; the oldest pins generation {generation} and was {} old then; {} bytes on disk kept only for snapshots",
+            duration(held),
+            opt(&s.pinned_only_bytes)
+        ),
+        _ => writeln!(w, "pinned       {pins} snapshot{plural}"),
+    }
 }
 
 fn segment(w: &mut dyn Write, s: &SegmentOut) -> io::Result<()> {
@@ -336,4 +410,22 @@ fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
         )?;
     }
     problems(w, &r.problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    /// Ages print in a unit a reader takes in at a glance.
+    #[test]
+    fn durations_are_rounded_for_a_reader() {
+        assert_eq!(duration(0), "0 ms");
+        assert_eq!(duration(50), "50 ms");
+        assert_eq!(duration(2_449), "2.4 s");
+        assert_eq!(duration(42_000), "42 s");
+        assert_eq!(duration(17 * 60_000 + 5), "17 min");
+        assert_eq!(duration(5 * 3_600_000), "5 h");
+        assert_eq!(duration(3 * 86_400_000), "3 d");
+        assert_eq!(duration(u64::MAX), format!("{} d", u64::MAX / 86_400_000));
+    }
 }

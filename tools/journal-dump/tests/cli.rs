@@ -19,13 +19,15 @@ use serde_json::Value;
 const NON_UTF8_ID: &[u8] = &[0xff, 0x00, b'j'];
 
 /// Options for the test stores: small segments so that a few hundred
-/// batches roll through several of them, and no background compaction, so
-/// that a store left open changes only when the test writes.
+/// batches roll through several of them, and no background compaction and
+/// no status thread, so that a store left open changes only when the test
+/// writes (`STATUS` is written only at open and close).
 fn options() -> Options {
     Options {
         sync: SyncMode::Always,
         segment_size: 8192,
         background_compaction: false,
+        status_interval: Some(std::time::Duration::from_secs(3600)),
         ..Options::default()
     }
 }
@@ -496,6 +498,7 @@ fn json_shapes_are_stable() {
             "oldest_lsn",
             "newest_lsn",
             "torn_tail",
+            "status",
         ],
     );
     expect("segments", &["command", "ok", "problems", "segments"]);
@@ -536,6 +539,31 @@ fn json_shapes_are_stable() {
         ],
     );
     let s = runs["summary"].1.json();
+    assert_eq!(
+        keys(&s["status"]),
+        [
+            "age_ms",
+            "bytes_on_disk",
+            "bytes_written",
+            "error",
+            "file",
+            "generation",
+            "interval_ms",
+            "journals",
+            "live_bytes",
+            "lsn",
+            "oldest_pinned_age_ms",
+            "oldest_pinned_generation",
+            "pid",
+            "pinned_only_bytes",
+            "pinned_snapshots",
+            "segments",
+            "stale",
+            "state",
+            "writes_stopped",
+            "written_unix_ms"
+        ]
+    );
     let mut seg_keys = keys(&s["segments"][0]);
     seg_keys.sort();
     assert_eq!(
@@ -1329,4 +1357,158 @@ fn salvage_tells_a_torn_tail_from_damage() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The status file.
+
+/// Polls `summary --json` until its status block satisfies `want` (10 s
+/// at most); returns the JSON and the text run that followed it.
+fn summary_when(dir: &Path, what: &str, want: impl Fn(&Value) -> bool) -> (Value, Run) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let run = dump(&[&"summary", &dir, &"--json"]);
+        let v = run.json();
+        if want(&v["status"]) {
+            return (v, dump(&[&"summary", &dir]));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: summary never showed it; last: {}",
+            run.stdout
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `summary` shows what only the process holding the store knows, through
+/// the store's `STATUS` file: a snapshot held in this process (count,
+/// generation, bytes only it keeps), its release, a clean close; and says
+/// plainly when there is no status file, when it is unreadable and when it
+/// is stale. None of these makes the summary fail.
+#[test]
+fn summary_shows_pinned_snapshots_from_the_status_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(
+        &dir,
+        Options {
+            status_interval: Some(std::time::Duration::from_millis(50)),
+            ..options()
+        },
+    )
+    .unwrap();
+    // Journal "big" over several segments, freed while a snapshot holds it.
+    for i in 0..60 {
+        let mut b = WriteBatch::new();
+        b.append(b"big", &entry("big", i));
+        store.write(&b).unwrap();
+    }
+    let mut b = WriteBatch::new();
+    b.append(b"small", b"s");
+    store.write(&b).unwrap();
+    let held = store.snapshot();
+    let mut b = WriteBatch::new();
+    b.delete_journal(b"big");
+    store.write(&b).unwrap();
+    let stats = store.stats();
+    assert!(stats.pinned_only_bytes > 0, "nothing pinned: {stats:?}");
+
+    let (v, text) = summary_when(&dir, "held snapshot", |s| s["pinned_snapshots"] == 1);
+    assert_eq!(v["ok"], true, "{v}");
+    let s = &v["status"];
+    assert_eq!(s["state"], "open");
+    assert_eq!(s["stale"], false);
+    assert_eq!(s["pid"], std::process::id());
+    assert_eq!(s["interval_ms"], 50);
+    assert_eq!(s["writes_stopped"], false);
+    assert_eq!(s["oldest_pinned_generation"], held.generation());
+    assert_eq!(s["pinned_only_bytes"], stats.pinned_only_bytes);
+    assert_eq!(s["generation"], stats.generation);
+    assert_eq!(s["journals"], 1);
+    assert!(s["oldest_pinned_age_ms"].is_u64() && s["age_ms"].is_u64());
+    assert_eq!(s["error"], Value::Null);
+    // "written 0.1 s ago by pid N": the age varies.
+    assert!(
+        text.stdout.contains("status       store open: written ")
+            && text
+                .stdout
+                .contains(&format!("ago by pid {}", std::process::id())),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains(&format!(
+            "pinned       1 snapshot; the oldest pins generation {}",
+            held.generation()
+        )) && text.stdout.contains(&format!(
+            "{} bytes on disk kept only for snapshots",
+            stats.pinned_only_bytes
+        )),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(text.code, 0, "{}", text.stdout);
+
+    drop(held);
+    let (v, text) = summary_when(&dir, "snapshot dropped", |s| s["pinned_snapshots"] == 0);
+    assert_eq!(v["status"]["oldest_pinned_generation"], Value::Null);
+    assert_eq!(v["status"]["pinned_only_bytes"], 0);
+    assert!(
+        text.stdout.contains("pinned       0 snapshots\n"),
+        "{}",
+        text.stdout
+    );
+
+    store.close().unwrap();
+    let run = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["status"]["state"], "closed");
+    let text = dump(&[&"summary", &dir]);
+    assert!(
+        text.stdout
+            .contains("status       store closed cleanly: written at close"),
+        "{}",
+        text.stdout
+    );
+
+    // An "open" file left long ago: its writer died or hangs.
+    let closed = std::fs::read_to_string(dir.join("STATUS")).unwrap();
+    let old: String = closed
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some(("open", _)) => "open=true".to_owned(),
+            Some(("written_unix_ms", _)) => "written_unix_ms=1000".to_owned(),
+            _ => l.to_owned(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(dir.join("STATUS"), old).unwrap();
+    let run = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["status"]["stale"], true);
+    assert!(dump(&[&"summary", &dir])
+        .stdout
+        .contains("status       STALE"));
+
+    // Unreadable: reported in the block, not as a problem of the store.
+    std::fs::write(dir.join("STATUS"), b"version=1\npid=").unwrap();
+    let run = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let v = run.json();
+    assert_eq!(v["status"]["state"], "unreadable");
+    assert!(v["status"]["error"].is_string());
+    assert_eq!(v["status"]["pinned_snapshots"], Value::Null);
+    assert!(dump(&[&"summary", &dir])
+        .stdout
+        .contains("status       unreadable: "));
+
+    // None at all.
+    std::fs::remove_file(dir.join("STATUS")).unwrap();
+    let run = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["status"]["state"], "absent");
+    assert!(dump(&[&"summary", &dir])
+        .stdout
+        .contains("status       none: no STATUS file"));
 }
