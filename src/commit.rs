@@ -513,10 +513,21 @@ impl LogWriter {
         let end = self.buf_start + self.buf.len() as u64;
         if end > self.reserved {
             let upto = (end + RESERVE_STEP).min(active.capacity);
-            active
-                .file
-                .reserve(upto)
-                .map_err(|e| Error::io("reserve segment space", &active.path, e))?;
+            let reserve = if self.sync == SyncMode::Always {
+                // Zeros written and synced ahead: an fdatasync of data in
+                // blocks that are already written needs no metadata commit,
+                // while fallocate'd (unwritten) blocks must be converted,
+                // which makes every group's sync a journal commit too.
+                let from = self.buf_start.max(self.reserved);
+                let zeros = vec![0u8; (upto - from) as usize];
+                active
+                    .file
+                    .write_at(from, &zeros)
+                    .and_then(|()| active.file.sync_data())
+            } else {
+                active.file.reserve(upto)
+            };
+            reserve.map_err(|e| Error::io("reserve segment space", &active.path, e))?;
             self.reserved = upto;
         }
         active
@@ -577,7 +588,12 @@ impl LogWriter {
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.synced_pos = self.write_pos;
         self.buf_start = self.write_pos;
-        self.reserved = RESERVE_STEP.min(self.segment_size);
+        self.reserved = if self.sync == SyncMode::Always {
+            // Not yet zero-filled (see `write_buffer`).
+            self.write_pos
+        } else {
+            RESERVE_STEP.min(self.segment_size)
+        };
         Ok(())
     }
 
