@@ -48,13 +48,130 @@ impl Loc {
     }
 }
 
+/// A journal's entry locations. A journal of up to [`SMALL_MAX`] entries
+/// keeps them in a vector of just their size; a larger one in a persistent
+/// vector (chunks of 64, shared between versions). The persistent vector's
+/// smallest allocation is a whole 64-entry chunk (512 bytes), which for the
+/// typical short journal cost 3-4 times its entries; copying a small vector
+/// when a published version shares it costs no more than that chunk copy.
+#[derive(Clone, Debug)]
+pub(crate) enum Locs {
+    Small(Vec<Loc>),
+    Large(Vector<Loc>),
+}
+
+/// Most entries a journal keeps in a [`Locs::Small`].
+pub(crate) const SMALL_MAX: usize = 64;
+
+impl Default for Locs {
+    fn default() -> Self {
+        Locs::Small(Vec::new())
+    }
+}
+
+impl Locs {
+    pub fn len(&self) -> usize {
+        match self {
+            Locs::Small(v) => v.len(),
+            Locs::Large(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Loc> {
+        match self {
+            Locs::Small(v) => v.get(i),
+            Locs::Large(v) => v.get(i),
+        }
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Loc> {
+        match self {
+            Locs::Small(v) => v.get_mut(i),
+            Locs::Large(v) => v.get_mut(i),
+        }
+    }
+
+    pub fn iter(&self) -> LocsIter<'_> {
+        self.range(0..self.len())
+    }
+
+    /// The locations of positions `range` (clamped by the caller).
+    pub fn range(&self, range: std::ops::Range<usize>) -> LocsIter<'_> {
+        match self {
+            Locs::Small(v) => LocsIter::Small(v[range].iter()),
+            Locs::Large(v) => LocsIter::Large(v.focus().narrow(range).into_iter()),
+        }
+    }
+
+    pub fn push_back(&mut self, loc: Loc) {
+        match self {
+            Locs::Small(v) if v.len() < SMALL_MAX => {
+                // Grow by small steps: the point is not to over-allocate.
+                if v.len() == v.capacity() {
+                    v.reserve_exact(4);
+                }
+                v.push(loc);
+            }
+            Locs::Small(v) => {
+                let mut large: Vector<Loc> = v.iter().copied().collect();
+                large.push_back(loc);
+                *self = Locs::Large(large);
+            }
+            Locs::Large(v) => v.push_back(loc),
+        }
+    }
+
+    pub fn pop_back(&mut self) -> Option<Loc> {
+        match self {
+            Locs::Small(v) => v.pop(),
+            Locs::Large(v) => v.pop_back(),
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<Loc> {
+        match self {
+            Locs::Small(v) if v.is_empty() => None,
+            Locs::Small(v) => Some(v.remove(0)),
+            Locs::Large(v) => v.pop_front(),
+        }
+    }
+}
+
+/// Iterator over [`Locs`].
+pub(crate) enum LocsIter<'a> {
+    Small(std::slice::Iter<'a, Loc>),
+    Large(imbl::vector::Iter<'a, Loc, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a> Iterator for LocsIter<'a> {
+    type Item = &'a Loc;
+
+    fn next(&mut self) -> Option<&'a Loc> {
+        match self {
+            LocsIter::Small(i) => i.next(),
+            LocsIter::Large(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            LocsIter::Small(i) => i.size_hint(),
+            LocsIter::Large(i) => i.size_hint(),
+        }
+    }
+}
+
 /// One journal's state in one index version.
 #[derive(Clone, Debug)]
 pub(crate) struct JournalState {
     /// Index of `entries[0]`.
     pub first: u64,
     /// Entry locations for `first .. first + entries.len()`.
-    pub entries: Vector<Loc>,
+    pub entries: Locs,
     /// The latest `set_metadata`, if any.
     pub metadata: Option<Loc>,
     /// The latest operation, when it is a trim or truncate.
@@ -129,7 +246,7 @@ impl Index {
         if self.journals.get(op.id).is_none() {
             let state = JournalState {
                 first: op.first,
-                entries: Vector::new(),
+                entries: Locs::default(),
                 metadata: None,
                 anchor: None,
             };
@@ -273,6 +390,51 @@ mod tests {
             offset: at,
         };
         index.apply(&op, loc, t).unwrap();
+    }
+
+    /// `Locs` behaves as a plain vector whether small or large, across the
+    /// switch at `SMALL_MAX`, and a clone (a published version) is not
+    /// changed by later edits of the original.
+    #[test]
+    fn locs_match_a_vector_across_the_small_large_switch() {
+        let loc = |i: u32| Loc {
+            segment: 1,
+            offset: i,
+        };
+        let mut locs = Locs::default();
+        let mut model: Vec<Loc> = Vec::new();
+        let mut clones = Vec::new();
+        for step in 0..400u32 {
+            match step % 7 {
+                0 | 1 | 2 | 3 => {
+                    locs.push_back(loc(step));
+                    model.push(loc(step));
+                }
+                4 => assert_eq!(
+                    locs.pop_front(),
+                    (!model.is_empty()).then(|| model.remove(0))
+                ),
+                5 if step % 3 == 0 => assert_eq!(locs.pop_back(), model.pop()),
+                _ => {
+                    if let (Some(a), Some(b)) = (locs.get_mut(0), model.get_mut(0)) {
+                        *a = loc(10_000 + step);
+                        *b = loc(10_000 + step);
+                    }
+                }
+            }
+            if step % 50 == 0 {
+                clones.push((locs.clone(), model.clone()));
+            }
+            assert_eq!(locs.len(), model.len());
+            assert!(locs.iter().eq(model.iter()), "step {step}");
+            let mid = model.len() / 2;
+            assert!(locs.range(mid..model.len()).eq(model[mid..].iter()));
+            assert_eq!(locs.get(mid), model.get(mid));
+        }
+        assert!(matches!(locs, Locs::Large(_)), "grew past SMALL_MAX");
+        for (c, m) in &clones {
+            assert!(c.iter().eq(m.iter()));
+        }
     }
 
     #[test]

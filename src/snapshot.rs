@@ -182,16 +182,15 @@ impl<'a> Journal<'a> {
             Bound::Unbounded => end,
         }
         .clamp(start, end);
-        let focus = self
+        let locs = self
             .state
             .entries
-            .focus()
-            .narrow((start - first) as usize..(stop - first) as usize);
+            .range((start - first) as usize..(stop - first) as usize);
         Entries {
             snapshot: self.snapshot,
             id: self.id,
             next: start,
-            locs: focus.into_iter(),
+            locs,
         }
     }
 }
@@ -201,7 +200,7 @@ pub struct Entries<'a> {
     snapshot: &'a Snapshot,
     id: &'a [u8],
     next: u64,
-    locs: imbl::vector::Iter<'a, Loc, imbl::shared_ptr::DefaultSharedPtr>,
+    locs: crate::index::LocsIter<'a>,
 }
 
 impl<'a> Iterator for Entries<'a> {
