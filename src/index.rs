@@ -406,7 +406,7 @@ mod tests {
         let mut clones = Vec::new();
         for step in 0..400u32 {
             match step % 7 {
-                0 | 1 | 2 | 3 => {
+                0..=3 => {
                     locs.push_back(loc(step));
                     model.push(loc(step));
                 }
