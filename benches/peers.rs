@@ -1463,6 +1463,12 @@ fn main() -> Res<()> {
     plan.push(("4 churn x4".into(), "churn", None, false));
     plan.push(("5 open after clean close".into(), "open-clean", None, false));
     plan.push(("5 open after kill".into(), "open-kill", None, false));
+    plan.push((
+        "5 open after clean close, cold cache".into(),
+        "open-cold",
+        None,
+        false,
+    ));
     let workload_key = |w: &str| match w {
         "durable" => "1",
         "buffered" => "2",
@@ -1490,6 +1496,9 @@ fn main() -> Res<()> {
                 "open-kill" => {
                     fill_and_kill(engine, d).and_then(|_| run_child(&["open", engine, d]))
                 }
+                "open-cold" => run_child(&["fill", engine, d])
+                    .and_then(|_| drop_page_cache())
+                    .and_then(|()| run_child(&["open", engine, d])),
                 w => {
                     let mut a = vec![w, engine, d];
                     a.extend(arg.iter().copied());
@@ -1504,6 +1513,15 @@ fn main() -> Res<()> {
     }
     info.push(("loadavg_end".into(), loadavg()));
     report(&rows, &info)
+}
+
+/// Writes dirty pages back and drops the page cache, so that the next open
+/// reads its files from the disk (needs root; the pair fails otherwise).
+fn drop_page_cache() -> Res<()> {
+    Command::new("sync").status()?;
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n")
+        .map_err(|e| format!("cannot drop the page cache (needs root): {e}"))?;
+    Ok(())
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute averages.
