@@ -518,7 +518,9 @@ impl LogWriter {
                 // blocks that are already written needs no metadata commit,
                 // while fallocate'd (unwritten) blocks must be converted,
                 // which makes every group's sync a journal commit too.
-                let from = self.buf_start.max(self.reserved);
+                // From the end of the buffer: the buffer's own bytes are
+                // written next anyway.
+                let from = end;
                 let zeros = vec![0u8; (upto - from) as usize];
                 active
                     .file
