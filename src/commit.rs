@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use zerocopy::{FromZeros, IntoBytes};
@@ -104,6 +104,9 @@ pub(crate) struct LogWriter {
     /// Bytes of records compaction copied since open, and its runs.
     pub compacted: u64,
     pub compaction_runs: u64,
+    /// Set when a write sealed a segment; taken by the committer, which
+    /// tells the store (see `Committer::take_sealed`).
+    sealed: bool,
 }
 
 /// Where `encode_record` put a record.
@@ -188,6 +191,7 @@ impl LogWriter {
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
+            sealed: false,
         }
     }
 
@@ -308,6 +312,7 @@ impl LogWriter {
         let record_len = self.record_len(plan)?;
         if self.must_roll(plan)? {
             self.roll()?;
+            self.sealed = true;
         }
         let lsn = self.next_lsn;
         let offset = self.write_pos;
@@ -729,6 +734,8 @@ pub(crate) struct Committer {
     /// LSN of the newest acknowledged batch (buffered modes): a published
     /// version older than this is stale.
     acked: AtomicU64,
+    /// Whether a write sealed a segment since `take_sealed` last looked.
+    sealed: AtomicBool,
 }
 
 impl Committer {
@@ -744,7 +751,29 @@ impl Committer {
             current: Mutex::new(version),
             stopped: Mutex::new(None),
             compacting: Mutex::new(()),
+            sealed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a write sealed a segment since the last call: the store then
+    /// wakes its compaction thread (and may make the writer help it).
+    pub fn take_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Relaxed) && self.sealed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Records, under the writer's lock, a seal made by the last commit.
+    fn note_sealed(&self, log: &mut LogWriter) {
+        if std::mem::take(&mut log.sealed) {
+            self.sealed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the sealed segments hold more than `limit` times their live
+    /// bytes, plus one segment of slack (see `Options::stall_space_amplification`).
+    pub fn over_space_limit(&self, limit: f64) -> bool {
+        let log = lock(&self.log);
+        let live = log.acct.total_live_bytes();
+        log.sealed_data() as f64 > limit * live as f64 + log.segment_size as f64
     }
 
     /// The latest version: it holds every batch acknowledged before the
@@ -848,6 +877,7 @@ impl Committer {
             replaced.extend(self.publish_dirty(&mut log));
         }
         let (result, fatal) = log.commit_one(batch);
+        self.note_sealed(&mut log);
         let fatal = fatal.and_then(|()| {
             if result.is_ok() {
                 log.dirty = true;
@@ -876,6 +906,7 @@ impl Committer {
         }
         let mut log = lock(&self.log);
         let (results, fatal) = log.commit_group(batches);
+        self.note_sealed(&mut log);
         // Versions replaced here are dropped once the writer's lock is
         // released: the drop frees the index nodes the writer copied since
         // (a good part of a small batch's cost), which need not hold up the

@@ -158,16 +158,19 @@ impl LogWriter {
         if active_live as f64 >= policy.threshold * written as f64 {
             return false;
         }
-        let sealed: u64 = self
-            .manifest
+        let live = self.acct.total_live_bytes();
+        (self.sealed_data() + written) as f64
+            > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
+    }
+
+    /// Bytes of data (records, past the headers) in the sealed segments.
+    pub(crate) fn sealed_data(&self) -> u64 {
+        self.manifest
             .segments
             .iter()
             .filter_map(|(_, len)| *len)
             .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN as u64))
-            .sum();
-        let live = self.acct.total_live_bytes();
-        (sealed + written) as f64
-            > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
+            .sum()
     }
 
     /// Picks a run of sealed segments to rewrite, or `None`:

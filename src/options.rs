@@ -44,6 +44,16 @@ pub struct Options {
     /// live are left alone, so a target below about 1.2 is not reached).
     /// Default 1.25; `f64::INFINITY` turns it off.
     pub max_space_amplification: f64,
+    /// The write stall: when the sealed segments hold more than this many
+    /// times their live bytes (plus one segment), a write that seals a
+    /// segment runs compaction steps itself before it returns, until the
+    /// store is back under this or compaction has nothing left to do. It
+    /// keeps disk usage bounded when writes outpace the compaction thread
+    /// (a slow `fsync`, a busy machine), like RocksDB's write stalls:
+    /// writers slow down to the rate compaction keeps up with. Only with
+    /// `background_compaction`. Default 1.4, between the compaction target
+    /// (`max_space_amplification`) and 1.5; `None` turns it off.
+    pub stall_space_amplification: Option<f64>,
     /// Whether a background thread compacts on its own. Default true;
     /// [`Store::compact`](crate::Store::compact) works either way.
     pub background_compaction: bool,
@@ -70,6 +80,7 @@ impl Default for Options {
             max_metadata_size: 64 << 10,
             compaction_threshold: 0.5,
             max_space_amplification: 1.25,
+            stall_space_amplification: Some(1.4),
             background_compaction: true,
             compaction_rate_limit: None,
             status_interval: Some(Duration::from_secs(10)),
@@ -100,6 +111,15 @@ impl Options {
                 "max_space_amplification must be at least 1, got {}",
                 self.max_space_amplification
             )));
+        }
+        if let Some(stall) = self.stall_space_amplification {
+            if stall.is_nan() || stall < self.max_space_amplification {
+                return Err(Error::InvalidOptions(format!(
+                    "stall_space_amplification must be at least max_space_amplification \
+                     ({}), got {stall}",
+                    self.max_space_amplification
+                )));
+            }
         }
         if let SyncMode::Interval(d) = self.sync {
             if d.is_zero() {

@@ -1,6 +1,7 @@
 //! `Store`: open, write, snapshot, sync, stats, close.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -36,6 +37,9 @@ struct Inner {
     pins: Arc<Pins>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
+    /// Set (and `closed_cv` notified) when a write seals a segment: the
+    /// compaction thread wakes without waiting out its period.
+    compaction_due: AtomicBool,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
@@ -94,6 +98,7 @@ impl Store {
             pins: Arc::new(Pins::default()),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
+            compaction_due: AtomicBool::new(false),
             lock: Mutex::new(Some(dir_lock)),
             options,
         });
@@ -101,26 +106,31 @@ impl Store {
             inner: inner.clone(),
             threads: Mutex::new(Vec::new()),
         };
-        let start = |what, every, work: fn(&Inner)| {
-            spawn_periodic(inner.clone(), what, every, work)
+        let start = |what, every, early: Option<fn(&Inner) -> bool>, work: fn(&Inner)| {
+            spawn_periodic(inner.clone(), what, every, early, work)
                 .map(|h| lock(&store.threads).push(h))
                 .map_err(|e| Error::io("start background thread", &inner.dir, e))
         };
         if let SyncMode::Interval(every) = inner.options.sync {
             // A failure stops writes (recorded by `sync`).
-            start("journalstore-sync", every, |inner| {
+            start("journalstore-sync", every, None, |inner| {
                 let _ = inner.committer.sync();
             })?;
         }
         if inner.options.background_compaction {
-            start("journalstore-compact", COMPACTION_CHECK, |inner| {
-                let _ = inner.compact();
-            })?;
+            start(
+                "journalstore-compact",
+                COMPACTION_CHECK,
+                Some(|inner| inner.compaction_due.swap(false, Ordering::Relaxed)),
+                |inner| {
+                    let _ = inner.compact();
+                },
+            )?;
         }
         if let Some(every) = inner.options.status_interval {
             // The first one now, so that a reader need not wait `every`.
             inner.write_status(true);
-            start("journalstore-status", every, |inner| {
+            start("journalstore-status", every, None, |inner| {
                 inner.write_status(true)
             })?;
         }
@@ -146,7 +156,11 @@ impl Store {
         self.check_open()?;
         let o = &self.inner.options;
         batch.validate(o.max_entry_size, o.max_metadata_size)?;
-        self.inner.committer.write(batch)
+        let lsn = self.inner.committer.write(batch)?;
+        if self.inner.committer.take_sealed() {
+            self.inner.after_seal();
+        }
+        Ok(lsn)
     }
 
     /// A snapshot of everything written so far: it includes every batch
@@ -245,8 +259,12 @@ impl Drop for Store {
     }
 }
 
-/// How often the compaction thread looks for work.
+/// How often the compaction thread looks for work (it also wakes when a
+/// write seals a segment).
 const COMPACTION_CHECK: Duration = Duration::from_millis(200);
+
+/// Most compaction steps one stalled write runs.
+const STALL_STEPS: usize = 64;
 
 impl Inner {
     fn stats(&self) -> Stats {
@@ -305,6 +323,48 @@ impl Inner {
         let _ = status::write(&*self.options.fs, &self.dir, &text);
     }
 
+    /// After a write sealed a segment: wakes the compaction thread and, if
+    /// the store is over `Options::stall_space_amplification`, makes the
+    /// writer compact until it is not (the write stall). The writer's batch
+    /// is already written and visible; only its return waits.
+    fn after_seal(&self) {
+        let o = &self.options;
+        if !o.background_compaction {
+            return;
+        }
+        self.compaction_due.store(true, Ordering::Relaxed);
+        // Under the lock, so the thread cannot check the flag and then miss
+        // the notification.
+        drop(lock(&self.closed));
+        self.closed_cv.notify_all();
+        let Some(limit) = o.stall_space_amplification else {
+            return;
+        };
+        // Each step rewrites one run (half a segment of live data at most);
+        // the cap bounds the stall even if compaction cannot get under the
+        // limit (segments too live to be worth rewriting).
+        for _ in 0..STALL_STEPS {
+            if *lock(&self.closed) || !self.committer.over_space_limit(limit) {
+                return;
+            }
+            match self
+                .committer
+                .compact_once(self.policy(), o.compaction_rate_limit)
+            {
+                Ok(Some(_)) => {}
+                // Nothing to do, or writes stopped (the next write reports it).
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            threshold: self.options.compaction_threshold,
+            max_space_amplification: self.options.max_space_amplification,
+        }
+    }
+
     fn compact(&self) -> Result<CompactionReport> {
         let mut total = CompactionReport::default();
         // Each step rewrites a run into a settled segment or finds its run
@@ -314,14 +374,9 @@ impl Inner {
             if *lock(&self.closed) {
                 break;
             }
-            let o = &self.options;
-            let policy = Policy {
-                threshold: o.compaction_threshold,
-                max_space_amplification: o.max_space_amplification,
-            };
             match self
                 .committer
-                .compact_once(policy, o.compaction_rate_limit)?
+                .compact_once(self.policy(), self.options.compaction_rate_limit)?
             {
                 None => break,
                 Some(step) => {
@@ -338,23 +393,28 @@ impl Inner {
     }
 }
 
-/// A background thread that runs `work` every `every` until close.
+/// A background thread that runs `work` every `every` until close, and
+/// earlier when `closed_cv` is notified and `early` (which may consume the
+/// reason) says so.
 fn spawn_periodic(
     inner: Arc<Inner>,
     name: &str,
     every: Duration,
+    early: Option<fn(&Inner) -> bool>,
     work: fn(&Inner),
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || loop {
-            // `wait_timeout_while` checks the flag before waiting: a close
-            // that came before this thread first took the lock has already
-            // notified, and a plain wait would sleep a whole `every`.
+            // `wait_timeout_while` checks the condition before waiting: a
+            // close that came before this thread first took the lock has
+            // already notified, and a plain wait would sleep a whole `every`.
             let closed = lock(&inner.closed);
             let (closed, _) = inner
                 .closed_cv
-                .wait_timeout_while(closed, every, |closed| !*closed)
+                .wait_timeout_while(closed, every, |closed| {
+                    !*closed && !early.is_some_and(|due| due(&inner))
+                })
                 .unwrap_or_else(|e| e.into_inner());
             if *closed {
                 return;

@@ -1186,7 +1186,8 @@ fn trim_past_end_and_truncate_below_first_reject_the_batch() {
 }
 
 /// Options that cannot work (segment_size 0 or above 4 GiB - 1, a zero sync
-/// interval) fail with InvalidOptions before anything is created, and leave
+/// interval, a space amplification target below 1, a write stall below the
+/// target) fail with InvalidOptions before anything is created, and leave
 /// an existing store untouched.
 #[test]
 fn invalid_options_are_rejected() {
@@ -1204,9 +1205,21 @@ fn invalid_options_are_rejected() {
             sync: SyncMode::Interval(std::time::Duration::ZERO),
             ..options()
         },
+        Options {
+            max_space_amplification: 0.5,
+            ..options()
+        },
+        Options {
+            max_space_amplification: 1.25,
+            stall_space_amplification: Some(1.1),
+            ..options()
+        },
     ];
     for o in bad {
-        let context = format!("{:?} / {:?}", o.segment_size, o.sync);
+        let context = format!(
+            "{:?} / {:?} / {:?} / {:?}",
+            o.segment_size, o.sync, o.max_space_amplification, o.stall_space_amplification
+        );
         let fresh = fx.dir.with_file_name("fresh");
         let err = Store::open(&fresh, o.clone()).map(drop).unwrap_err();
         assert!(

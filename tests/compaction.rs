@@ -681,6 +681,7 @@ fn space_amplification_target_rewrites_segments_above_the_threshold() {
         let dir = tmp.path().join("store");
         let opts = Options {
             max_space_amplification: target,
+            stall_space_amplification: None,
             ..options()
         };
         let store = Store::open(&dir, opts.clone()).unwrap();
@@ -746,6 +747,7 @@ fn mostly_dead_active_segment_is_sealed_and_reclaimed() {
         let opts = Options {
             segment_size: Options::default().segment_size,
             max_space_amplification: target,
+            stall_space_amplification: None,
             ..options()
         };
         let store = Store::open(&dir, opts.clone()).unwrap();

@@ -27,6 +27,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::{FileSystem, LockGuard, Mapping, OpenMode, RealFs, StorageFile};
 
@@ -236,6 +237,8 @@ struct State {
     /// Mutating operations still allowed before every one fails.
     fail_after: Option<u64>,
     faults: Vec<Armed>,
+    /// How long each `sync_data` and `sync_dir` takes (a slow disk).
+    sync_latency: Duration,
 }
 
 impl fmt::Debug for State {
@@ -364,6 +367,21 @@ impl SimFs {
     /// Arms a one-shot fault; several may be armed at once.
     pub fn inject(&self, fault: Fault) {
         self.state().faults.push(fault.parts());
+    }
+
+    /// Makes every later `sync_data` and `sync_dir` take `latency` (the
+    /// calling thread sleeps, holding no lock of the SimFs), like a disk
+    /// whose flushes are slow: for testing what the engine does when its
+    /// syncs, not its CPU, are the bottleneck.
+    pub fn set_sync_latency(&self, latency: Duration) {
+        self.state().sync_latency = latency;
+    }
+
+    fn sleep_for_sync(&self) {
+        let latency = self.state().sync_latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
     }
 
     /// Disarms [`SimFs::fail_after`] and every injected fault.
@@ -567,6 +585,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         // No real fsync: durability is what SimFs tracks (see module docs).
+        self.fs.sleep_for_sync();
         let mut state = self.fs.state();
         state.gate(Op::Sync)?;
         let record = state.record(self.id)?;
@@ -658,6 +677,7 @@ impl FileSystem for SimFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         // No real fsync: durability is what SimFs tracks (see module docs).
+        self.sleep_for_sync();
         let dir = canonical(path);
         let mut state = self.state();
         state.gate(Op::SyncDir)?;
