@@ -581,6 +581,7 @@ impl LogWriter {
             self.segment_size,
             RESERVE_STEP,
             self.next_lsn,
+            true,
         )?);
         let mut manifest = self.manifest.clone();
         if let Some(last) = manifest.segments.last_mut() {

@@ -529,7 +529,8 @@ pub(crate) fn copy(
     // half a segment (the planner's budget), so a file of a whole segment
     // would keep up to twice the live bytes on disk.
     let len = (SEGMENT_HEADER_LEN + buf.len()) as u64;
-    let segment = Segment::create(fs, dir, plan.new_id, len, len, base_lsn)?;
+    // Synced once, below, with its data.
+    let segment = Segment::create(fs, dir, plan.new_id, len, len, base_lsn, false)?;
     // Until the manifest names it, the new segment is removed when dropped
     // (an error below, or an abandoned run); `finish` clears that.
     segment.mark_obsolete();

@@ -203,6 +203,7 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
         options.segment_size,
         crate::commit::RESERVE_STEP,
         1,
+        true,
     )?);
     let manifest = Manifest {
         generation: 1,

@@ -497,8 +497,8 @@ fn failed_rename_in_compaction_swap_stops_writes() {
     }
 }
 
-/// Guards: a compaction whose copy fails (writing or syncing the new
-/// segment, before anything is switched) returns `Error::Io` and changes
+/// Guards: a compaction whose copy fails (writing the new segment's header
+/// or data, or syncing it, before anything is switched) returns `Error::Io` and changes
 /// nothing: writes go on, a later compaction succeeds, and the reopened
 /// store equals the model with no orphan file (a half-made segment file is
 /// removed at the latest by the reopen).
@@ -517,8 +517,9 @@ fn failed_compaction_copy_leaves_the_store_writable() {
             nth: 0,
             kind: ErrorKind::Other,
         },
+        // The copy syncs once (header and data together): its only sync.
         Fault::Sync {
-            nth: 1,
+            nth: 0,
             kind: ErrorKind::StorageFull,
         },
     ];
