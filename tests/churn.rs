@@ -101,7 +101,14 @@ fn verify_all(snap: &Snapshot) -> u64 {
         .sum()
 }
 
-/// The space bound this test guards.
+/// The space bound this test guards, on the current generation's segment
+/// files. Files that only pinned snapshots keep (`pinned_only_bytes`) are
+/// not counted: they are the readers' to release (issue 5 has the host
+/// alarm on them through `Store::stats`). Here each reader holds up to
+/// three snapshots for up to about half a second while the writers append
+/// 2.4 MB/s and compaction replaces segments: at the worst sample those
+/// files came to about as much again as the live bytes (printed as "with
+/// pins": 2.50 x live against 1.35 without, in one 40,000-batch run).
 fn within_bound(s: &Stats) -> bool {
     s.bytes_on_disk as f64 <= 1.5 * s.live_bytes as f64 + 2.0 * SEGMENT as f64
 }
@@ -286,6 +293,8 @@ struct Outcome {
     reads: u64,
     samples: u64,
     worst: f64,
+    /// The worst of (bytes_on_disk + pinned_only_bytes) / live_bytes.
+    worst_with_pins: f64,
     violations: Vec<(Duration, Stats)>,
 }
 
@@ -337,6 +346,7 @@ fn churn(store: &Arc<Store>, writers: u64, rate: Option<f64>, batches: u64) -> O
     let mut samples = 0;
     let mut violations: Vec<(Duration, Stats)> = Vec::new();
     let mut worst = 0f64;
+    let mut worst_with_pins = 0f64;
     while done.load(Ordering::Relaxed) < writers {
         std::thread::sleep(Duration::from_millis(25));
         if start.elapsed() < WARM_UP {
@@ -344,7 +354,10 @@ fn churn(store: &Arc<Store>, writers: u64, rate: Option<f64>, batches: u64) -> O
         }
         let s = store.stats();
         samples += 1;
-        worst = worst.max(s.bytes_on_disk as f64 / s.live_bytes.max(1) as f64);
+        let live = s.live_bytes.max(1) as f64;
+        worst = worst.max(s.bytes_on_disk as f64 / live);
+        worst_with_pins =
+            worst_with_pins.max((s.bytes_on_disk + s.pinned_only_bytes) as f64 / live);
         if !within_bound(&s) {
             violations.push((start.elapsed(), s));
         }
@@ -366,6 +379,7 @@ fn churn(store: &Arc<Store>, writers: u64, rate: Option<f64>, batches: u64) -> O
         reads: reads.load(Ordering::Relaxed),
         samples,
         worst,
+        worst_with_pins,
         violations,
     }
 }
@@ -405,7 +419,7 @@ fn churn_keeps_disk_usage_bounded() {
     let (written, live, tombstones, headers) = breakdown(&dir);
     eprintln!(
         "{} journals created, {} live at the end, {} snapshots verified, \
-         {} samples, worst bytes_on_disk / live_bytes {:.2}; at close: \
+         {} samples, worst bytes_on_disk / live_bytes {:.2} ({:.2} with pins); at close: \
          {} segments, {written} bytes of records for {live} live \
          ({tombstones} in tombstones, {headers} in record headers); compaction: \
          {} runs copied {} bytes for {} appended",
@@ -414,6 +428,7 @@ fn churn_keeps_disk_usage_bounded() {
         outcome.reads,
         outcome.samples,
         outcome.worst,
+        outcome.worst_with_pins,
         last.segments,
         last.compaction_runs,
         last.compaction_bytes_copied,
@@ -455,11 +470,13 @@ fn write_stall_keeps_disk_usage_bounded_when_syncs_are_slow() {
     let outcome = churn(&store, 1, None, batches().max(20_000));
     let s = store.stats();
     eprintln!(
-        "slow syncs: {} journals created, {} samples, worst bytes_on_disk / live_bytes {:.2}; \
+        "slow syncs: {} journals created, {} samples, worst bytes_on_disk / live_bytes {:.2} \
+         ({:.2} with pins); \
          compaction: {} runs copied {} bytes for {} appended",
         outcome.created,
         outcome.samples,
         outcome.worst,
+        outcome.worst_with_pins,
         s.compaction_runs,
         s.compaction_bytes_copied,
         s.bytes_appended,
