@@ -51,6 +51,11 @@ pub trait Mapping: Send + Sync + fmt::Debug {
     /// the process's resident set (they stay in the page cache). The bytes
     /// the view shows do not change.
     fn release(&self) {}
+
+    /// A hint that the first `len` bytes of the view will be read soon:
+    /// the system may start reading them from disk now, so that a scan that
+    /// gets there later finds them in memory.
+    fn will_need(&self, _len: usize) {}
 }
 
 /// One open file of the store.
@@ -182,6 +187,13 @@ impl Mapping for RealMapping {
             // danger memmap2 warns of is for private or anonymous mappings,
             // whose contents it resets). A failure only leaves pages resident.
             let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
+    fn will_need(&self, len: usize) {
+        if let Some(mmap) = &self.mmap {
+            // A failure only means no read-ahead.
+            let _ = mmap.advise_range(memmap2::Advice::WillNeed, 0, len.min(mmap.len()));
         }
     }
 

@@ -251,7 +251,17 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
     let mut dirty_tail = false;
     let by_id: HashMap<u32, &Arc<Segment>> = segments.iter().map(|s| (s.id, s)).collect();
     let size_of = |loc: Loc| -> u64 { by_id.get(&loc.segment).map_or(0, |s| s.op_len(loc.offset)) };
-    for (segment, &(_, sealed)) in segments.iter().zip(&manifest.segments) {
+    // Reading ahead: the disk reads the next segment while this one is
+    // replayed (a cold open is otherwise one page fault's read at a time).
+    let read_ahead = |k: usize| {
+        // Not the active segment: mostly holes, its tail checked sparsely.
+        if let (Some(s), Some(&(_, Some(sealed)))) = (segments.get(k), manifest.segments.get(k)) {
+            s.will_need(sealed);
+        }
+    };
+    read_ahead(0);
+    for (k, (segment, &(_, sealed))) in segments.iter().zip(&manifest.segments).enumerate() {
+        read_ahead(k + 1);
         acct.add_segment(segment.id);
         let limit = sealed.unwrap_or(segment.capacity) as usize;
         let mut pos = SEGMENT_HEADER_LEN;

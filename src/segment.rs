@@ -170,6 +170,13 @@ impl Segment {
         self.map.slice(offset, len)
     }
 
+    /// Starts reading the first `len` bytes from disk in the background
+    /// (recovery, for the segment it scans next; see [`Mapping::will_need`]).
+    pub fn will_need(&self, len: u64) {
+        self.map
+            .will_need(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+
     /// Lets the mapping's pages leave the process's resident set (recovery,
     /// after scanning a segment; see [`Mapping::release`]).
     pub fn release(&self) {
