@@ -50,7 +50,8 @@ pub struct Options {
     /// store is back under this or compaction has nothing left to do. It
     /// keeps disk usage bounded when writes outpace the compaction thread
     /// (a slow `fsync`, a busy machine), like RocksDB's write stalls:
-    /// writers slow down to the rate compaction keeps up with. Only with
+    /// writers slow down to the rate compaction keeps up with (with a
+    /// `compaction_rate_limit`, to that rate). Only with
     /// `background_compaction`. Default 1.4, between the compaction target
     /// (`max_space_amplification`) and 1.5; `None` turns it off.
     pub stall_space_amplification: Option<f64>,
