@@ -1020,11 +1020,19 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 // ---------------------------------------------------------------- workloads
 
 const APPEND_ENTRY: usize = 256;
+/// The large-batch durable case: one 64 KiB entry per batch.
+const APPEND_ENTRY_LARGE: usize = 64 << 10;
 const JOURNALS_PER_THREAD: u64 = 4;
 
-/// Workloads 1 and 2: `threads` writers, each appending one 256-byte entry
-/// per batch to its own journals (round robin over 4) for `secs()`.
-fn append_workload(engine: &str, dir: &Path, durable: bool, threads: u64) -> Res<()> {
+/// Workloads 1 and 2: `threads` writers, each appending one `entry_len`-byte
+/// entry per batch to its own journals (round robin over 4) for `secs()`.
+fn append_workload(
+    engine: &str,
+    dir: &Path,
+    durable: bool,
+    threads: u64,
+    entry_len: usize,
+) -> Res<()> {
     let deadline_len = secs();
     let pool = Pool::new();
     let raw = engine == "raw";
@@ -1069,14 +1077,14 @@ fn append_workload(engine: &str, dir: &Path, durable: bool, threads: u64) -> Res
                 barrier.wait();
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let entry = pool.slice(&mut rng, APPEND_ENTRY);
+                    let entry = pool.slice(&mut rng, entry_len);
                     let start = Instant::now();
                     if let Some(f) = &raw_file {
                         f.write_all_at(entry, offset)?;
                         if durable {
                             f.sync_data()?;
                         }
-                        offset = (offset + APPEND_ENTRY as u64) % (16 << 20);
+                        offset = (offset + entry_len as u64) % (16 << 20);
                     } else if let Some(e) = e {
                         let k = (n % JOURNALS_PER_THREAD) as usize;
                         let journal = t * JOURNALS_PER_THREAD + k as u64;
@@ -1108,7 +1116,7 @@ fn append_workload(engine: &str, dir: &Path, durable: bool, threads: u64) -> Res
     emit("ops_per_s", n / elapsed.as_secs_f64(), "op/s");
     emit(
         "mib_per_s",
-        n * APPEND_ENTRY as f64 / elapsed.as_secs_f64() / (1 << 20) as f64,
+        n * entry_len as f64 / elapsed.as_secs_f64() / (1 << 20) as f64,
         "MiB/s",
     );
     emit("p50_us", percentile(&latencies, 0.5) / 1e3, "us");
@@ -1205,11 +1213,18 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
     let stop = AtomicBool::new(false);
     let batches = AtomicU64::new(0);
     let live = AtomicU64::new(0);
+    // Live payload bytes at every moment (the threads add and subtract as
+    // they go), for the space amplification sampled while running.
+    let live_now = std::sync::atomic::AtomicI64::new(0);
     let start = Instant::now();
+    let mut worst_running = 0f64;
     std::thread::scope(|s| -> Res<()> {
         let mut handles = Vec::new();
         for t in 0..THREADS {
             let (e, stop, batches, live, pool) = (&e, &stop, &batches, &live, &pool);
+            let live_now = &live_now;
+            let add = move |bytes: u64| live_now.fetch_add(bytes as i64, Ordering::Relaxed);
+            let sub = move |bytes: u64| live_now.fetch_sub(bytes as i64, Ordering::Relaxed);
             handles.push(s.spawn(move || -> Res<()> {
                 let mut rng = Rng::new(100 + t);
                 // Per slot: journal id, entry sizes, target length, meta len.
@@ -1232,6 +1247,7 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
                                 journal: next_id,
                                 value: pool.slice(&mut rng, m as usize),
                             }])?;
+                            add(m);
                             slots[k] = Some(Slot {
                                 journal: next_id,
                                 sizes: Vec::new(),
@@ -1253,6 +1269,8 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
                                     value: pool.slice(&mut rng, m as usize),
                                 },
                             ])?;
+                            add(size + m);
+                            sub(slot.meta);
                             slot.sizes.push(size);
                             slot.meta = m;
                         }
@@ -1265,6 +1283,7 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
                                     from,
                                     end,
                                 }])?;
+                                sub(slot.sizes[from as usize..].iter().sum());
                                 slot.sizes.truncate(from as usize);
                                 slot.target = rng.range(from + 1, 51.max(from + 2));
                             } else {
@@ -1272,6 +1291,7 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
                                     journal: slot.journal,
                                     end,
                                 }])?;
+                                sub(slot.meta + slot.sizes.iter().sum::<u64>());
                                 slots[k] = None;
                             }
                         }
@@ -1288,7 +1308,16 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
                 Ok(())
             }));
         }
-        std::thread::sleep(secs());
+        // Disk over live every 100 ms after the first second (the store
+        // is still filling before that).
+        let deadline = start + secs();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let live = live_now.load(Ordering::Relaxed);
+            if start.elapsed() >= Duration::from_secs(1) && live > 0 {
+                worst_running = worst_running.max(disk_bytes(dir) as f64 / live as f64);
+            }
+        }
         stop.store(true, Ordering::Relaxed);
         for h in handles {
             h.join().map_err(|_| "churn thread panicked")??;
@@ -1309,6 +1338,7 @@ fn churn_workload(engine: &str, dir: &Path) -> Res<()> {
     emit("live_mib", live as f64 / (1 << 20) as f64, "MiB");
     emit("disk_mib", disk as f64 / (1 << 20) as f64, "MiB");
     emit("disk_over_live", disk as f64 / live as f64, "x");
+    emit("disk_over_live_max_running", worst_running, "x");
     emit("peak_rss_mib", peak_rss() as f64 / (1 << 20) as f64, "MiB");
     Ok(())
 }
@@ -1378,8 +1408,11 @@ fn recovery_open(engine: &str, dir: &Path) -> Res<()> {
 fn child(args: &[String]) -> Res<()> {
     let (workload, engine, dir) = (&args[0], &args[1], Path::new(&args[2]));
     match workload.as_str() {
-        "durable" => append_workload(engine, dir, true, args[3].parse()?),
-        "buffered" => append_workload(engine, dir, false, args[3].parse()?),
+        "durable" => append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY),
+        "durable-64k" => {
+            append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY_LARGE)
+        }
+        "buffered" => append_workload(engine, dir, false, args[3].parse()?, APPEND_ENTRY),
         "read" => read_workload(engine, dir),
         "churn" => churn_workload(engine, dir),
         "fill" => recovery_fill(engine, dir, false),
@@ -1456,6 +1489,12 @@ fn main() -> Res<()> {
     for t in ["4", "64"] {
         plan.push((format!("1 durable append x{t}"), "durable", Some(t), true));
     }
+    plan.push((
+        "1 durable append 64 KiB x4".into(),
+        "durable-64k",
+        Some("4"),
+        true,
+    ));
     for t in ["4", "64"] {
         plan.push((format!("2 buffered append x{t}"), "buffered", Some(t), true));
     }
@@ -1470,7 +1509,7 @@ fn main() -> Res<()> {
         false,
     ));
     let workload_key = |w: &str| match w {
-        "durable" => "1",
+        "durable" | "durable-64k" => "1",
         "buffered" => "2",
         "read" => "3",
         "churn" => "4",
