@@ -105,8 +105,8 @@ pub(crate) struct LogWriter {
     pub compacted: u64,
     pub compaction_runs: u64,
     /// Set when a write sealed a segment; taken by the committer, which
-    /// tells the store (see `Committer::take_sealed`).
-    sealed: bool,
+    /// tells the store (see `Committer::take_compaction_due`).
+    compaction_due: bool,
 }
 
 /// Where `encode_record` put a record.
@@ -191,7 +191,7 @@ impl LogWriter {
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
-            sealed: false,
+            compaction_due: false,
         }
     }
 
@@ -312,7 +312,7 @@ impl LogWriter {
         let record_len = self.record_len(plan)?;
         if self.must_roll(plan)? {
             self.roll()?;
-            self.sealed = true;
+            self.compaction_due = true;
         }
         let lsn = self.next_lsn;
         let offset = self.write_pos;
@@ -735,8 +735,9 @@ pub(crate) struct Committer {
     /// LSN of the newest acknowledged batch (buffered modes): a published
     /// version older than this is stale.
     acked: AtomicU64,
-    /// Whether a write sealed a segment since `take_sealed` last looked.
-    sealed: AtomicBool,
+    /// Whether a write made compaction due since `take_compaction_due`
+    /// last looked (see `LogWriter::compaction_due`).
+    compaction_due: AtomicBool,
 }
 
 impl Committer {
@@ -752,29 +753,31 @@ impl Committer {
             current: Mutex::new(version),
             stopped: Mutex::new(None),
             compacting: Mutex::new(()),
-            sealed: AtomicBool::new(false),
+            compaction_due: AtomicBool::new(false),
         }
     }
 
     /// Whether a write sealed a segment since the last call: the store then
     /// wakes its compaction thread (and may make the writer help it).
-    pub fn take_sealed(&self) -> bool {
-        self.sealed.load(Ordering::Relaxed) && self.sealed.swap(false, Ordering::Relaxed)
+    pub fn take_compaction_due(&self) -> bool {
+        self.compaction_due.load(Ordering::Relaxed)
+            && self.compaction_due.swap(false, Ordering::Relaxed)
     }
 
-    /// Records, under the writer's lock, a seal made by the last commit.
-    fn note_sealed(&self, log: &mut LogWriter) {
-        if std::mem::take(&mut log.sealed) {
-            self.sealed.store(true, Ordering::Relaxed);
+    /// Passes on, under the writer's lock, what the last commit noted.
+    fn note_compaction_due(&self, log: &mut LogWriter) {
+        if std::mem::take(&mut log.compaction_due) {
+            self.compaction_due.store(true, Ordering::Relaxed);
         }
     }
 
     /// Whether the sealed segments hold more than `limit` times their live
-    /// bytes, plus one segment of slack (see `Options::stall_space_amplification`).
+    /// bytes, plus some slack (`space_slack`; see
+    /// `Options::stall_space_amplification`).
     pub fn over_space_limit(&self, limit: f64) -> bool {
         let log = lock(&self.log);
         let live = log.acct.total_live_bytes();
-        log.sealed_data() as f64 > limit * live as f64 + log.segment_size as f64
+        log.sealed_data() as f64 > limit * live as f64 + log.space_slack(live)
     }
 
     /// The latest version: it holds every batch acknowledged before the
@@ -878,7 +881,7 @@ impl Committer {
             replaced.extend(self.publish_dirty(&mut log));
         }
         let (result, fatal) = log.commit_one(batch);
-        self.note_sealed(&mut log);
+        self.note_compaction_due(&mut log);
         let fatal = fatal.and_then(|()| {
             if result.is_ok() {
                 log.dirty = true;
@@ -907,7 +910,7 @@ impl Committer {
         }
         let mut log = lock(&self.log);
         let (results, fatal) = log.commit_group(batches);
-        self.note_sealed(&mut log);
+        self.note_compaction_due(&mut log);
         // Versions replaced here are dropped once the writer's lock is
         // released: the drop frees the index nodes the writer copied since
         // (a good part of a small batch's cost), which need not hold up the

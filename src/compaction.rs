@@ -163,6 +163,16 @@ impl LogWriter {
             > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
     }
 
+    /// How far the sealed data may exceed `amplification x live` before the
+    /// space target (or the write stall) counts as missed: one segment, but
+    /// at most a tenth of the live bytes plus [`EARLY_SEAL_MIN`]. With
+    /// segments much larger than the data (the default 64 MiB for a few MiB
+    /// of live journals) a whole segment of slack would let dead records
+    /// grow to several times the live bytes before compaction looked.
+    pub(crate) fn space_slack(&self, live: u64) -> f64 {
+        (self.segment_size as f64).min(live as f64 / 10.0 + EARLY_SEAL_MIN as f64)
+    }
+
     /// Bytes of data (records, past the headers) in the sealed segments.
     pub(crate) fn sealed_data(&self) -> u64 {
         self.manifest
@@ -177,8 +187,8 @@ impl LogWriter {
     ///
     /// 1. the oldest segment whose live ratio is below `policy.threshold`;
     /// 2. else, if the sealed segments hold more than
-    ///    `policy.max_space_amplification` times their live bytes (plus one
-    ///    segment of slack), the segment below [`REWRITE_MAX_RATIO`] with
+    ///    `policy.max_space_amplification` times their live bytes (plus the
+    ///    slack of `space_slack`), the segment below [`REWRITE_MAX_RATIO`] with
     ///    the best benefit/cost in the sense of Rosenblum and Ousterhout's
     ///    log-structured file system: `(1 - u) * age / (1 + u)` for live
     ///    ratio `u`, where age is the bytes written after it. Old segments
@@ -223,8 +233,7 @@ impl LogWriter {
             None => {
                 let data: u64 = usage.iter().map(|u| u.0).sum();
                 let live: u64 = usage.iter().map(|u| u.1).sum();
-                let allowed =
-                    policy.max_space_amplification * live as f64 + self.segment_size as f64;
+                let allowed = policy.max_space_amplification * live as f64 + self.space_slack(live);
                 if (data as f64) <= allowed {
                     return None;
                 }

@@ -38,14 +38,15 @@ pub struct Options {
     /// data is rewritten by compaction. Default 0.5.
     pub compaction_threshold: f64,
     /// Space amplification compaction aims for: when the sealed segments
-    /// hold more than this many times their live bytes (plus one segment),
+    /// hold more than this many times their live bytes (plus a slack of one
+    /// segment, or of a tenth of the live bytes plus 1 MiB if that is less),
     /// compaction also rewrites segments above `compaction_threshold`, the
     /// oldest and emptiest first, until they do not (segments over 80 %
     /// live are left alone, so a target below about 1.2 is not reached).
     /// Default 1.25; `f64::INFINITY` turns it off.
     pub max_space_amplification: f64,
     /// The write stall: when the sealed segments hold more than this many
-    /// times their live bytes (plus one segment), a write that seals a
+    /// times their live bytes (plus the same slack), a write that seals a
     /// segment runs compaction steps itself before it returns, until the
     /// store is back under this or compaction has nothing left to do. It
     /// keeps disk usage bounded when writes outpace the compaction thread

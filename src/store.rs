@@ -157,8 +157,8 @@ impl Store {
         let o = &self.inner.options;
         batch.validate(o.max_entry_size, o.max_metadata_size)?;
         let lsn = self.inner.committer.write(batch)?;
-        if self.inner.committer.take_sealed() {
-            self.inner.after_seal();
+        if self.inner.committer.take_compaction_due() {
+            self.inner.on_compaction_due();
         }
         Ok(lsn)
     }
@@ -327,7 +327,7 @@ impl Inner {
     /// the store is over `Options::stall_space_amplification`, makes the
     /// writer compact until it is not (the write stall). The writer's batch
     /// is already written and visible; only its return waits.
-    fn after_seal(&self) {
+    fn on_compaction_due(&self) {
         let o = &self.options;
         if !o.background_compaction {
             return;

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{digest, Rng};
+use common::{digest, random_reset, random_trim, Rng, Tracked};
 use journalstore::inspect;
 use journalstore::io::SimFs;
 use journalstore::{Journal, Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
@@ -75,9 +75,6 @@ fn batches() -> u64 {
 fn max_run(batches: u64) -> Duration {
     Duration::from_secs(30 * batches.div_ceil(9000))
 }
-
-/// One journal as a writer knows it: first index and entries.
-type JournalModel = (u64, Vec<Vec<u8>>);
 
 /// Checks one journal of a snapshot against its own metadata.
 fn verify(j: &Journal<'_>) -> u64 {
@@ -127,7 +124,7 @@ fn append(
     rng: &mut Rng,
     batch: &mut WriteBatch,
     id: &[u8],
-    state: &mut JournalModel,
+    state: &mut Tracked,
     max_n: u64,
 ) -> usize {
     let mut bytes = 0;
@@ -149,9 +146,9 @@ fn writer(
     deadline: Instant,
     rate: Option<f64>,
     batches: u64,
-) -> (BTreeMap<Vec<u8>, JournalModel>, u64) {
+) -> (BTreeMap<Vec<u8>, Tracked>, u64) {
     let mut rng = Rng::new(w);
-    let mut journals: BTreeMap<Vec<u8>, JournalModel> = BTreeMap::new();
+    let mut journals: BTreeMap<Vec<u8>, Tracked> = BTreeMap::new();
     let long_ids: Vec<Vec<u8>> = (0..LONG)
         .map(|k| format!("w{w}-long{k}").into_bytes())
         .collect();
@@ -209,18 +206,8 @@ fn writer(
             let state = journals.get_mut(&id).unwrap();
             match rng.below(100) {
                 0..=44 => bytes += append(&mut rng, &mut batch, &id, state, 4),
-                45..=64 => {
-                    // Reset to an earlier entry.
-                    let keep = rng.below(state.1.len() as u64 + 1) as usize;
-                    batch.truncate(&id, state.0 + keep as u64);
-                    state.1.truncate(keep);
-                }
-                65..=74 => {
-                    let drop_n = rng.below(state.1.len() as u64 + 1) as usize;
-                    batch.trim_prefix(&id, state.0 + drop_n as u64);
-                    state.1.drain(..drop_n);
-                    state.0 += drop_n as u64;
-                }
+                45..=64 => random_reset(&mut rng, &mut batch, &id, state),
+                65..=74 => random_trim(&mut rng, &mut batch, &id, state),
                 _ => {
                     batch.delete_journal(&id);
                     journals.remove(&id);
@@ -242,7 +229,7 @@ fn writer(
 }
 
 /// Asserts that `snap` holds exactly the writers' journals.
-fn assert_exact(snap: &Snapshot, expected: &BTreeMap<Vec<u8>, JournalModel>, ctx: &str) {
+fn assert_exact(snap: &Snapshot, expected: &BTreeMap<Vec<u8>, Tracked>, ctx: &str) {
     let ids: Vec<Vec<u8>> = snap.journal_ids().map(|i| i.to_vec()).collect();
     let want: Vec<Vec<u8>> = expected.keys().cloned().collect();
     assert_eq!(ids, want, "{ctx}: journal ids differ");
@@ -288,7 +275,7 @@ fn breakdown(dir: &Path) -> (u64, u64, u64, u64) {
 
 /// What one churn run saw.
 struct Outcome {
-    expected: BTreeMap<Vec<u8>, JournalModel>,
+    expected: BTreeMap<Vec<u8>, Tracked>,
     created: u64,
     reads: u64,
     samples: u64,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{digest, Rng};
+use common::{digest, random_reset, random_trim, Rng, Tracked};
 use journalstore::{Journal, Options, Snapshot, Store, SyncMode, WriteBatch};
 
 /// Checks one journal of a snapshot against its own metadata.
@@ -62,7 +62,7 @@ fn run(sync: SyncMode, seconds: f64) {
         handles.push(std::thread::spawn(move || {
             let mut rng = Rng::new(w);
             // Each writer owns 8 journals; the model is (first, entries).
-            let mut journals: Vec<Option<(u64, Vec<Vec<u8>>)>> = vec![None; 8];
+            let mut journals: Vec<Option<Tracked>> = vec![None; 8];
             while Instant::now() < deadline {
                 let k = rng.below(8) as usize;
                 let id = format!("w{w}-j{k}").into_bytes();
@@ -76,17 +76,8 @@ fn run(sync: SyncMode, seconds: f64) {
                             state.1.push(e);
                         }
                     }
-                    70..=84 => {
-                        let keep = rng.below(state.1.len() as u64 + 1) as usize;
-                        batch.truncate(&id, state.0 + keep as u64);
-                        state.1.truncate(keep);
-                    }
-                    85..=94 => {
-                        let drop_n = rng.below(state.1.len() as u64 + 1) as usize;
-                        batch.trim_prefix(&id, state.0 + drop_n as u64);
-                        state.1.drain(..drop_n);
-                        state.0 += drop_n as u64;
-                    }
+                    70..=84 => random_reset(&mut rng, &mut batch, &id, state),
+                    85..=94 => random_trim(&mut rng, &mut batch, &id, state),
                     _ => {
                         batch.delete_journal(&id);
                         journals[k] = None;

@@ -206,6 +206,26 @@ pub fn random_batch(rng: &mut Rng, model: &Model, journals: u64, max_value: usiz
     ops
 }
 
+/// A journal as a concurrent test's writer tracks it: (first index, entries).
+pub type Tracked = (u64, Vec<Vec<u8>>);
+
+/// Adds to `batch` a reset of `id` (a truncate to a random length up to its
+/// current one) and applies it to `state`.
+pub fn random_reset(rng: &mut Rng, batch: &mut WriteBatch, id: &[u8], state: &mut Tracked) {
+    let keep = rng.below(state.1.len() as u64 + 1) as usize;
+    batch.truncate(id, state.0 + keep as u64);
+    state.1.truncate(keep);
+}
+
+/// Adds to `batch` a trim of a random number of `id`'s oldest entries (up
+/// to all of them) and applies it to `state`.
+pub fn random_trim(rng: &mut Rng, batch: &mut WriteBatch, id: &[u8], state: &mut Tracked) {
+    let drop_n = rng.below(state.1.len() as u64 + 1) as usize;
+    batch.trim_prefix(id, state.0 + drop_n as u64);
+    state.1.drain(..drop_n);
+    state.0 += drop_n as u64;
+}
+
 /// The metadata the read-skew checks store with every change: the bounds
 /// plus a digest of every entry, so a reader can tell whether metadata and
 /// entries come from the same moment.

@@ -116,6 +116,12 @@ fn summary(w: &mut dyn Write, r: &Summary) -> io::Result<()> {
                 .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
         )?;
     }
+    if r.segments.iter().any(|s| s.state == "unlisted") {
+        writeln!(
+            w,
+            "  (unlisted: a file the manifest does not name: a segment that only pinned snapshots of the open store still read, freed when they drop, or an orphan of a crash that the next open removes)"
+        )?;
+    }
     status(w, &r.status)?;
     problems(w, &r.problems)
 }

@@ -1096,6 +1096,31 @@ fn lost_segment_no_longer_listed() {
     );
 }
 
+/// A segment file the manifest does not name (here a copy under a new id,
+/// as a crash mid-compaction or a snapshot pinning a replaced segment
+/// leaves) shows in `summary` as "unlisted", with a line saying what such
+/// a file can be; a store without one gets no such line.
+#[test]
+fn unlisted_segment_is_explained_in_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let explanation = "(unlisted: a file the manifest does not name";
+    let before = dump(&[&"summary", &dir]);
+    assert!(!before.stdout.contains(explanation), "{}", before.stdout);
+    let (path, _, _) = a_sealed_record(&dir);
+    let copy = dir.join(inspect::segment_file_name_of(9999));
+    std::fs::copy(&path, &copy).unwrap();
+    let after = dump(&[&"summary", &dir]);
+    let row = after
+        .stdout
+        .lines()
+        .find(|l| l.contains(&inspect::segment_file_name_of(9999)))
+        .unwrap_or_else(|| panic!("no row for the copy:\n{}", after.stdout));
+    assert!(row.contains("unlisted"), "{row}");
+    assert!(after.stdout.contains(explanation), "{}", after.stdout);
+}
+
 /// A value whose own CRC fails inside a record whose checksums were
 /// recomputed (so only the value check can see it).
 #[test]
