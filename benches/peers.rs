@@ -1409,9 +1409,7 @@ fn child(args: &[String]) -> Res<()> {
     let (workload, engine, dir) = (&args[0], &args[1], Path::new(&args[2]));
     match workload.as_str() {
         "durable" => append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY),
-        "durable-64k" => {
-            append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY_LARGE)
-        }
+        "durable-64k" => append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY_LARGE),
         "buffered" => append_workload(engine, dir, false, args[3].parse()?, APPEND_ENTRY),
         "read" => read_workload(engine, dir),
         "churn" => churn_workload(engine, dir),

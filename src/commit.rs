@@ -515,26 +515,32 @@ impl LogWriter {
             return Ok(());
         }
         let active = self.active().clone();
-        let end = self.buf_start + self.buf.len() as u64;
+        let len = self.buf.len();
+        let end = self.buf_start + len as u64;
         if end > self.reserved {
             let upto = (end + RESERVE_STEP).min(active.capacity);
-            let reserve = if self.sync == SyncMode::Always {
-                // Zeros written and synced ahead: an fdatasync of data in
-                // blocks that are already written needs no metadata commit,
-                // while fallocate'd (unwritten) blocks must be converted,
-                // which makes every group's sync a journal commit too.
-                // From the end of the buffer: the buffer's own bytes are
-                // written next anyway.
-                let from = end;
-                let zeros = vec![0u8; (upto - from) as usize];
-                active
-                    .file
-                    .write_at(from, &zeros)
-                    .and_then(|()| active.file.sync_data())
-            } else {
-                active.file.reserve(upto)
-            };
-            reserve.map_err(|e| Error::io("reserve segment space", &active.path, e))?;
+            if self.sync == SyncMode::Always {
+                // Zeros written ahead of the data, in the same write: an
+                // fdatasync of data in blocks that are already written (and
+                // whose allocation is committed) needs no metadata commit,
+                // while fallocate'd (unwritten) blocks must be converted at
+                // every sync. So the group that crosses into a new step
+                // writes its records and the next step's zeros at once, and
+                // its own sync commits their allocation once; the next
+                // groups of the step sync data only. (Zeros are what
+                // recovery reads as the end of the log, so a crash at any
+                // point of this write leaves a valid tail.)
+                self.buf.resize(len + (upto - end) as usize, 0);
+                let written = active.file.write_at(self.buf_start, &self.buf);
+                self.buf.truncate(len);
+                written.map_err(|e| Error::io("write segment", &active.path, e))?;
+                self.reserved = upto;
+                return Ok(());
+            }
+            active
+                .file
+                .reserve(upto)
+                .map_err(|e| Error::io("reserve segment space", &active.path, e))?;
             self.reserved = upto;
         }
         active
