@@ -139,7 +139,8 @@ const EARLY_SEAL_MIN: u64 = 1 << 20;
 impl LogWriter {
     /// Whether to seal the active segment before it is full, so that
     /// compaction can reclaim it: it holds at least [`EARLY_SEAL_MIN`] of
-    /// data, less than `policy.threshold` of it live, and the store is over
+    /// data, less than `policy.threshold` of it live or more dead bytes
+    /// than `space_slack` allows, and the store is over
     /// `policy.max_space_amplification` (with 1 MiB of slack). Without this
     /// a store whose live data is small next to `segment_size` (journals
     /// created and deleted at a high rate) keeps up to a whole segment of
@@ -155,10 +156,13 @@ impl LogWriter {
             .segments
             .get(&active.id)
             .map_or(0, |u| u.live_bytes);
-        if active_live as f64 >= policy.threshold * written as f64 {
+        let live = self.acct.total_live_bytes();
+        let dead = written.saturating_sub(active_live);
+        if active_live as f64 >= policy.threshold * written as f64
+            && (dead as f64) < self.space_slack(live)
+        {
             return false;
         }
-        let live = self.acct.total_live_bytes();
         (self.sealed_data() + written) as f64
             > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
     }
