@@ -3,13 +3,10 @@
 //! Under `SyncMode::Always`, writers queue their batches; the writer at the
 //! head of the queue becomes the leader and commits every queued batch as
 //! one group (LevelDB style), so that one fdatasync serves them all:
-//! under the writer's lock it validates each batch against the latest
-//! state, encodes it as one record into a buffer and writes the buffer with
-//! one `write_at`; then it hands the lead to the next group (which encodes
-//! and writes while this one syncs: a pipeline, as in RocksDB's pipelined
-//! writes), syncs, and, once every group written before it has completed,
-//! publishes a new [`Version`] that snapshots pick up. Followers wait on a
-//! condition variable and return the leader's verdict.
+//! it validates each batch against the latest state, encodes it as one record
+//! into a buffer, writes the buffer with one `write_at`, syncs once if the
+//! mode asks for it, and then publishes a new [`Version`] that snapshots pick
+//! up. Followers wait on a condition variable and return the leader's verdict.
 //! Under `Never` and `Interval` there is no sync to share, and handing a
 //! batch to a leader would cost a sleep and a wake-up per batch: each writer
 //! commits its own batch as a group of one under the writer's lock, applies
@@ -23,9 +20,7 @@
 //! - Records are written in LSN order, each wholly inside one segment.
 //! - A version is published only after its records are written (and synced
 //!   under `SyncMode::Always`): a snapshot never shows what a power loss
-//!   could take back from an acknowledged write. Published versions never
-//!   go back (`publish_if_newer`), and groups complete in the order they
-//!   were written: a group is acknowledged only if every earlier one was.
+//!   could take back from an acknowledged write.
 //! - After a failed write or sync the working state is ahead of what is
 //!   durable, so writes stop (`Error::WritesStopped`) until reopen; the last
 //!   published version stays readable.
@@ -217,9 +212,8 @@ impl LogWriter {
         })
     }
 
-    /// Encodes a group and writes it (the caller syncs it). Returns each
-    /// batch's result; `Err` when the group hit an I/O error, after which
-    /// nothing more may be written.
+    /// Commits a group. Returns each batch's result; `Err` when the group hit
+    /// an I/O error, after which nothing more may be written.
     pub fn commit_group(&mut self, batches: &[&WriteBatch]) -> (Vec<Result<u64>>, Result<()>) {
         let mut results = Vec::with_capacity(batches.len());
         self.buf.clear();
@@ -242,7 +236,13 @@ impl LogWriter {
             }
         }
         if fatal.is_ok() {
-            fatal = self.flush();
+            fatal = self.flush().and_then(|()| {
+                if self.sync == SyncMode::Always {
+                    self.sync_active()
+                } else {
+                    Ok(())
+                }
+            });
         }
         if let Err(e) = &fatal {
             for r in results.iter_mut() {
@@ -744,19 +744,6 @@ pub(crate) struct Committer {
     /// Whether a write made compaction due since `take_compaction_due`
     /// last looked (see `LogWriter::compaction_due`).
     compaction_due: AtomicBool,
-    /// Group commit's pipeline: groups are numbered in write order (under
-    /// the writer's lock) and complete in that order.
-    pipeline: Mutex<Pipeline>,
-    pipeline_cv: Condvar,
-}
-
-/// Sequence numbers of the group commit pipeline (see `Committer::write`).
-#[derive(Debug, Default)]
-struct Pipeline {
-    /// The number the next group written gets.
-    next: u64,
-    /// Groups numbered below this have completed.
-    done: u64,
 }
 
 impl Committer {
@@ -773,8 +760,6 @@ impl Committer {
             stopped: Mutex::new(None),
             compacting: Mutex::new(()),
             compaction_due: AtomicBool::new(false),
-            pipeline: Mutex::new(Pipeline::default()),
-            pipeline_cv: Condvar::new(),
         }
     }
 
@@ -876,92 +861,15 @@ impl Committer {
         drop(queue);
 
         let batches: Vec<&WriteBatch> = group.iter().map(|w| &w.batch).collect();
+        let results = self.commit(&batches);
 
-        // 1. Under the writer's lock: encode and write the group, and take
-        // its place in the pipeline.
-        let mut log = lock(&self.log);
-        let (mut results, fatal) = match self.check_stopped() {
-            Ok(()) => log.commit_group(&batches),
-            Err(e) => (batches.iter().map(|_| Err(clone_io(&e))).collect(), Err(e)),
-        };
-        if let Err(e @ Error::Io { .. }) = &fatal {
-            *lock(&self.stopped) = Some(e.to_string());
-        }
-        let seq = {
-            let mut pipeline = lock(&self.pipeline);
-            pipeline.next += 1;
-            pipeline.next - 1
-        };
-        let (segment, end) = (log.active().clone(), log.write_pos);
-        let version = log.version();
-        drop(log);
-        drop(batches);
-
-        // 2. Hand the lead on: the group leaves the queue (its writers wait
-        // for their results), so the next group is encoded and written
-        // while this one syncs, instead of after.
         let mut queue = lock(&self.queue);
-        for _ in &group {
-            queue.pop_front();
-        }
-        drop(queue);
-        self.cv.notify_all();
-        let synced = fatal.and_then(|()| {
-            segment
-                .file
-                .sync_data()
-                .map_err(|e| Error::io("sync segment", &segment.path, e))
-        });
-
-        // 3. Complete in order: a group is acknowledged only after every
-        // group written before it, so that no acknowledged batch follows
-        // one that a failed sync may have lost.
-        let mut pipeline = lock(&self.pipeline);
-        while pipeline.done != seq {
-            pipeline = self
-                .pipeline_cv
-                .wait(pipeline)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        drop(pipeline);
-        let mut replaced = Vec::new();
-        // An earlier group's failure stopped writes: this group's records
-        // follow records that may be lost.
-        let outcome = synced.and_then(|()| self.check_stopped());
-        if outcome.is_ok() {
-            let mut log = lock(&self.log);
-            if log.active().id == segment.id && log.synced_pos < end {
-                log.synced_pos = end;
-            }
-            replaced.push(self.publish_if_newer(version));
-            // The group is durable and visible: a failing free stops later
-            // writes, not this group's. Frees sync everything written
-            // first, so the working state they publish is durable.
-            match log.free_segments() {
-                Ok(true) => replaced.push(self.publish_if_newer(log.version())),
-                Ok(false) => {}
-                Err(e) => *lock(&self.stopped) = Some(e.to_string()),
-            }
-        }
-        if let Err(e) = &outcome {
-            if let Error::Io { .. } = e {
-                *lock(&self.stopped) = Some(e.to_string());
-            }
-            for r in results.iter_mut() {
-                if r.is_ok() {
-                    *r = Err(clone_io(e));
-                }
-            }
-        }
-        let queue = lock(&self.queue);
         for (w, r) in group.iter().zip(results) {
+            queue.pop_front();
             *lock(&w.result) = Some(r);
         }
         drop(queue);
         self.cv.notify_all();
-        lock(&self.pipeline).done = seq + 1;
-        self.pipeline_cv.notify_all();
-        drop(replaced);
         let result = lock(&me.result).take();
         result.unwrap_or(Err(Error::Closed))
     }
@@ -1002,6 +910,33 @@ impl Committer {
         result
     }
 
+    fn commit(&self, batches: &[&WriteBatch]) -> Vec<Result<u64>> {
+        if let Err(e) = self.check_stopped() {
+            return batches.iter().map(|_| Err(clone_io(&e))).collect();
+        }
+        let mut log = lock(&self.log);
+        let (results, fatal) = log.commit_group(batches);
+        self.note_compaction_due(&mut log);
+        // Versions replaced here are dropped once the writer's lock is
+        // released: the drop frees the index nodes the writer copied since
+        // (a good part of a small batch's cost), which need not hold up the
+        // next writer.
+        let mut replaced = Vec::new();
+        let fatal = fatal.and_then(|()| {
+            replaced.push(self.publish(log.version()));
+            if log.free_segments()? {
+                replaced.push(self.publish(log.version()));
+            }
+            Ok(())
+        });
+        if let Err(e) = fatal {
+            *lock(&self.stopped) = Some(e.to_string());
+        }
+        drop(log);
+        drop(replaced);
+        results
+    }
+
     /// Writes one record of trusted operations, bypassing validation and the
     /// queue, and syncs it (salvage builds a store from recovered state).
     pub fn write_trusted(&self, ops: &[PlannedOp<'_>]) -> Result<u64> {
@@ -1024,20 +959,6 @@ impl Committer {
     #[must_use = "the replaced version should be dropped outside the locks"]
     fn publish(&self, version: Arc<Version>) -> Arc<Version> {
         std::mem::replace(&mut *lock(&self.current), version)
-    }
-
-    /// Like `publish`, unless the published version already holds a later
-    /// batch (a roll, free or compaction switch published the working state
-    /// while this group synced): versions never go back. Returns the version
-    /// not kept.
-    #[must_use = "the replaced version should be dropped outside the locks"]
-    fn publish_if_newer(&self, version: Arc<Version>) -> Arc<Version> {
-        let mut current = lock(&self.current);
-        if version.lsn > current.lsn {
-            std::mem::replace(&mut *current, version)
-        } else {
-            version
-        }
     }
 
     /// Runs one compaction step (see `compaction.rs`): `Ok(None)` when no
@@ -1064,14 +985,11 @@ impl Committer {
                 // The sealed segment is now a candidate like any other.
                 return Ok(Some(crate::CompactionReport::default()));
             }
-            // The plan needs the working state, which holds every batch
-            // written: the published version may lack groups still
-            // syncing (group commit), whose records can lie in a segment
-            // that a roll in such a group sealed, and which a copy that
-            // took only what the published version holds live would drop.
-            // (In the buffered modes `publish_dirty` made the two equal.)
+            // Holding the writer's lock, the published version is the
+            // working state once a lazy publish is made: every group
+            // publishes (or marks the state dirty) before it lets go.
             let replaced = self.publish_dirty(&mut log);
-            let version = log.version();
+            let version = lock(&self.current).clone();
             drop(replaced);
             match log.plan_compaction(policy, version) {
                 Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
