@@ -290,13 +290,13 @@ impl LogWriter {
         Ok(record_len)
     }
 
-    /// Whether the record of `plan` starts a new segment.
-    fn must_roll(&self, plan: &[PlannedOp<'_>]) -> Result<bool> {
+    /// Whether a record of `record_len` bytes starts a new segment.
+    fn must_roll(&self, record_len: usize) -> bool {
         // The active segment's own capacity, not `segment_size`: a store
         // reopened with a larger `segment_size` would otherwise write past
         // the end of its active segment (unreadable, and the file no longer
         // matches its header, so the store would not open again).
-        Ok(self.write_pos + self.record_len(plan)? as u64 > self.active().capacity)
+        self.write_pos + record_len as u64 > self.active().capacity
     }
 
     /// Encodes planned operations as one record at the end of the buffer
@@ -310,7 +310,7 @@ impl LogWriter {
             return Err(Error::InvalidOptions("LSNs exhausted".into()));
         }
         let record_len = self.record_len(plan)?;
-        if self.must_roll(plan)? {
+        if self.must_roll(record_len) {
             self.roll()?;
             self.compaction_due = true;
         }
@@ -814,6 +814,11 @@ impl Committer {
         Some(self.publish(log.version()))
     }
 
+    /// Stops writes after an I/O failure (see the module comment).
+    fn stop(&self, cause: &Error) {
+        *lock(&self.stopped) = Some(cause.to_string());
+    }
+
     fn check_stopped(&self) -> Result<()> {
         match &*lock(&self.stopped) {
             Some(cause) => Err(Error::WritesStopped {
@@ -882,8 +887,7 @@ impl Committer {
         // A roll syncs and swaps the manifest under the lock: publish first,
         // so that snapshots need not wait for it (the bound may be a little
         // early near a segment's end; that costs one publish).
-        let bound = align_up(RECORD_HEADER_LEN + batch.payload_bound()) as u64;
-        if log.write_pos + bound > log.active().capacity {
+        if log.must_roll(align_up(RECORD_HEADER_LEN + batch.payload_bound())) {
             replaced.extend(self.publish_dirty(&mut log));
         }
         let (result, fatal) = log.commit_one(batch);
@@ -903,7 +907,7 @@ impl Committer {
             Ok(())
         });
         if let Err(e) = fatal {
-            *lock(&self.stopped) = Some(e.to_string());
+            self.stop(&e);
         }
         drop(log);
         drop(replaced);
@@ -930,7 +934,7 @@ impl Committer {
             Ok(())
         });
         if let Err(e) = fatal {
-            *lock(&self.stopped) = Some(e.to_string());
+            self.stop(&e);
         }
         drop(log);
         drop(replaced);
@@ -976,7 +980,7 @@ impl Committer {
                 // Publish first: the roll syncs under the lock.
                 let mut replaced: Vec<_> = self.publish_dirty(&mut log).into_iter().collect();
                 if let Err(e) = log.roll() {
-                    *lock(&self.stopped) = Some(e.to_string());
+                    self.stop(&e);
                     return Err(e);
                 }
                 replaced.push(self.publish(log.version()));
@@ -1030,7 +1034,7 @@ impl Committer {
             // The run changed meanwhile (a segment was freed): try again.
             Ok(false) => Ok(Some(crate::CompactionReport::default())),
             Err(e) => {
-                *lock(&self.stopped) = Some(e.to_string());
+                self.stop(&e);
                 Err(e)
             }
         }
@@ -1045,7 +1049,7 @@ impl Committer {
         };
         if let Err(e) = segment.file.sync_data() {
             let e = Error::io("sync segment", &segment.path, e);
-            *lock(&self.stopped) = Some(e.to_string());
+            self.stop(&e);
             return Err(e);
         }
         let mut log = lock(&self.log);

@@ -342,20 +342,9 @@ impl Inner {
         };
         // Each step rewrites one run (half a segment of live data at most);
         // the cap bounds the stall even if compaction cannot get under the
-        // limit (segments too live to be worth rewriting).
-        for _ in 0..STALL_STEPS {
-            if *lock(&self.closed) || !self.committer.over_space_limit(limit) {
-                return;
-            }
-            match self
-                .committer
-                .compact_once(self.policy(), o.compaction_rate_limit)
-            {
-                Ok(Some(_)) => {}
-                // Nothing to do, or writes stopped (the next write reports it).
-                Ok(None) | Err(_) => return,
-            }
-        }
+        // limit (segments too live to be worth rewriting). An error stopped
+        // writes: the next write reports it.
+        let _ = self.compact_while(STALL_STEPS, || self.committer.over_space_limit(limit));
     }
 
     fn policy(&self) -> Policy {
@@ -366,12 +355,18 @@ impl Inner {
     }
 
     fn compact(&self) -> Result<CompactionReport> {
-        let mut total = CompactionReport::default();
         // Each step rewrites a run into a settled segment or finds its run
         // changed; the cap only guards against a bug looping forever.
         let cap = 16 + 4 * lock(&self.committer.log).generation.segments.len();
+        self.compact_while(cap, || true)
+    }
+
+    /// Runs compaction steps while `wanted` says so, until there is nothing
+    /// left to do, the store closes, or `cap` steps ran; sums what they did.
+    fn compact_while(&self, cap: usize, wanted: impl Fn() -> bool) -> Result<CompactionReport> {
+        let mut total = CompactionReport::default();
         for _ in 0..cap {
-            if *lock(&self.closed) {
+            if *lock(&self.closed) || !wanted() {
                 break;
             }
             match self
