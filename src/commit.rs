@@ -39,6 +39,8 @@ use crate::io::FileSystem;
 use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest};
 use crate::options::SyncMode;
+#[cfg(doc)]
+use crate::record::RECORD_KIND_SYNC_MARK;
 use crate::record::{
     align_up, crc32, encode_op, read_op_header, OpIter, OpKind, RecordHeader, MAX_INDEX,
     OP_HEADER_LEN, RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN,
@@ -87,6 +89,9 @@ pub(crate) struct LogWriter {
     pub write_pos: u64,
     /// Everything of the active segment below this is durable.
     pub synced_pos: u64,
+    /// Every sync of the active segment goes through it; shared with the
+    /// `Committer`, whose `stop` it also records.
+    pub sync_gate: Arc<SyncGate>,
     pub next_lsn: u64,
     /// The latest state, including batches not yet published.
     pub index: Index,
@@ -180,6 +185,7 @@ impl LogWriter {
             generation,
             write_pos,
             synced_pos: write_pos,
+            sync_gate: Arc::new(SyncGate::default()),
             next_lsn,
             index,
             acct,
@@ -238,7 +244,8 @@ impl LogWriter {
         if fatal.is_ok() {
             fatal = self.flush().and_then(|()| {
                 if self.sync == SyncMode::Always {
-                    self.sync_active()
+                    self.sync_active()?;
+                    self.write_sync_mark()
                 } else {
                     Ok(())
                 }
@@ -552,25 +559,37 @@ impl LogWriter {
     /// fdatasyncs the active segment up to `write_pos`.
     pub fn sync_active(&mut self) -> Result<()> {
         if self.synced_pos == self.write_pos {
+            return self.sync_gate.check();
+        }
+        self.sync_gate.sync(self.active())?;
+        self.synced_pos = self.write_pos;
+        Ok(())
+    }
+
+    /// Writes a sync mark at `write_pos` claiming `synced_pos` (see
+    /// [`RECORD_KIND_SYNC_MARK`]): the proof, for recovery, that the records
+    /// below were durable, which the next record overwrites (its own header
+    /// claims as much). Only in disk space already reserved, so that it
+    /// cannot fail for lack of space; skipped where a mark would not fit
+    /// (the end of a segment, which its roll seals in the manifest).
+    pub fn write_sync_mark(&mut self) -> Result<()> {
+        self.sync_gate.check()?;
+        let end = self.write_pos + RECORD_HEADER_LEN as u64;
+        if self.buf_start != self.write_pos || end > self.reserved.min(self.active().capacity) {
             return Ok(());
         }
+        let mark = RecordHeader::sync_mark(self.next_lsn - 1, self.synced_pos as u32);
         let active = self.active();
         active
             .file
-            .sync_data()
-            .map_err(|e| Error::io("sync segment", &active.path, e))?;
-        self.synced_pos = self.write_pos;
-        Ok(())
+            .write_at(self.write_pos, mark.as_bytes())
+            .map_err(|e| Error::io("write sync mark", &active.path, e))
     }
 
     /// Syncs the active segment as it is and rolls to a new one (open after
     /// a torn tail: the bytes below `write_pos` may be in the page cache only).
     pub fn seal_and_roll(&mut self) -> Result<()> {
-        let active = self.active().clone();
-        active
-            .file
-            .sync_data()
-            .map_err(|e| Error::io("sync segment", &active.path, e))?;
+        self.sync_gate.sync(self.active())?;
         self.synced_pos = self.write_pos;
         self.roll()
     }
@@ -712,6 +731,55 @@ fn stopped_error(fatal: &Result<()>) -> Error {
     }
 }
 
+/// Serialises the fdatasyncs of the active segment and remembers the first
+/// failure of any write or sync.
+///
+/// On Linux a failed fdatasync reports its error once and drops the file's
+/// unwritten pages; a second fdatasync then succeeds without making them
+/// durable. So two syncs of one file must never run at once (the second
+/// could succeed over data the first lost), and after a failure no later
+/// sync may count as success: every sync runs under this gate's lock and
+/// fails once a failure is recorded, and so do writes (`Committer`).
+#[derive(Debug, Default)]
+pub(crate) struct SyncGate {
+    failed: Mutex<Option<String>>,
+}
+
+impl SyncGate {
+    /// fdatasyncs `segment` unless a failure is recorded; records its own.
+    pub fn sync(&self, segment: &Segment) -> Result<()> {
+        let mut failed = lock(&self.failed);
+        if let Some(cause) = &*failed {
+            return Err(Error::WritesStopped {
+                cause: cause.clone(),
+            });
+        }
+        segment.file.sync_data().map_err(|e| {
+            let e = Error::io("sync segment", &segment.path, e);
+            *failed = Some(e.to_string());
+            e
+        })
+    }
+
+    /// Records a failure (the first one is kept).
+    pub fn fail(&self, cause: &Error) {
+        lock(&self.failed).get_or_insert_with(|| cause.to_string());
+    }
+
+    /// `Err(WritesStopped)` once a failure is recorded.
+    pub fn check(&self) -> Result<()> {
+        match self.cause() {
+            Some(cause) => Err(Error::WritesStopped { cause }),
+            None => Ok(()),
+        }
+    }
+
+    /// The recorded failure.
+    pub fn cause(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+}
+
 /// One writer waiting in the queue.
 #[derive(Debug)]
 struct Waiter {
@@ -728,8 +796,9 @@ pub(crate) struct Committer {
     /// The version snapshots start from. Its lock is held only to swap or
     /// clone the `Arc`, never across I/O.
     pub current: Mutex<Arc<Version>>,
-    /// Set after an I/O failure: why writes stopped.
-    pub stopped: Mutex<Option<String>>,
+    /// Records why writes stopped (after an I/O failure) and serialises the
+    /// active segment's syncs; the same gate as `LogWriter::sync_gate`.
+    gate: Arc<SyncGate>,
     /// Held by a compaction from choosing its run to switching over.
     compacting: Mutex<()>,
     /// Whether writers queue for a leader (`SyncMode::Always`). Otherwise
@@ -750,6 +819,7 @@ impl Committer {
     pub fn new(log: LogWriter) -> Committer {
         let version = log.version();
         let group_commit = log.sync == SyncMode::Always;
+        let gate = log.sync_gate.clone();
         Committer {
             acked: AtomicU64::new(version.lsn),
             group_commit,
@@ -757,7 +827,7 @@ impl Committer {
             cv: Condvar::new(),
             log: Mutex::new(log),
             current: Mutex::new(version),
-            stopped: Mutex::new(None),
+            gate,
             compacting: Mutex::new(()),
             compaction_due: AtomicBool::new(false),
         }
@@ -816,16 +886,16 @@ impl Committer {
 
     /// Stops writes after an I/O failure (see the module comment).
     fn stop(&self, cause: &Error) {
-        *lock(&self.stopped) = Some(cause.to_string());
+        self.gate.fail(cause);
     }
 
     fn check_stopped(&self) -> Result<()> {
-        match &*lock(&self.stopped) {
-            Some(cause) => Err(Error::WritesStopped {
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
+        self.gate.check()
+    }
+
+    /// Why writes stopped, if they did.
+    pub fn stopped_cause(&self) -> Option<String> {
+        self.gate.cause()
     }
 
     /// Writes one batch (see the module comment).
@@ -881,8 +951,10 @@ impl Committer {
 
     /// Commits one batch in a buffered mode, publishing lazily.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
-        self.check_stopped()?;
         let mut log = lock(&self.log);
+        // Under the writer's lock: a failure recorded by a sync that ran
+        // meanwhile is seen before anything is written.
+        self.check_stopped()?;
         let mut replaced = Vec::new();
         // A roll syncs and swaps the manifest under the lock: publish first,
         // so that snapshots need not wait for it (the bound may be a little
@@ -915,10 +987,10 @@ impl Committer {
     }
 
     fn commit(&self, batches: &[&WriteBatch]) -> Vec<Result<u64>> {
+        let mut log = lock(&self.log);
         if let Err(e) = self.check_stopped() {
             return batches.iter().map(|_| Err(clone_io(&e))).collect();
         }
-        let mut log = lock(&self.log);
         let (results, fatal) = log.commit_group(batches);
         self.note_compaction_due(&mut log);
         // Versions replaced here are dropped once the writer's lock is
@@ -1040,23 +1112,35 @@ impl Committer {
         }
     }
 
-    /// Makes everything written so far durable. Runs the fdatasync without
-    /// holding the writer's lock, so writers go on meanwhile.
+    /// Makes everything written so far durable, then leaves a sync mark.
+    /// Runs the fdatasync without holding the writer's lock, so writers go
+    /// on meanwhile; it fails, like every later call, once any sync or
+    /// write has failed (see [`SyncGate`]).
     pub fn sync(&self) -> Result<()> {
         let (segment, pos) = {
             let log = lock(&self.log);
+            self.check_stopped()?;
             (log.active().clone(), log.write_pos)
         };
-        if let Err(e) = segment.file.sync_data() {
-            let e = Error::io("sync segment", &segment.path, e);
-            self.stop(&e);
-            return Err(e);
-        }
+        self.gate.sync(&segment)?;
         let mut log = lock(&self.log);
         if log.active().id == segment.id && log.synced_pos < pos {
             log.synced_pos = pos;
         }
+        if let Err(e) = log.write_sync_mark() {
+            self.stop(&e);
+            return Err(e);
+        }
         Ok(())
+    }
+
+    /// The last sync at clean close: everything written is made durable and
+    /// so is a sync mark claiming it, so that the next open tells damage to
+    /// these records from a torn tail.
+    pub fn sync_for_close(&self) -> Result<()> {
+        self.sync()?;
+        let log = lock(&self.log);
+        self.gate.sync(log.active())
     }
 }
 

@@ -256,6 +256,17 @@ pub enum ScanItem {
         /// What is wrong.
         reason: String,
     },
+    /// A sync mark: the end of the data, with the writer's claim that the
+    /// bytes below `synced_through` were durable. The scan's `End` follows
+    /// at the same offset (the next record is written over the mark).
+    SyncMark {
+        /// Byte offset in the file.
+        offset: u64,
+        /// The newest batch written before the mark.
+        lsn: u64,
+        /// Every byte of the segment below this was durable.
+        synced_through: u32,
+    },
     /// The end of the data (all-zero header or the end of the range).
     End {
         /// Byte offset in the file.
@@ -426,10 +437,38 @@ impl SegmentFile {
                     });
                     pos = record.next_offset();
                 }
+                Err(ScanStop::SyncMark {
+                    offset,
+                    lsn,
+                    synced_through,
+                }) => {
+                    items.push(ScanItem::SyncMark {
+                        offset: offset as u64,
+                        lsn,
+                        synced_through,
+                    });
+                    let after = offset + RECORD_HEADER_LEN;
+                    match resync.then(|| next_valid(&source, after, limit)).flatten() {
+                        Some(next) => {
+                            items.push(ScanItem::Damaged {
+                                offset: after as u64,
+                                reason: "records follow a sync mark".to_owned(),
+                            });
+                            pos = next;
+                        }
+                        None => {
+                            items.push(ScanItem::End {
+                                offset: offset as u64,
+                            });
+                            return items;
+                        }
+                    }
+                }
                 Err(stop) => {
                     let (offset, reason) = match stop {
                         ScanStop::End { offset } => (offset, None),
                         ScanStop::Invalid { offset, reason } => (offset, Some(reason)),
+                        ScanStop::SyncMark { offset, .. } => (offset, None),
                     };
                     let next = if resync {
                         next_valid(&source, offset + RECORD_ALIGN, limit)
@@ -822,8 +861,10 @@ pub fn verify(dir: &Path) -> VerifyReport {
             }
         }
         let mut damage = Vec::new();
+        let mut mark_at = None;
         for item in file.scan(0, sealed, true) {
             match item {
+                ScanItem::SyncMark { offset, .. } => mark_at = Some(offset),
                 ScanItem::Record {
                     offset,
                     op_count,
@@ -869,7 +910,12 @@ pub fn verify(dir: &Path) -> VerifyReport {
                     )),
                     Some(_) => {}
                     None => {
-                        if let Some(at) = file.first_nonzero(offset, None) {
+                        // A sync mark at the end is data's end, not garbage.
+                        let zeros_from = match mark_at {
+                            Some(mark) if mark == offset => offset + RECORD_HEADER_LEN as u64,
+                            _ => offset,
+                        };
+                        if let Some(at) = file.first_nonzero(zeros_from, None) {
                             if damage.is_empty() {
                                 damage.push(Problem::new(
                                     path,
@@ -1024,6 +1070,7 @@ impl Salvaged {
             let proven_synced = |end: u64| {
                 items.iter().any(|item| {
                     matches!(item, ScanItem::Record { offset, synced_through, .. }
+                        | ScanItem::SyncMark { offset, synced_through, .. }
                         if *offset > end && u64::from(*synced_through) > end)
                 })
             };
@@ -1052,7 +1099,7 @@ impl Salvaged {
                     ScanItem::Damaged { offset, reason } => {
                         report.damaged.push((file.path.clone(), offset, reason))
                     }
-                    ScanItem::End { .. } => {}
+                    ScanItem::SyncMark { .. } | ScanItem::End { .. } => {}
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! and read with explicit bounds checks. Nothing here panics on any input.
 
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The on-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,6 +33,12 @@ pub const MAX_INDEX: u64 = 1 << 62;
 
 /// Record kind: a write batch.
 pub const RECORD_KIND_BATCH: u16 = 1;
+
+/// Record kind: a sync mark, a header with no payload written at the end of
+/// the data after a sync succeeded (and at clean close), whose
+/// `synced_through` states how far the segment is known durable. It ends the
+/// data: the next record is written over it.
+pub const RECORD_KIND_SYNC_MARK: u16 = 2;
 
 /// The header at offset 0 of every segment file.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -178,6 +184,19 @@ impl SegmentHeader {
 }
 
 impl RecordHeader {
+    /// A sync mark (see [`RECORD_KIND_SYNC_MARK`]): `lsn` is the newest batch
+    /// written before it, `synced_through` the offset below which every byte
+    /// of the segment was durable when it was written.
+    pub fn sync_mark(lsn: u64, synced_through: u32) -> RecordHeader {
+        let mut header = RecordHeader::new_zeroed();
+        header.payload_crc = crc32(&[]).into();
+        header.lsn = lsn.into();
+        header.synced_through = synced_through.into();
+        header.kind = RECORD_KIND_SYNC_MARK.into();
+        header.seal();
+        header
+    }
+
     /// Computes `header_crc` over the other fields.
     pub fn seal(&mut self) {
         self.header_crc = crc32(&self.as_bytes()[4..]).into();

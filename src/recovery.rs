@@ -7,9 +7,10 @@
 //! Rules (argued case by case in `format-spec/README.md`):
 //! - A sealed segment must hold valid records exactly up to the length the
 //!   manifest gives; anything else is corruption.
-//! - In the active segment, the first invalid record ends the data. If a
-//!   valid record after it claims (`synced_through`) that the bad bytes had
-//!   been synced, they were damaged after the fact: corruption. Otherwise the
+//! - In the active segment, the first invalid record or a sync mark ends the
+//!   data. If a header after it (a record's or a sync mark's, trusted on its
+//!   header CRC) claims (`synced_through`) that the bad bytes had been
+//!   synced, they were damaged after the fact: corruption. Otherwise the
 //!   bad bytes are a torn tail of writes that never became durable; they are
 //!   left where they are, the segment is sealed before them and writing goes
 //!   on in a new segment, so new records never sit in front of garbage.
@@ -27,8 +28,11 @@ use crate::io::{LockGuard, OpenMode};
 use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
-use crate::record::{OpIter, OpKind, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::record::{
+    OpIter, OpKind, RecordHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::segment::{check_record, parse_segment_file_name, ScanStop, Segment};
+use zerocopy::FromBytes;
 
 /// Name of the lock file in the store directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -330,14 +334,34 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
                 }
             }
             None => {
-                let end = match stop {
-                    Some(ScanStop::End { offset } | ScanStop::Invalid { offset, .. }) => offset,
-                    None => pos,
+                // Where the data ends, and where bytes that must be zeros
+                // start: after a sync mark, which the next record overwrites.
+                let (end, zeros_from) = match stop {
+                    Some(ScanStop::End { offset } | ScanStop::Invalid { offset, .. }) => {
+                        (offset, offset)
+                    }
+                    Some(ScanStop::SyncMark {
+                        offset,
+                        synced_through,
+                        ..
+                    }) => {
+                        if synced_through as usize > offset {
+                            return Err(Error::corruption(
+                                &segment.path,
+                                offset as u64,
+                                format!(
+                                    "sync mark says the bytes up to {synced_through} had been synced, but the records end at {offset}"
+                                ),
+                            ));
+                        }
+                        (offset, offset + RECORD_HEADER_LEN)
+                    }
+                    None => (pos, pos),
                 };
                 // The last record's padding may reach past a capacity that
                 // is not a multiple of 8 (a damaged or crafted header): then
                 // nothing follows it.
-                dirty_tail = tail_is_dirty(segment, end);
+                dirty_tail = tail_is_dirty(segment, zeros_from);
                 if dirty_tail {
                     check_tail(segment, end, last_lsn)?;
                 }
@@ -409,27 +433,32 @@ fn all_zero(bytes: &[u8]) -> bool {
         && rest.iter().all(|&b| b == 0)
 }
 
+/// Fails if a header after the invalid bytes at `end` says they had been
+/// synced. Every 8-aligned offset after `end` is read as a 32-byte header of
+/// any kind (a batch record's or a sync mark's) and trusted on its own CRC:
+/// the claim lives in the header, so payloads are never checksummed and the
+/// work is linear in the tail's length whatever it holds. A claim counts
+/// only from a header whose LSN is not below the last valid record's (a
+/// header written after it).
 fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
     let capacity = segment.capacity as usize;
     let mut pos = end + RECORD_ALIGN;
     while pos + RECORD_HEADER_LEN <= capacity {
-        let zero = segment
-            .bytes(pos, RECORD_HEADER_LEN)
-            .is_none_or(|h| h.iter().all(|&b| b == 0));
-        if zero {
-            pos += RECORD_ALIGN;
-            continue;
-        }
-        if let Ok(record) = check_record(segment, pos, capacity, last_lsn) {
-            if record.header.synced_through.get() as usize > end {
-                return Err(Error::corruption(
-                    &segment.path,
-                    end as u64,
-                    format!(
-                        "invalid record, but the record at {pos} says the bytes up to {} had been synced",
-                        record.header.synced_through.get()
-                    ),
-                ));
+        let Some(bytes) = segment.bytes(pos, RECORD_HEADER_LEN) else {
+            break;
+        };
+        if !all_zero(bytes) {
+            if let Ok(header) = RecordHeader::read_from_bytes(bytes) {
+                let claim = header.synced_through.get() as usize;
+                if header.crc_ok() && header.lsn.get() >= last_lsn && claim > end {
+                    return Err(Error::corruption(
+                        &segment.path,
+                        end as u64,
+                        format!(
+                            "invalid record, but the header at {pos} says the bytes up to {claim} had been synced"
+                        ),
+                    ));
+                }
             }
         }
         pos += RECORD_ALIGN;

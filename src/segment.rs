@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, Mapping, OpenMode, StorageFile};
 use crate::record::{
     align_up, crc32, read_op_header, RecordHeader, SegmentHeader, FORMAT_VERSION, OP_HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_KIND_BATCH, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 
 /// File name of segment `id`.
@@ -263,6 +263,13 @@ pub(crate) enum ScanStop {
     End { offset: usize },
     /// Bytes that are not a valid record.
     Invalid { offset: usize, reason: &'static str },
+    /// A valid sync mark: the end of the data, with the writer's proof that
+    /// the bytes below `synced_through` were durable.
+    SyncMark {
+        offset: usize,
+        lsn: u64,
+        synced_through: u32,
+    },
 }
 
 /// Bytes that records can be read from: a mapped [`Segment`], or a copy of
@@ -317,6 +324,18 @@ pub(crate) fn check_record<S: RecordSource + ?Sized>(
     header.as_mut_bytes().copy_from_slice(header_bytes);
     if !header.crc_ok() {
         return Err(invalid("record header checksum mismatch"));
+    }
+    if header.kind.get() == RECORD_KIND_SYNC_MARK
+        && header.flags.get() == 0
+        && header.payload_len.get() == 0
+        && header.op_count.get() == 0
+        && header.payload_crc.get() == crc32(&[])
+    {
+        return Err(ScanStop::SyncMark {
+            offset,
+            lsn: header.lsn.get(),
+            synced_through: header.synced_through.get(),
+        });
     }
     if header.kind.get() != RECORD_KIND_BATCH || header.flags.get() != 0 {
         return Err(invalid("unknown record kind"));

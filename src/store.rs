@@ -240,11 +240,7 @@ impl Store {
         // After a failed write or sync (possibly in the sync thread, where
         // nobody saw it) what was acknowledged may not be durable: say so
         // rather than report a clean close.
-        let stopped = lock(&self.inner.committer.stopped).clone();
-        let result = match stopped {
-            Some(cause) => Err(Error::WritesStopped { cause }),
-            None => self.inner.committer.sync(),
-        };
+        let result = self.inner.committer.sync_for_close();
         // The last word, while the lock is still held (the next opener
         // writes its own); it records whether writes had stopped.
         self.inner.write_status(false);
@@ -313,7 +309,7 @@ impl Inner {
         };
         // The figures first, and the I/O after every lock is released.
         let stats = self.stats();
-        let writes_stopped = lock(&self.committer.stopped).is_some();
+        let writes_stopped = self.committer.stopped_cause().is_some();
         let cx = status::Context {
             interval,
             open,

@@ -624,3 +624,133 @@ fn failed_group_sync_with_concurrent_writers_loses_nothing_acknowledged() {
         }
     }
 }
+
+/// A sync that fails while writers commit groups and another thread calls
+/// `Store::sync` on the same file: on Linux the failure is reported to one
+/// caller and the file's unsynced pages are dropped, so no other sync may
+/// then count as success. Afterwards `sync`, `write` and `close` all fail,
+/// and after a power loss every acknowledged batch is there (nothing the
+/// failed sync dropped was acknowledged), with at most one more per writer.
+#[test]
+fn failed_sync_under_concurrent_store_sync_acknowledges_nothing_it_dropped() {
+    for nth in [2u64, 5, 17, 60, 150] {
+        let ctx = format!("sync {nth}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let sim = SimFs::new();
+        let opts = Options {
+            segment_size: 64 << 10,
+            ..options(&sim, SyncMode::Always)
+        };
+        let store = Arc::new(Store::open(&dir, opts).unwrap());
+        sim.inject(Fault::Sync {
+            nth,
+            kind: ErrorKind::Other,
+        });
+        let syncer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100_000 {
+                    if store.sync().is_err() {
+                        return;
+                    }
+                }
+                panic!("Store::sync never failed");
+            })
+        };
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let id = format!("t{t}").into_bytes();
+                    for n in 0u64..20_000 {
+                        let mut batch = journalstore::WriteBatch::new();
+                        batch.append(&id, format!("{t}-{n}").as_bytes());
+                        if store.write(&batch).is_err() {
+                            return n;
+                        }
+                    }
+                    panic!("writer {t}: the fault never stopped writes");
+                })
+            })
+            .collect();
+        let acked: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        syncer.join().unwrap();
+        assert!(store.sync().is_err(), "{ctx}: sync after the failure");
+        let mut batch = journalstore::WriteBatch::new();
+        batch.append(b"t0", b"late");
+        assert!(
+            matches!(store.write(&batch), Err(Error::WritesStopped { .. })),
+            "{ctx}: write after the failure"
+        );
+        let store = Arc::try_unwrap(store).unwrap();
+        assert!(store.close().is_err(), "{ctx}: close after the failure");
+        sim.crash(&dir, CrashMode::DropUnsynced).unwrap();
+        let store = Store::open(&dir, options(&SimFs::new(), SyncMode::Always))
+            .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+        let snap = store.snapshot();
+        for (t, n) in acked.iter().enumerate() {
+            let got: Vec<Vec<u8>> = snap
+                .journal(format!("t{t}").as_bytes())
+                .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
+                .unwrap_or_default();
+            assert!(
+                (*n..=n + 1).contains(&(got.len() as u64)),
+                "{ctx}: writer {t}: {} entries after power loss, {n} acknowledged",
+                got.len()
+            );
+            for (k, e) in got.iter().enumerate() {
+                assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
+            }
+        }
+    }
+}
+
+/// Under `Interval`, a failed background sync stops writes, and an explicit
+/// `sync` and `close` report it too: the data it dropped is not durable,
+/// whatever a later fdatasync returns.
+#[test]
+fn failed_background_sync_fails_later_sync_and_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let opts = Options {
+        // No roll (which syncs in the writer) before the background sync.
+        segment_size: 64 << 20,
+        ..options(
+            &sim,
+            SyncMode::Interval(std::time::Duration::from_millis(1)),
+        )
+    };
+    let store = Store::open(&dir, opts).unwrap();
+    sim.inject(Fault::Sync {
+        nth: 0,
+        kind: ErrorKind::Other,
+    });
+    // Write until the background sync has failed and stopped writes (it
+    // runs every millisecond; the bound only ends a broken run).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut n = 0u64;
+    loop {
+        let mut batch = journalstore::WriteBatch::new();
+        batch.append(b"j", format!("{n}").as_bytes());
+        match store.write(&batch) {
+            Ok(_) => n += 1,
+            Err(Error::WritesStopped { .. }) => break,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never failed"
+        );
+        std::thread::yield_now();
+    }
+    assert!(
+        matches!(store.sync(), Err(Error::WritesStopped { .. })),
+        "sync after a failed background sync"
+    );
+    assert!(
+        store.close().is_err(),
+        "close after a failed background sync"
+    );
+}

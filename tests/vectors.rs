@@ -89,6 +89,14 @@ const VECTORS: &[Vector] = &[
                 the sealed length",
         build: build_torn_tail,
     },
+    Vector {
+        name: "sync-mark",
+        about: "SyncMode::Never: two batches, `Store::sync`, a third batch, clean close; \
+                the third record's synced_through names the end of the second (the sync \
+                mark written after the sync was overwritten by it), and the sync mark \
+                at the end of the data claims every record (section 4.4)",
+        build: build_sync_mark,
+    },
 ];
 
 fn write(store: &Store, f: impl FnOnce(&mut WriteBatch)) {
@@ -193,19 +201,42 @@ fn build_torn_tail(dir: &Path) {
         b.append(b"t", b"second, torn");
     });
     store.close().unwrap();
-    // Cut the last record: zero the second half of its payload.
+    // Cut the last record, as a crash during its write leaves it: zero the
+    // second half of its payload and the sync mark written after its sync.
     let path = dir.join("seg-00000001.jseg");
     let mut bytes = std::fs::read(&path).unwrap();
     let seg = spec::segment(&bytes, None).unwrap();
     let last = seg.records.last().unwrap();
     let half = last.offset + 32 + last.payload_len / 2;
     bytes[half..last.offset + 32 + last.payload_len].fill(0);
+    if seg.mark.is_some() {
+        bytes[seg.end..seg.end + 32].fill(0);
+    }
     std::fs::write(&path, bytes).unwrap();
     // The next open finds the torn tail, seals segment 1 before it and
     // rolls; writing continues in segment 2.
     let store = Store::open(dir, options()).unwrap();
     write(&store, |b| {
         b.append(b"t", b"after the tear");
+    });
+    store.close().unwrap();
+}
+
+fn build_sync_mark(dir: &Path) {
+    let never = Options {
+        sync: SyncMode::Never,
+        ..options()
+    };
+    let store = Store::open(dir, never).unwrap();
+    write(&store, |b| {
+        b.append(b"m", b"one");
+    });
+    write(&store, |b| {
+        b.append(b"m", b"two");
+    });
+    store.sync().unwrap();
+    write(&store, |b| {
+        b.append(b"m", b"three, after the sync");
     });
     store.close().unwrap();
 }
@@ -329,6 +360,8 @@ mod spec {
         pub records: Vec<Record>,
         /// Where the data ends (section 5).
         pub end: usize,
+        /// The sync mark at `end` (section 4.4): its LSN and `synced_through`.
+        pub mark: Option<(u64, u32)>,
         /// Non-zero bytes after `end`, as (first, last) offsets: only a
         /// sealed segment may have them (a torn tail sealed off, 9.1).
         pub tail: Option<(usize, usize)>,
@@ -356,9 +389,14 @@ mod spec {
         let mut records = Vec::new();
         let mut pos = 64;
         let mut prev_lsn = 0;
+        let mut mark = None;
         while pos + 32 <= limit {
             let h = &b[pos..pos + 32];
             if h.iter().all(|&x| x == 0) {
+                break;
+            }
+            if u16_at(b, pos + 24) == 2 {
+                mark = Some(sync_mark(b, pos)?);
                 break;
             }
             let r = record(b, pos, limit)?;
@@ -378,12 +416,20 @@ mod spec {
         }
         let end = pos;
         if let Some(s) = sealed {
-            if end as u64 != s {
+            if end as u64 != s || mark.is_some() {
                 return Err(format!("sealed at {s} but the records end at {end}"));
             }
         }
-        let first = b[end..].iter().position(|&x| x != 0).map(|p| end + p);
-        let last = b[end..].iter().rposition(|&x| x != 0).map(|p| end + p);
+        // A sync mark ends the data; zeros follow it.
+        let zeros_from = if mark.is_some() { end + 32 } else { end };
+        let first = b[zeros_from..]
+            .iter()
+            .position(|&x| x != 0)
+            .map(|p| zeros_from + p);
+        let last = b[zeros_from..]
+            .iter()
+            .rposition(|&x| x != 0)
+            .map(|p| zeros_from + p);
         let tail = first.zip(last);
         if tail.is_some() && sealed.is_none() {
             return Err(format!(
@@ -398,8 +444,29 @@ mod spec {
             header_crc,
             records,
             end,
+            mark,
             tail,
         })
+    }
+
+    /// Section 4.4: a header of kind 2 with no payload; returns its LSN and
+    /// `synced_through`, which may not claim bytes past the mark.
+    fn sync_mark(b: &[u8], pos: usize) -> Res<(u64, u32)> {
+        let err = |what: &str| format!("sync mark @{pos}: {what}");
+        if crc(&b[pos + 4..pos + 32]) != u32_at(b, pos) {
+            return Err(err("header crc"));
+        }
+        if u32_at(b, pos + 4) != 0 || u32_at(b, pos + 16) != 0 || u32_at(b, pos + 28) != 0 {
+            return Err(err("payload_crc, payload_len or op_count not zero"));
+        }
+        if u16_at(b, pos + 26) != 0 {
+            return Err(err("flags"));
+        }
+        let synced_through = u32_at(b, pos + 20);
+        if synced_through as usize > pos {
+            return Err(err("synced_through past the mark"));
+        }
+        Ok((u64_at(b, pos + 8), synced_through))
     }
 
     fn record(b: &[u8], pos: usize, limit: usize) -> Res<Record> {
@@ -669,15 +736,27 @@ fn decode(
                 );
             }
         }
-        let _ = writeln!(w, "  @{:<4} end of data", seg.end);
+        match seg.mark {
+            Some((lsn, synced_through)) => {
+                let _ = writeln!(
+                    w,
+                    "  @{:<4} end of data: sync mark: lsn {lsn}, synced_through {synced_through}, kind 2, payload_len 0, op_count 0",
+                    seg.end
+                );
+            }
+            None => {
+                let _ = writeln!(w, "  @{:<4} end of data", seg.end);
+            }
+        }
+        let zeros_from = seg.end + if seg.mark.is_some() { 32 } else { 0 };
         match seg.tail {
             None => {
-                let _ = writeln!(w, "  bytes {}..{} are zero", seg.end, seg.len);
+                let _ = writeln!(w, "  bytes {zeros_from}..{} are zero", seg.len);
             }
             Some((first, last)) => {
                 let _ = writeln!(
                     w,
-                    "  bytes {}..{} past the sealed length: non-zero from {first} to {last} (torn bytes, never read again), zero elsewhere",
+                    "  bytes {}..{} past the sealed length: non-zero from {first} to {last} (a sync mark or torn bytes, never read again), zero elsewhere",
                     seg.end, seg.len
                 );
             }

@@ -639,6 +639,10 @@ pub fn segment_decode(data: &[u8]) {
                     assert!(resync || is_last, "plain scan went on after damage");
                     *offset
                 }
+                ScanItem::SyncMark { offset, .. } => {
+                    assert!(!is_last, "a sync mark is followed by the scan's end");
+                    *offset
+                }
                 ScanItem::End { offset } => {
                     assert!(is_last, "scan went on after its end");
                     *offset

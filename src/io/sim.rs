@@ -56,8 +56,10 @@ pub enum CrashMode {
 /// A one-shot failure armed with [`SimFs::inject`].
 ///
 /// `nth` counts the operations of that kind from now on: `0` fails the next
-/// one, `1` the one after it. The failing operation does nothing (a failed
-/// write writes no byte, a failed sync leaves its writes pending) and returns
+/// one, `1` the one after it. A failing write writes no byte; a failing
+/// sync does what a failed `fdatasync` does on Linux: the file's unsynced
+/// writes are dropped (still readable, never durable) and the error is
+/// reported to that call only, so the next sync succeeds. Each returns
 /// an error of kind `kind`, e.g. [`io::ErrorKind::StorageFull`] for a full
 /// disk or [`io::ErrorKind::Other`] for an EIO-like failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -587,7 +589,20 @@ impl StorageFile for SimFile {
         // No real fsync: durability is what SimFs tracks (see module docs).
         self.fs.sleep_for_sync();
         let mut state = self.fs.state();
-        state.gate(Op::Sync)?;
+        let power_lost = state.fail_after == Some(0);
+        if let Err(e) = state.gate(Op::Sync) {
+            if !power_lost {
+                // As on Linux: the failed writeback leaves the file's dirty
+                // pages clean, so its unsynced writes never reach the disk
+                // (they stay readable until the cache drops them), and the
+                // error is reported to this caller only.
+                let record = state.record(self.id)?;
+                record
+                    .pending
+                    .retain(|op| !matches!(op, PendingOp::Write { .. }));
+            }
+            return Err(e);
+        }
         let record = state.record(self.id)?;
         for op in std::mem::take(&mut record.pending) {
             record.durable.apply(&op);
@@ -876,21 +891,27 @@ mod tests {
         assert_eq!(read(&dir.path().join("f")).unwrap(), b"ac");
         let err = file.sync_data().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Other);
+        assert_eq!(sim.pending_writes(), 0, "a failed sync drops the writes");
         assert_eq!(
-            sim.pending_writes(),
-            2,
-            "a failed sync leaves writes pending"
+            read(&dir.path().join("f")).unwrap(),
+            b"ac",
+            "still readable"
         );
         file.sync_data().unwrap();
-        assert_eq!(sim.pending_writes(), 0);
+        sim.crash(dir.path(), CrashMode::DropUnsynced).unwrap();
+        assert_eq!(
+            read(&dir.path().join("f")).unwrap(),
+            b"",
+            "a later successful sync does not make dropped writes durable"
+        );
 
         sim.inject(Fault::Rename {
             nth: 0,
             kind: io::ErrorKind::Other,
         });
         sim.clear_faults();
-        sim.rename(&dir.path().join("f"), &dir.path().join("g"))
-            .unwrap();
+        let g = dir.path().join("g");
+        sim.rename(&dir.path().join("f"), &g).unwrap();
     }
 
     #[test]

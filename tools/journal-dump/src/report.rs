@@ -402,9 +402,9 @@ pub fn summary(dir: &Path) -> Report {
                                 oldest = Some(oldest.map_or(lsn, |o| o.min(lsn)));
                                 newest = Some(newest.map_or(lsn, |n| n.max(lsn)));
                             }
-                            ScanItem::Damaged { offset, .. } | ScanItem::End { offset } => {
-                                written = written.or(Some(offset))
-                            }
+                            ScanItem::Damaged { offset, .. }
+                            | ScanItem::SyncMark { offset, .. }
+                            | ScanItem::End { offset } => written = written.or(Some(offset)),
                         }
                     }
                 }
@@ -521,6 +521,13 @@ pub enum ItemOut {
         offset: u64,
         reason: String,
     },
+    /// The writer's proof that the bytes below `synced_through` were
+    /// durable; the data ends here.
+    SyncMark {
+        offset: u64,
+        lsn: u64,
+        synced_through: u32,
+    },
     End {
         offset: u64,
     },
@@ -613,6 +620,7 @@ fn segment_out(
         .next_multiple_of(8);
     out.scan_limit = scan_limit;
     let mut end_of_data = None;
+    let mut mark_at = None;
     for (i, item) in file
         .scan(out.scan_from, Some(scan_limit), true)
         .into_iter()
@@ -685,6 +693,18 @@ fn segment_out(
                 problems.push(ProblemOut::new(path, offset, reason.clone()));
                 ItemOut::Damaged { offset, reason }
             }
+            ScanItem::SyncMark {
+                offset,
+                lsn,
+                synced_through,
+            } => {
+                mark_at = Some(offset);
+                ItemOut::SyncMark {
+                    offset,
+                    lsn,
+                    synced_through,
+                }
+            }
             ScanItem::End { offset } => {
                 end_of_data = Some(offset);
                 if let Some(len) = sealed_len {
@@ -704,7 +724,9 @@ fn segment_out(
     }
     if sealed_len.is_none() {
         if let Some(end) = end_of_data {
-            out.tail_nonzero_at = file.first_nonzero(end, None);
+            // The bytes of a sync mark at the end of the data are not a tail.
+            let zeros_from = if mark_at == Some(end) { end + 32 } else { end };
+            out.tail_nonzero_at = file.first_nonzero(zeros_from, None);
             let damaged = out
                 .items
                 .iter()

@@ -263,6 +263,14 @@ fn segment(w: &mut dyn Write, s: &SegmentOut) -> io::Result<()> {
                 }
             }
             ItemOut::Damaged { offset, reason } => writeln!(w, "  @{offset:<8} DAMAGED: {reason}")?,
+            ItemOut::SyncMark {
+                offset,
+                lsn,
+                synced_through,
+            } => writeln!(
+                w,
+                "  @{offset:<8} sync mark after lsn {lsn}: synced through {synced_through}"
+            )?,
             ItemOut::End { offset } => {
                 if s.truncated {
                     writeln!(w, "  ... (more records; --limit reached)")?;
