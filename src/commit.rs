@@ -654,6 +654,7 @@ impl LogWriter {
         // superseded (metadata, entries) is gone with its segment.
         self.flush()?;
         self.sync_active()?;
+        self.write_sync_mark()?;
         let mut manifest = self.manifest.clone();
         manifest.segments.retain(|(id, _)| !ids.contains(id));
         let mut freed = Vec::new();
