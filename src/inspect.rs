@@ -388,6 +388,10 @@ impl SegmentFile {
     /// 8-aligned offset that holds a valid record, as a salvage would, and
     /// an all-zero header is the end only if no valid record follows it
     /// (else it is reported as damage: zeros where a record should be).
+    /// Bytes claimed by an invalid record whose header is intact (its own
+    /// CRC holds: a damaged payload, an unknown kind) are part of that
+    /// damage, and the resync resumes after them; this keeps the work
+    /// linear in the bytes scanned, whatever they hold.
     /// Offsets increase; the last item is an `End`, or the `Damaged` that
     /// stopped a scan without `resync`.
     pub fn scan(&self, from: u64, limit: Option<u64>, resync: bool) -> Vec<ScanItem> {
@@ -471,7 +475,7 @@ impl SegmentFile {
                         ScanStop::SyncMark { offset, .. } => (offset, None),
                     };
                     let next = if resync {
-                        next_valid(&source, offset + RECORD_ALIGN, limit)
+                        next_valid(&source, resync_from(&source, offset, limit), limit)
                     } else {
                         None
                     };
@@ -522,6 +526,14 @@ fn align(x: usize) -> usize {
 /// The first 8-aligned offset at or after `pos` holding a valid record that
 /// ends by `limit`. Runs of zeros are skipped at memory speed: a record
 /// header is never all zero, so it overlaps the next non-zero byte.
+///
+/// The work is linear in the bytes searched whatever they hold: a
+/// candidate's header is checked on its own CRC (28 bytes) before anything
+/// else, and a candidate whose header holds but which is not a valid record
+/// owns the bytes it claims ([`resync_from`]), so the search resumes after
+/// them and no byte is in two checksummed payloads. Without that, headers
+/// every 32 bytes each claiming the rest of the file would have the rest
+/// checksummed once per header.
 fn next_valid(source: &SegmentBytes<'_>, mut pos: usize, limit: usize) -> Option<usize> {
     let bytes = source.bytes.get(..limit)?;
     while pos + RECORD_HEADER_LEN <= limit {
@@ -531,12 +543,44 @@ fn next_valid(source: &SegmentBytes<'_>, mut pos: usize, limit: usize) -> Option
         if pos + RECORD_HEADER_LEN > limit {
             return None;
         }
+        crate::work::resync_crc_bytes(RECORD_HEADER_LEN - 4);
+        if intact_header(source, pos, limit).is_none() {
+            pos += RECORD_ALIGN;
+            continue;
+        }
         if check_record(source, pos, limit, 0).is_ok() {
             return Some(pos);
         }
-        pos += RECORD_ALIGN;
+        pos = resync_from(source, pos, limit);
     }
     None
+}
+
+/// Where a search for records starts after the invalid record at `offset`.
+/// A record header is written whole by one writer and carries its own CRC,
+/// and records never overlap: if the header at `offset` holds and claims a
+/// payload inside `limit`, those bytes are that record's (damaged, torn or
+/// of an unknown kind), so the search starts past them; otherwise at the
+/// next 8-aligned offset. The check that found the record invalid may have
+/// checksummed that payload; it is counted here as resync work.
+fn resync_from(source: &SegmentBytes<'_>, offset: usize, limit: usize) -> usize {
+    match intact_header(source, offset, limit) {
+        Some(payload_len) => {
+            crate::work::resync_crc_bytes(RECORD_HEADER_LEN - 4 + payload_len);
+            align(offset + RECORD_HEADER_LEN + payload_len)
+        }
+        None => offset + RECORD_ALIGN,
+    }
+}
+
+/// The payload length the header at `offset` claims, if its CRC holds and
+/// the record would end by `limit`.
+fn intact_header(source: &SegmentBytes<'_>, offset: usize, limit: usize) -> Option<usize> {
+    let end = offset.checked_add(RECORD_HEADER_LEN)?;
+    let bytes = source.bytes.get(offset..end)?;
+    let header = crate::record::RecordHeader::read_from_bytes(bytes).ok()?;
+    let len = header.payload_len.get() as usize;
+    (header.crc_ok() && end.checked_add(len)? <= limit).then_some(len)
 }
 
 /// Live space of one segment, as recovery computes it.

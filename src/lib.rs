@@ -73,6 +73,8 @@ mod segment;
 mod snapshot;
 mod status;
 mod store;
+#[doc(hidden)]
+pub mod work;
 
 pub use batch::WriteBatch;
 pub use checkpoint::CheckpointReport;

@@ -437,7 +437,10 @@ fn all_zero(bytes: &[u8]) -> bool {
 /// synced. Every 8-aligned offset after `end` is read as a 32-byte header of
 /// any kind (a batch record's or a sync mark's) and trusted on its own CRC:
 /// the claim lives in the header, so payloads are never checksummed and the
-/// work is linear in the tail's length whatever it holds. A claim counts
+/// work is linear in the tail's length whatever it holds (28 checksummed
+/// bytes per 8-byte step at most, counted in `work`). Runs of zeros are
+/// passed over at memory speed: a header is never all zero, so only the
+/// offsets whose 32 bytes reach a non-zero byte are tried. A claim counts
 /// only from a header whose LSN is not below the last valid record's (a
 /// header written after it).
 fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
@@ -447,21 +450,47 @@ fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
         let Some(bytes) = segment.bytes(pos, RECORD_HEADER_LEN) else {
             break;
         };
-        if !all_zero(bytes) {
-            if let Ok(header) = RecordHeader::read_from_bytes(bytes) {
-                let claim = header.synced_through.get() as usize;
-                if header.crc_ok() && header.lsn.get() >= last_lsn && claim > end {
-                    return Err(Error::corruption(
-                        &segment.path,
-                        end as u64,
-                        format!(
-                            "invalid record, but the header at {pos} says the bytes up to {claim} had been synced"
-                        ),
-                    ));
-                }
+        if all_zero(bytes) {
+            let Some(nonzero) = next_nonzero(segment, pos + RECORD_HEADER_LEN, capacity) else {
+                break;
+            };
+            // The first 8-aligned header that holds it, past `pos`.
+            pos = crate::record::align_up(nonzero - (RECORD_HEADER_LEN - 1));
+            continue;
+        }
+        crate::work::resync_crc_bytes(RECORD_HEADER_LEN - 4);
+        if let Ok(header) = RecordHeader::read_from_bytes(bytes) {
+            let claim = header.synced_through.get() as usize;
+            if header.crc_ok() && header.lsn.get() >= last_lsn && claim > end {
+                return Err(Error::corruption(
+                    &segment.path,
+                    end as u64,
+                    format!(
+                        "invalid record, but the header at {pos} says the bytes up to {claim} had been synced"
+                    ),
+                ));
             }
         }
         pos += RECORD_ALIGN;
     }
     Ok(())
+}
+
+/// The first offset in `from..limit` of `segment` holding a non-zero byte.
+/// Reads blocks that double from 64 bytes to 4 KiB ([`all_zero`] each), so
+/// the bytes read are at most twice the distance plus 64: a byte close by
+/// is found without reading a whole block.
+fn next_nonzero(segment: &Segment, from: usize, limit: usize) -> Option<usize> {
+    let mut at = from;
+    let mut block = 64;
+    while at < limit {
+        let len = block.min(limit - at);
+        let bytes = segment.bytes(at, len)?;
+        if !all_zero(bytes) {
+            return bytes.iter().position(|&b| b != 0).map(|k| at + k);
+        }
+        at += len;
+        block = (block * 2).min(4096);
+    }
+    None
 }
