@@ -2,8 +2,9 @@
 # Fuzz smoke test for CI (`.ci/run` calls it): replays every stored input
 # (`cargo test`, stable), then builds and runs each cargo-fuzz target for
 # FUZZ_SECONDS seconds (default 60) on stable Rust (`--sanitizer none`),
-# starting from its seed corpus. Any finding (panic, timeout, out of memory)
-# fails the script; the input is left in fuzz/artifacts/<target>/.
+# starting from its seed corpus. Any finding (panic, broken budget, timeout,
+# out of memory) fails the script; the input is left in
+# fuzz/artifacts/<target>/.
 #
 #   bash fuzz/smoke.sh                 # 60 s per target
 #   FUZZ_SECONDS=600 bash fuzz/smoke.sh

@@ -19,6 +19,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    run(&data);
-    eprintln!("{target}: {path}: ok");
+    let cost = journalstore_fuzz::budget::run(&target, &data, run);
+    eprintln!("{target}: {path}: ok, {cost:?}");
 }

@@ -29,6 +29,8 @@ use journalstore::io::{CrashMode, SimFs};
 use journalstore::record::FORMAT_VERSION;
 use journalstore::{Error, Options, Snapshot, Store, SyncMode};
 
+pub mod budget;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

@@ -5,7 +5,8 @@
 //! `regressions/<target>/` (inputs that once found a bug, checked in, so a
 //! fixed bug stays fixed) and `artifacts/<target>/` (what a local
 //! `cargo fuzz run` just found; not checked in). Each target's test fails
-//! if any input panics, and names every input that did.
+//! if any input panics or breaks its budgets (`journalstore_fuzz::budget`:
+//! memory, decoder work, time), and names every input that did.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,9 @@ fn replay(target: &str, run: fn(&[u8])) {
     let mut failed = Vec::new();
     for path in &files {
         let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        if std::panic::catch_unwind(|| run(&data)).is_err() {
+        let label = path.display().to_string();
+        let budgeted = || journalstore_fuzz::budget::run_labelled(target, &label, &data, run);
+        if std::panic::catch_unwind(budgeted).is_err() {
             failed.push(path.display().to_string());
         }
     }
