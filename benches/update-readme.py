@@ -4,10 +4,10 @@
 Usage (from the repository root, after a run of the peers program):
 
     python3 benches/update-readme.py \
-        --command 'cargo bench --bench peers --features peers-all'
+        --command 'cargo bench -p peers --features peers-all'
 
     python3 benches/update-readme.py --results /tmp/peers-smoke \
-        --command 'PEERS_SECS=1 cargo bench --bench peers --features peers-all' \
+        --command 'PEERS_SECS=1 cargo bench -p peers --features peers-all' \
         --readme /tmp/README-copy.md     # or --dry-run to print the block
 
 The block between the lines `<!-- peers-results:begin -->` and

@@ -1,0 +1,177 @@
+//! Peer comparison: the same journal workloads on journalstore, on the
+//! engines a user would pick instead, and on a raw `pwrite` (+ `fdatasync`)
+//! baseline with no engine.
+//!
+//! Run: `cargo bench -p peers` (redb, fjall, LMDB via heed); add
+//! `--features peer-rocksdb` / `peer-raft-engine` / `peers-all` for the
+//! engines with long native builds. See `benches/README.md` for what each
+//! workload does, how each engine is configured, and the environment
+//! variables (`PEERS_SECS`, `PEERS_ENGINES`, `PEERS_WORKLOADS`,
+//! `PEERS_RECOVERY_MIB`, `PEERS_DIR`, `PEERS_OUT`).
+//!
+//! Every (workload, engine) pair runs in a child process (this binary
+//! re-executed with `--child ...`), so peak memory (VmHWM) is per pair, one
+//! engine's background threads cannot slow the next, and the recovery
+//! workload can SIGKILL a writer. Children print `metric\tvalue\tunit` lines;
+//! the parent collects them into a TSV file, a Markdown table and a human
+//! table with ratios to the best peer and to the raw baseline, plus
+//! `run.tsv` (date, machine, settings) for `benches/update-readme.py`.
+//!
+//! Modules: `engines` (one file per engine behind the `Engine` trait),
+//! `workloads` (what runs in a child), `report` (the parent's output
+//! files), `sys` (disk use, memory, load from /proc).
+
+mod engines;
+mod report;
+mod sys;
+mod workloads;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use engines::ENGINES;
+use report::Row;
+use sys::loadavg;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Res<T> = std::result::Result<T, BoxError>;
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        return workloads::run(&args[pos + 1..]);
+    }
+    let filter = |var: &str, name: &str| {
+        std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.trim() == name))
+    };
+    let base: PathBuf =
+        std::env::var_os("PEERS_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    std::fs::create_dir_all(&base)?;
+    let mut engines: Vec<&str> = vec!["raw", "raw-group"];
+    engines.extend_from_slice(ENGINES);
+    engines.retain(|e| filter("PEERS_ENGINES", e));
+    let mut info = report::run_info(&base, &engines);
+
+    // (label, child workload, extra arg, whether raw takes part)
+    let mut plan: Vec<(String, &str, Option<&str>, bool)> = Vec::new();
+    for t in ["4", "64"] {
+        plan.push((format!("1 durable append x{t}"), "durable", Some(t), true));
+    }
+    plan.push((
+        "1 durable append 64 KiB x4".into(),
+        "durable-64k",
+        Some("4"),
+        true,
+    ));
+    for t in ["4", "64"] {
+        plan.push((format!("2 buffered append x{t}"), "buffered", Some(t), true));
+    }
+    plan.push(("3 snapshot read x2".into(), "read", None, false));
+    plan.push(("4 churn x4".into(), "churn", None, false));
+    plan.push(("5 open after clean close".into(), "open-clean", None, false));
+    plan.push(("5 open after kill".into(), "open-kill", None, false));
+    plan.push((
+        "5 open after clean close, cold cache".into(),
+        "open-cold",
+        None,
+        false,
+    ));
+    let workload_key = |w: &str| match w {
+        "durable" | "durable-64k" => "1",
+        "buffered" => "2",
+        "read" => "3",
+        "churn" => "4",
+        _ => "5",
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    for (label, workload, arg, with_raw) in &plan {
+        if !filter("PEERS_WORKLOADS", workload_key(workload)) {
+            continue;
+        }
+        for engine in &engines {
+            if engine.starts_with("raw") && !with_raw {
+                continue;
+            }
+            let dir = tempfile::tempdir_in(&base)?;
+            let d = dir.path().to_str().ok_or("non-UTF-8 temp dir")?;
+            eprintln!("running {label} on {engine}");
+            let result = match *workload {
+                "open-clean" => {
+                    run_child(&["fill", engine, d]).and_then(|_| run_child(&["open", engine, d]))
+                }
+                "open-kill" => {
+                    fill_and_kill(engine, d).and_then(|_| run_child(&["open", engine, d]))
+                }
+                "open-cold" => run_child(&["fill", engine, d])
+                    .and_then(|_| drop_page_cache())
+                    .and_then(|()| run_child(&["open", engine, d])),
+                w => {
+                    let mut a = vec![w, engine, d];
+                    a.extend(arg.iter().copied());
+                    run_child(&a)
+                }
+            };
+            match result {
+                Ok(metrics) => rows.push((label.clone(), engine.to_string(), metrics)),
+                Err(err) => eprintln!("  {label} on {engine} failed: {err}"),
+            }
+        }
+    }
+    info.push(("loadavg_end".into(), loadavg()));
+    report::report(&rows, &info)
+}
+
+/// Writes dirty pages back and drops the page cache, so that the next open
+/// reads its files from the disk (needs root; the pair fails otherwise).
+fn drop_page_cache() -> Res<()> {
+    Command::new("sync").status()?;
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n")
+        .map_err(|e| format!("cannot drop the page cache (needs root): {e}"))?;
+    Ok(())
+}
+
+/// Runs one child and returns its metrics.
+fn run_child(args: &[&str]) -> Res<Vec<(String, f64, String)>> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("child {args:?} failed: {}", out.status).into());
+    }
+    Ok(parse_metrics(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_metrics(text: &str) -> Vec<(String, f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (m, v, u) = (f.next()?, f.next()?, f.next()?);
+            Some((m.to_string(), v.parse().ok()?, u.to_string()))
+        })
+        .collect()
+}
+
+/// Starts a `fill-kill` child, waits for `ready`, lets it write 300 ms more,
+/// and SIGKILLs it.
+fn fill_and_kill(engine: &str, dir: &str) -> Res<()> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--child", "fill-kill", engine, dir])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        return Err(format!("fill-kill child said {line:?}").into());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    Ok(())
+}
