@@ -38,7 +38,9 @@ pub(crate) fn write(
     src: &Path,
     dest: &Path,
 ) -> Result<CheckpointReport> {
-    fs.create_dir_all(dest)
+    // Every level it creates is durable, and so is the entry of a `dest`
+    // that existed unsynced: the checkpoint's files are synced into it.
+    crate::io::create_dir_all_durably(&**fs, dest)
         .map_err(|e| Error::io("create checkpoint directory", dest, e))?;
     crate::io::sync_parent(&**fs, dest).map_err(|e| Error::io("sync parent directory", dest, e))?;
     let existing = fs

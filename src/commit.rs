@@ -522,6 +522,9 @@ impl LogWriter {
             return Ok(());
         }
         let active = self.active().clone();
+        let file = active
+            .file()
+            .map_err(|e| Error::io("write segment", &active.path, e))?;
         let len = self.buf.len();
         let end = self.buf_start + len as u64;
         if end > self.reserved {
@@ -538,21 +541,17 @@ impl LogWriter {
                 // recovery reads as the end of the log, so a crash at any
                 // point of this write leaves a valid tail.)
                 self.buf.resize(len + (upto - end) as usize, 0);
-                let written = active.file.write_at(self.buf_start, &self.buf);
+                let written = file.write_at(self.buf_start, &self.buf);
                 self.buf.truncate(len);
                 written.map_err(|e| Error::io("write segment", &active.path, e))?;
                 self.reserved = upto;
                 return Ok(());
             }
-            active
-                .file
-                .reserve(upto)
+            file.reserve(upto)
                 .map_err(|e| Error::io("reserve segment space", &active.path, e))?;
             self.reserved = upto;
         }
-        active
-            .file
-            .write_at(self.buf_start, &self.buf)
+        file.write_at(self.buf_start, &self.buf)
             .map_err(|e| Error::io("write segment", &active.path, e))
     }
 
@@ -581,8 +580,8 @@ impl LogWriter {
         let mark = RecordHeader::sync_mark(self.next_lsn - 1, self.synced_pos as u32);
         let active = self.active();
         active
-            .file
-            .write_at(self.write_pos, mark.as_bytes())
+            .file()
+            .and_then(|f| f.write_at(self.write_pos, mark.as_bytes()))
             .map_err(|e| Error::io("write sync mark", &active.path, e))
     }
 
@@ -602,6 +601,7 @@ impl LogWriter {
         let segment = Arc::new(Segment::create(
             &self.fs,
             &self.dir,
+            self.active().owner(),
             id,
             self.segment_size,
             RESERVE_STEP,
@@ -616,7 +616,10 @@ impl LogWriter {
         manifest.next_segment_id = id
             .checked_add(1)
             .ok_or_else(|| Error::InvalidOptions("segment ids exhausted".into()))?;
+        let sealed = self.active().clone();
         self.swap_manifest(manifest, |segments| segments.push(segment))?;
+        // Sealed: its mapping is all it needs (see `Segment::close_file`).
+        sealed.close_file();
         self.acct.add_segment(id);
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.synced_pos = self.write_pos;
@@ -755,7 +758,7 @@ impl SyncGate {
                 cause: cause.clone(),
             });
         }
-        segment.file.sync_data().map_err(|e| {
+        segment.file().and_then(|f| f.sync_data()).map_err(|e| {
             let e = Error::io("sync segment", &segment.path, e);
             *failed = Some(e.to_string());
             e

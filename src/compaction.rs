@@ -543,17 +543,18 @@ pub(crate) fn copy(
     // would keep up to twice the live bytes on disk.
     let len = (SEGMENT_HEADER_LEN + buf.len()) as u64;
     // Synced once, below, with its data.
-    let segment = Segment::create(fs, dir, plan.new_id, len, len, base_lsn, false)?;
+    // Owned by the store the run's segments belong to.
+    let owner = plan.victims.first().and_then(|(s, _)| s.owner());
+    let segment = Segment::create(fs, dir, owner, plan.new_id, len, len, base_lsn, false)?;
     // Until the manifest names it, the new segment is removed when dropped
     // (an error below, or an abandoned run); `finish` clears that.
     segment.mark_obsolete();
     let io = |e| Error::io("write compacted segment", &segment.path, e);
+    let file = segment.file().map_err(io)?;
     // Written in chunks so that a rate limit can pace it.
     const CHUNK: usize = 1 << 20;
     for (k, chunk) in buf.chunks(CHUNK).enumerate() {
-        segment
-            .file
-            .write_at((SEGMENT_HEADER_LEN + k * CHUNK) as u64, chunk)
+        file.write_at((SEGMENT_HEADER_LEN + k * CHUNK) as u64, chunk)
             .map_err(io)?;
         if let Some(rate) = rate_limit.filter(|&r| r > 0) {
             let due =
@@ -563,7 +564,10 @@ pub(crate) fn copy(
             }
         }
     }
-    segment.file.sync_data().map_err(io)?;
+    file.sync_data().map_err(io)?;
+    drop(file);
+    // Sealed from birth: its mapping is all it needs from here on.
+    segment.close_file();
     Ok(Output {
         segment: Some(Arc::new(segment)),
         sealed_len: (SEGMENT_HEADER_LEN + buf.len()) as u64,

@@ -646,7 +646,13 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
     let segments = manifest
         .segments
         .iter()
-        .map(|&(id, _)| Segment::open(&fs, dir, id, OpenMode::ReadOnly).map(Arc::new))
+        .map(|&(id, _)| {
+            // The mappings are all a read-only store needs (the active
+            // segment's tail check opens the file again for a moment).
+            let segment = Segment::open(&fs, dir, None, id, OpenMode::ReadOnly)?;
+            segment.close_file();
+            Ok(Arc::new(segment))
+        })
         .collect::<Result<Vec<_>>>()?;
     for (segment, &(id, sealed)) in segments.iter().zip(&manifest.segments) {
         if let Some(len) = sealed {

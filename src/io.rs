@@ -58,11 +58,27 @@ pub trait Mapping: Send + Sync + fmt::Debug {
     fn will_need(&self, _len: usize) {}
 }
 
+/// What a file is, independently of the names it has: on the real file
+/// system its device and inode numbers. Two open files or paths with the
+/// same identity are the same file. An identity is not reused while the
+/// file is open or mapped (the engine keeps every segment it may remove
+/// mapped until then), so a name that shows a segment's identity still
+/// leads to that segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// The device the file is on.
+    pub device: u64,
+    /// The file's number on that device.
+    pub inode: u64,
+}
+
 /// One open file of the store.
 #[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Current length of the file in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// The identity of this open file (see [`FileIdentity`]).
+    fn identity(&self) -> io::Result<FileIdentity>;
     /// Grow the file to at least `len` bytes, reserving disk space where the
     /// file system supports it. Never shrinks the file.
     fn allocate(&self, len: u64) -> io::Result<()>;
@@ -94,10 +110,15 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
 /// The file-system operations the engine uses.
 pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
-    /// Create a directory and its parents.
-    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Create one directory, whose parent exists: fails with `AlreadyExists`
+    /// if `path` exists, `NotFound` if its parent does not. Durable only
+    /// after [`FileSystem::sync_dir`] of the parent.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
     /// Open a file.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>>;
+    /// The identity of the file `path` names now, without following a
+    /// symbolic link (see [`FileIdentity`]).
+    fn identity(&self, path: &Path) -> io::Result<FileIdentity>;
     /// Remove a file. Durable only after [`FileSystem::sync_dir`] of its parent.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Atomically replace `to` by `from`. Durable only after
@@ -129,6 +150,56 @@ pub(crate) fn sync_parent<F: FileSystem + ?Sized>(fs: &F, path: &Path) -> io::Re
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs.sync_dir(parent)
+}
+
+/// Creates directory `path` and every missing ancestor, and makes each new
+/// level durable: once it returns, a power loss keeps the whole path. A
+/// plain `create_dir_all` followed by a sync of the last parent would leave
+/// the upper new levels' entries in their parents unsynced, and with them
+/// everything below.
+///
+/// Walks up from `path` to the first level that exists, creates the
+/// missing levels top down, then syncs the parent of each level it created
+/// (so the level that existed, and every new level but the last). A level
+/// another process creates meanwhile counts as existing.
+pub(crate) fn create_dir_all_durably<F: FileSystem + ?Sized>(
+    fs: &F,
+    path: &Path,
+) -> io::Result<()> {
+    // Levels still to create, deepest first.
+    let mut missing: Vec<&Path> = Vec::new();
+    let mut at = path;
+    let mut created: Vec<&Path> = Vec::new();
+    loop {
+        match fs.create_dir(at) {
+            Ok(()) => {
+                created.push(at);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(at);
+                at = match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(parent) => parent,
+                    // A relative path's first level is missing: its parent
+                    // is the working directory, which exists.
+                    None => return Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    while let Some(level) = missing.pop() {
+        match fs.create_dir(level) {
+            Ok(()) => created.push(level),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for level in created {
+        sync_parent(fs, level)?;
+    }
+    Ok(())
 }
 
 /// Copies `from` to a new file `to` through `fs`, in 1 MiB chunks, and syncs it.
@@ -214,9 +285,22 @@ impl Mapping for RealMapping {
     }
 }
 
+/// The identity `metadata` describes.
+fn identity_of(metadata: &std::fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    FileIdentity {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+    }
+}
+
 impl StorageFile for RealFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn identity(&self) -> io::Result<FileIdentity> {
+        Ok(identity_of(&self.file.metadata()?))
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
@@ -303,8 +387,12 @@ impl StorageFile for RealFile {
 }
 
 impl FileSystem for RealFs {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn identity(&self, path: &Path) -> io::Result<FileIdentity> {
+        Ok(identity_of(&std::fs::symlink_metadata(path)?))
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {

@@ -24,14 +24,14 @@ use std::sync::Arc;
 use crate::commit::LogWriter;
 use crate::error::{Error, Result};
 use crate::index::{Index, JournalKey, Loc};
-use crate::io::{LockGuard, OpenMode};
+use crate::io::OpenMode;
 use crate::live::Accounting;
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
 use crate::record::{
     OpIter, OpKind, RecordHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use crate::segment::{check_record, parse_segment_file_name, ScanStop, Segment};
+use crate::segment::{check_record, parse_segment_file_name, DirOwner, ScanStop, Segment};
 use zerocopy::FromBytes;
 
 /// Name of the lock file in the store directory.
@@ -41,11 +41,11 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 const LOCK_RETRIES: u32 = 20;
 
 /// Opens (or creates) the store in `dir`, returning the writer state and the
-/// held directory lock.
-pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn LockGuard>)> {
+/// store's hold on the directory (its lock; see [`DirOwner`]).
+pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirOwner>)> {
     options.validate()?;
     let fs = options.fs.clone();
-    fs.create_dir_all(dir)
+    crate::io::create_dir_all_durably(&*fs, dir)
         .map_err(|e| Error::io("create store directory", dir, e))?;
     let lock_path = dir.join(LOCK_FILE);
     // The lock is a `flock`, which a child process forked by the host
@@ -68,6 +68,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
             Err(e) => return Err(Error::io("lock store directory", &lock_path, e)),
         }
     };
+    let owner = DirOwner::new(lock);
     let names = fs
         .read_dir(dir)
         .map_err(|e| Error::io("list store directory", dir, e))?;
@@ -77,13 +78,17 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
         .collect();
 
     let Some(manifest) = Manifest::load(&*fs, dir)? else {
-        return create(dir, options, &on_disk).map(|log| (log, lock));
+        return create(dir, options, &on_disk, &owner).map(|log| (log, owner));
     };
 
     let mut segments = Vec::with_capacity(manifest.segments.len());
     for &(id, sealed) in &manifest.segments {
-        let segment = Segment::open(&fs, dir, id, OpenMode::ReadWrite)?;
+        let segment = Segment::open(&fs, dir, Some(&owner), id, OpenMode::ReadWrite)?;
         if let Some(len) = sealed {
+            // Sealed: the mapping is all it needs (see `Segment::close_file`),
+            // and a store of many segments would otherwise run out of
+            // descriptors while opening them.
+            segment.close_file();
             if len < SEGMENT_HEADER_LEN as u64 || len > segment.capacity {
                 return Err(Error::corruption(
                     dir.join(MANIFEST_FILE),
@@ -151,17 +156,22 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Box<dyn 
         // segments that only they made dead, so make them durable first.
         let active = log.active().clone();
         active
-            .file
-            .sync_data()
+            .file()
+            .and_then(|f| f.sync_data())
             .map_err(|e| Error::io("sync segment", &active.path, e))?;
     }
     log.acct.changed = true;
     log.free_segments()?;
-    Ok((log, lock))
+    Ok((log, owner))
 }
 
 /// Creates an empty store: segment 1, then the manifest naming it.
-fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
+fn create(
+    dir: &Path,
+    options: &Options,
+    on_disk: &[u32],
+    owner: &Arc<DirOwner>,
+) -> Result<LogWriter> {
     let fs = &options.fs;
     // Segment files without a manifest are only acceptable as leftovers of
     // an interrupted creation: segments that hold no record. Creation
@@ -197,12 +207,15 @@ fn create(dir: &Path, options: &Options, on_disk: &[u32]) -> Result<LogWriter> {
         fs.remove_file(&path)
             .map_err(|e| Error::io("remove orphan segment", path, e))?;
     }
-    // The directory itself may be new: its entry in the parent must be
-    // durable before anything in it can be.
+    // The directory's entry in its parent must be durable before anything
+    // in it can be: `open` made the levels it created durable, but the
+    // directory may have existed unsynced (made by the caller, or by an
+    // open interrupted before its sync).
     crate::io::sync_parent(&**fs, dir).map_err(|e| Error::io("sync parent directory", dir, e))?;
     let segment = Arc::new(Segment::create(
         fs,
         dir,
+        Some(owner),
         1,
         options.segment_size,
         crate::commit::RESERVE_STEP,
@@ -402,7 +415,7 @@ fn tail_is_dirty(segment: &Segment, end: usize) -> bool {
     let capacity = segment.capacity as usize;
     let mut at = end;
     while at < capacity {
-        let range = match segment.file.next_data(at as u64) {
+        let range = match segment.file().and_then(|f| f.next_data(at as u64)) {
             Ok(Some(r)) => (r.start as usize).max(at)..(r.end as usize).min(capacity),
             Ok(None) => return false,
             // Cannot tell: read everything left.

@@ -6,15 +6,25 @@
 //! I/O layer) and read through the mapping. When the last `Arc<Segment>` of a
 //! segment that the manifest no longer lists drops, the file is removed: a
 //! segment lives exactly as long as some generation or snapshot can reach it.
+//!
+//! Invariants:
+//! - Only the store that owns the directory removes a segment file, while
+//!   it holds the directory lock ([`DirOwner`]), and only the file the
+//!   segment maps (same [`FileIdentity`]); anything else is left for the
+//!   next open's orphan sweep.
+//! - A segment keeps its file descriptor only while it may be written: a
+//!   sealed segment keeps its mapping alone (see [`Segment::close_file`]).
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
+use crate::commit::lock;
 use crate::error::{Error, Result};
-use crate::io::{FileSystem, Mapping, OpenMode, StorageFile};
+use crate::io::{FileIdentity, FileSystem, LockGuard, Mapping, OpenMode, StorageFile};
 use crate::record::{
     align_up, crc32, read_op_header, RecordHeader, SegmentHeader, FORMAT_VERSION, OP_HEADER_LEN,
     RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
@@ -39,17 +49,69 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
+/// The open store's hold on its directory: the directory lock, from open
+/// until close (or drop). Every segment the store opens or creates shares
+/// it, and removes its file only under it (see `Segment`'s `Drop`): a
+/// segment that outlives its store, pinned by a snapshot, must not remove a
+/// file of whatever the directory holds by then (a new store's segment ids
+/// start at 1 again; a restored checkpoint brings back the old names). What
+/// is left over is the next open's orphan sweep.
+#[derive(Debug)]
+pub(crate) struct DirOwner {
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+}
+
+impl DirOwner {
+    /// The hold of a store that has just taken `lock`.
+    pub fn new(lock: Box<dyn LockGuard>) -> Arc<DirOwner> {
+        Arc::new(DirOwner {
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Runs `f` if the store still holds the directory; its release waits
+    /// until `f` is done.
+    fn while_owned(&self, f: impl FnOnce()) {
+        let held = lock(&self.lock);
+        if held.is_some() {
+            f();
+        }
+        drop(held);
+    }
+
+    /// Gives the directory up and releases its lock: a removal under way
+    /// finishes first, and none starts afterwards.
+    pub fn release(&self) {
+        let guard = lock(&self.lock).take();
+        drop(guard);
+    }
+}
+
 /// An open segment file and its mapping.
+///
+/// Only a segment that may still be written keeps its file open; a sealed
+/// one keeps just its mapping, which stays valid after the descriptor is
+/// closed, so a store holds one descriptor for its active segment however
+/// many segments it maps (see [`Segment::close_file`]).
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub id: u32,
     pub path: PathBuf,
-    pub file: Arc<dyn StorageFile>,
+    /// The open file until [`Segment::close_file`]; then `None` for good.
+    file: Mutex<Option<Arc<dyn StorageFile>>>,
+    /// How [`Segment::file`] opens the file again once it is closed.
+    mode: OpenMode,
+    /// The identity of the file mapped: a name that leads elsewhere is not
+    /// this segment's (see `Drop`).
+    identity: FileIdentity,
     map: Arc<dyn Mapping>,
     pub capacity: u64,
     pub base_lsn: u64,
     obsolete: AtomicBool,
     fs: Arc<dyn FileSystem>,
+    /// The store that may remove the file; `None` for a read-only open,
+    /// which never removes anything.
+    owner: Option<Arc<DirOwner>>,
 }
 
 impl Segment {
@@ -57,10 +119,17 @@ impl Segment {
     /// reserved for its first `reserve` bytes (the rest is sparse until the
     /// writer reserves it), header written, and synced if `sync_header`
     /// (a caller that syncs the file itself before anything names it, like
-    /// compaction, saves one sync).
+    /// compaction, saves one sync). The file is `owner`'s to remove.
+    ///
+    /// On failure the file is removed again: a caller that retries (the
+    /// compaction thread, with a new id each time) must not leave a file
+    /// holding disk space per attempt on a full disk. If even the removal
+    /// fails, the file is an orphan that the next open removes.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
+        owner: Option<&Arc<DirOwner>>,
         id: u32,
         capacity: u64,
         reserve: u64,
@@ -68,13 +137,47 @@ impl Segment {
         sync_header: bool,
     ) -> Result<Segment> {
         let path = dir.join(segment_file_name(id));
-        let io = |op| {
-            let path = path.clone();
-            move |e| Error::io(op, path, e)
-        };
         let file = fs
             .open(&path, OpenMode::CreateNew)
-            .map_err(io("create segment"))?;
+            .map_err(|e| Error::io("create segment", &path, e))?;
+        let made = Self::prepare(&file, &path, id, capacity, reserve, base_lsn, sync_header);
+        let (map, identity) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                drop(file);
+                // Created just now with `CreateNew` by the store holding the
+                // directory lock: nothing else can have taken the name.
+                let _ = fs.remove_file(&path);
+                return Err(e);
+            }
+        };
+        Ok(Segment {
+            id,
+            path,
+            file: Mutex::new(Some(file)),
+            mode: OpenMode::ReadWrite,
+            identity,
+            map,
+            capacity,
+            base_lsn,
+            obsolete: AtomicBool::new(false),
+            fs: fs.clone(),
+            owner: owner.cloned(),
+        })
+    }
+
+    /// The steps of [`Segment::create`] after the file exists.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        file: &Arc<dyn StorageFile>,
+        path: &Path,
+        id: u32,
+        capacity: u64,
+        reserve: u64,
+        base_lsn: u64,
+        sync_header: bool,
+    ) -> Result<(Arc<dyn Mapping>, FileIdentity)> {
+        let io = |op| move |e| Error::io(op, path, e);
         file.extend(capacity).map_err(io("extend segment"))?;
         file.reserve(reserve.min(capacity))
             .map_err(io("reserve segment space"))?;
@@ -85,20 +188,21 @@ impl Segment {
             file.sync_data().map_err(io("sync segment"))?;
         }
         let map = file.map().map_err(io("map segment"))?;
-        Ok(Segment {
-            id,
-            path,
-            file,
-            map,
-            capacity,
-            base_lsn,
-            obsolete: AtomicBool::new(false),
-            fs: fs.clone(),
-        })
+        let identity = file.identity().map_err(io("stat segment"))?;
+        Ok((map, identity))
     }
 
-    /// Opens an existing segment and checks its header.
-    pub fn open(fs: &Arc<dyn FileSystem>, dir: &Path, id: u32, mode: OpenMode) -> Result<Segment> {
+    /// Opens an existing segment and checks its header. The file stays
+    /// open until [`Segment::close_file`]; a caller opening a sealed
+    /// segment closes it at once. The file is `owner`'s to remove (`None`:
+    /// never removed by this process, as in a read-only open).
+    pub fn open(
+        fs: &Arc<dyn FileSystem>,
+        dir: &Path,
+        owner: Option<&Arc<DirOwner>>,
+        id: u32,
+        mode: OpenMode,
+    ) -> Result<Segment> {
         let path = dir.join(segment_file_name(id));
         let file = fs.open(&path, mode).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -107,6 +211,9 @@ impl Segment {
                 Error::io("open segment", &path, e)
             }
         })?;
+        let identity = file
+            .identity()
+            .map_err(|e| Error::io("stat segment", &path, e))?;
         let map = file.map().map_err(|e| Error::io("map segment", &path, e))?;
         let header = map
             .slice(0, SEGMENT_HEADER_LEN)
@@ -156,13 +263,52 @@ impl Segment {
         Ok(Segment {
             id,
             path,
-            file,
+            file: Mutex::new(Some(file)),
+            mode: match mode {
+                OpenMode::ReadOnly => OpenMode::ReadOnly,
+                OpenMode::CreateNew | OpenMode::ReadWrite => OpenMode::ReadWrite,
+            },
+            identity,
             map,
             capacity,
             base_lsn: header.base_lsn.get(),
             obsolete: AtomicBool::new(false),
             fs: fs.clone(),
+            owner: owner.cloned(),
         })
+    }
+
+    /// The store this segment belongs to, if any: a new segment of the same
+    /// store shares it.
+    pub fn owner(&self) -> Option<&Arc<DirOwner>> {
+        self.owner.as_ref()
+    }
+
+    /// The segment's open file, for writing, syncing or asking the file
+    /// system about it. Costs a lock and an `Arc` clone while the file is
+    /// open; after [`Segment::close_file`] (rare uses on a sealed segment)
+    /// the file is opened again for the caller alone, and refused if its
+    /// name no longer leads to the file mapped.
+    pub fn file(&self) -> io::Result<Arc<dyn StorageFile>> {
+        if let Some(file) = &*lock(&self.file) {
+            return Ok(file.clone());
+        }
+        let file = self.fs.open(&self.path, self.mode)?;
+        if file.identity()? != self.identity {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the segment's file name leads to another file",
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Closes the segment's file once it is sealed: the mapping (and every
+    /// slice read from it) stays valid, and the descriptor is given back.
+    /// A holder of an `Arc` from [`Segment::file`] keeps it until done.
+    pub fn close_file(&self) {
+        let file = lock(&self.file).take();
+        drop(file);
     }
 
     /// The mapped bytes `offset .. offset + len`, if inside the file.
@@ -234,10 +380,22 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            // Failure leaves an orphan file that the next open removes.
-            let _ = self.fs.remove_file(&self.path);
+        if !self.obsolete.load(Ordering::Acquire) {
+            return;
         }
+        let Some(owner) = &self.owner else {
+            return;
+        };
+        // Only while the store that owns the directory holds its lock, and
+        // only if the name still leads to the file this segment maps (the
+        // mapping, alive until this returns, keeps its identity from being
+        // given to another file). Otherwise, or if the removal fails, the
+        // file is left for the next open's orphan sweep.
+        owner.while_owned(|| {
+            if self.fs.identity(&self.path).ok() == Some(self.identity) {
+                let _ = self.fs.remove_file(&self.path);
+            }
+        });
     }
 }
 

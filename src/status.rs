@@ -15,6 +15,9 @@
 //!   old file or the new one, never a mix), without `fsync`, and any error
 //!   is ignored. After a power loss the file may be empty or cut short;
 //!   [`parse`] then reports `Corruption`, and the next write replaces it.
+//! - Its figures are one [`Stats`], taken at one point under the writer's
+//!   lock: a file never pairs the LSN of one moment with the generation,
+//!   segments or pins of a later one.
 //! - It is written only while the store's directory lock is held (at open,
 //!   by the status thread, at close before the lock is released), so one
 //!   writer at a time touches `STATUS.tmp`.

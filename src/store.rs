@@ -11,9 +11,9 @@ use crate::checkpoint::{self, CheckpointReport};
 use crate::commit::{lock, Committer};
 use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
-use crate::io::LockGuard;
 use crate::options::{Options, SyncMode};
 use crate::recovery;
+use crate::segment::DirOwner;
 use crate::snapshot::{Pins, Snapshot};
 use crate::status;
 
@@ -40,7 +40,9 @@ struct Inner {
     /// Set (and `closed_cv` notified) when a write seals a segment: the
     /// compaction thread wakes without waiting out its period.
     compaction_due: AtomicBool,
-    lock: Mutex<Option<Box<dyn LockGuard>>>,
+    /// The directory lock, held until close; segment files are removed
+    /// only under it (see `DirOwner`).
+    owner: Arc<DirOwner>,
 }
 
 /// Figures about a store, from [`Store::stats`].
@@ -91,7 +93,7 @@ impl Store {
     /// cannot trust; in those cases nothing in the directory is changed.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         let dir = dir.as_ref().to_owned();
-        let (log, dir_lock) = recovery::open(&dir, &options)?;
+        let (log, owner) = recovery::open(&dir, &options)?;
         let inner = Arc::new(Inner {
             dir,
             committer: Committer::new(log),
@@ -99,7 +101,7 @@ impl Store {
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
             compaction_due: AtomicBool::new(false),
-            lock: Mutex::new(Some(dir_lock)),
+            owner,
             options,
         });
         let store = Store {
@@ -244,7 +246,7 @@ impl Store {
         // The last word, while the lock is still held (the next opener
         // writes its own); it records whether writes had stopped.
         self.inner.write_status(false);
-        lock(&self.inner.lock).take();
+        self.inner.owner.release();
         result
     }
 }
@@ -264,8 +266,20 @@ const STALL_STEPS: usize = 64;
 
 impl Inner {
     fn stats(&self) -> Stats {
-        let version = self.committer.current();
+        // Every figure from one point, under the writer's lock. There the
+        // published version is the working state, unless the buffered modes
+        // hold acknowledged batches not yet published (`dirty`): then the
+        // working index is exactly what was acknowledged, and what a
+        // publish would show. (The clone of the published version is not
+        // its last reference while the lock is held, so dropping it here
+        // frees nothing.)
         let log = lock(&self.committer.log);
+        let (lsn, journals) = if log.dirty {
+            (log.next_lsn - 1, log.index.len())
+        } else {
+            let published = lock(&self.committer.current).clone();
+            (published.lsn, published.index.len())
+        };
         let generation = &log.generation;
         let pins = lock(&self.pins.live);
         let oldest = pins.values().min_by_key(|(t, _)| *t);
@@ -285,12 +299,12 @@ impl Inner {
             .sum();
         Stats {
             generation: generation.number,
-            lsn: version.lsn,
+            lsn,
             segments: generation.segments.len(),
             bytes_on_disk: generation.bytes_on_disk(),
             bytes_written: sealed + log.write_pos,
             live_bytes: log.acct.total_live_bytes(),
-            journals: version.index.len(),
+            journals,
             pinned_snapshots: pins.len(),
             oldest_pinned_generation: oldest.map(|(_, g)| g.number),
             oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),

@@ -4,7 +4,9 @@
 //! alarm on a forgotten reader; `inspect::read_status` reads it back.
 //!
 //! Claims checked: the file follows a held snapshot (count, generation,
-//! bytes only it keeps) and its release; close leaves `open=false`;
+//! bytes only it keeps) and its release; its figures (those of
+//! `Store::stats`) are taken at one point even while writes go on; close
+//! leaves `open=false`;
 //! `status_interval: None` writes nothing and leaves an old file alone; a
 //! zero interval is refused; a garbage, cut, oversized or future-version
 //! file is a typed error from `read_status` and never stops `Store::open`;
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use journalstore::inspect::{self, StatusInfo};
-use journalstore::io::{CrashMode, FileSystem, LockGuard, OpenMode, RealFs, SimFs, StorageFile};
+use journalstore::io::{
+    CrashMode, FileIdentity, FileSystem, LockGuard, OpenMode, RealFs, SimFs, StorageFile,
+};
 use journalstore::{Error, Options, Store, SyncMode, WriteBatch};
 
 const SEGMENT_SIZE: u64 = 8 << 10;
@@ -159,6 +163,54 @@ fn status_file_follows_a_held_snapshot() {
     assert!(!inspect::read_status(&dir).unwrap().unwrap().open);
 }
 
+/// `Store::stats` (what the status file shows) takes its figures at one
+/// point: with one fixed-size record per batch and nothing freed, the LSN
+/// alone says how many segments and bytes the log holds, and every read
+/// taken while a writer runs must agree with it.
+#[test]
+fn stats_are_taken_at_one_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store"), options(None)).unwrap();
+    let value = vec![7u8; 1000];
+    // Segment header 64 bytes; a record is its 32-byte header and one op
+    // (32-byte header, the 1-byte id, the value), padded to 8 bytes.
+    let record = (32 + 32 + 1 + value.len() as u64).next_multiple_of(8);
+    let per_segment = (SEGMENT_SIZE - 64) / record;
+    let expected = |lsn: u64| {
+        let segments = lsn.div_ceil(per_segment).max(1);
+        (segments as usize, 64 * segments + lsn * record)
+    };
+    let batches = 3000;
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for _ in 0..batches {
+                let mut b = WriteBatch::new();
+                b.append(b"j", &value);
+                store.write(&b).unwrap();
+            }
+        });
+        loop {
+            let done = writer.is_finished();
+            let stats = store.stats();
+            let (segments, bytes) = expected(stats.lsn);
+            assert_eq!(
+                (stats.segments, stats.bytes_written),
+                (segments, bytes),
+                "figures from different points: {stats:?}"
+            );
+            assert_eq!(stats.journals, usize::from(stats.lsn > 0), "{stats:?}");
+            if done {
+                break;
+            }
+        }
+        writer.join().unwrap();
+    });
+    let stats = store.stats();
+    assert_eq!(stats.lsn, batches);
+    assert_eq!((stats.segments, stats.bytes_written), expected(batches));
+    store.close().unwrap();
+}
+
 /// `status_interval: None` writes no file, and leaves one written earlier
 /// as it was; a zero interval is refused.
 #[test]
@@ -291,12 +343,15 @@ fn refuse(path: &Path) -> io::Result<()> {
 }
 
 impl FileSystem for NoStatusFs {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(path)
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.create_dir(path)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
         refuse(path)?;
         RealFs.open(path, mode)
+    }
+    fn identity(&self, path: &Path) -> io::Result<FileIdentity> {
+        RealFs.identity(path)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         refuse(path)?;

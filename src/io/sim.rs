@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{FileSystem, LockGuard, Mapping, OpenMode, RealFs, StorageFile};
+use super::{FileIdentity, FileSystem, LockGuard, Mapping, OpenMode, RealFs, StorageFile};
 
 type FileId = u64;
 
@@ -522,6 +522,13 @@ impl StorageFile for SimFile {
         self.real.len()
     }
 
+    /// The real file's: SimFs keeps every file on the real disk, and a
+    /// crash rewrites the files it keeps (new identities; handles opened
+    /// before it are invalid anyway).
+    fn identity(&self) -> io::Result<FileIdentity> {
+        self.real.identity()
+    }
+
     fn allocate(&self, len: u64) -> io::Result<()> {
         let mut guard = self.fs.state();
         let state = &mut *guard;
@@ -616,8 +623,14 @@ impl StorageFile for SimFile {
 }
 
 impl FileSystem for SimFs {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(path)
+    /// Not tracked: `crash` acts on the files of one directory and leaves
+    /// directories themselves in place.
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.create_dir(path)
+    }
+
+    fn identity(&self, path: &Path) -> io::Result<FileIdentity> {
+        RealFs.identity(path)
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
