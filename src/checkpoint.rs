@@ -11,10 +11,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use zerocopy::IntoBytes;
+
 use crate::commit::Version;
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode};
 use crate::manifest::Manifest;
+use crate::record::{RecordHeader, RECORD_HEADER_LEN};
 use crate::segment::segment_file_name;
 
 /// What [`Store::checkpoint`](crate::Store::checkpoint) wrote.
@@ -78,11 +81,20 @@ pub(crate) fn write(
             .open(&to, OpenMode::CreateNew)
             .map_err(io("create checkpoint segment"))?;
         // Full length like the original, sparse beyond its data (as the
-        // writer would leave it).
+        // writer would leave it), and a sync mark after the data claiming
+        // all of it (format-spec 4.4): nothing trusts these bytes before the
+        // manifest, written after their sync, names the file.
+        let mark_end = len as u64 + RECORD_HEADER_LEN as u64;
+        let mark = (mark_end <= segment.capacity)
+            .then(|| RecordHeader::sync_mark(version.lsn, len as u32));
         file.extend(segment.capacity)
-            .and_then(|()| file.reserve(len as u64))
+            .and_then(|()| file.reserve(mark_end.min(segment.capacity)))
             .map_err(io("extend checkpoint segment"))?;
         file.write_at(0, bytes)
+            .and_then(|()| match &mark {
+                Some(mark) => file.write_at(len as u64, mark.as_bytes()),
+                None => Ok(()),
+            })
             .map_err(io("write checkpoint segment"))?;
         file.sync_data().map_err(io("sync checkpoint segment"))?;
         bytes_copied += len as u64;

@@ -119,7 +119,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
     // what this process writes builds on them, so make them durable first.
     fs.sync_dir(dir)
         .map_err(|e| Error::io("sync store directory", dir, e))?;
-    let listed: Vec<u32> = manifest.segments.iter().map(|s| s.0).collect();
+    let listed: std::collections::HashSet<u32> = manifest.segments.iter().map(|s| s.0).collect();
     for id in on_disk.iter().filter(|id| !listed.contains(id)) {
         let path = dir.join(crate::segment::segment_file_name(*id));
         fs.remove_file(&path)

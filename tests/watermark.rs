@@ -177,3 +177,21 @@ fn damage_after_the_last_sync_is_a_torn_tail() {
     drop(snap);
     store.close().unwrap();
 }
+
+/// A checkpoint's copy of the active segment ends with a sync mark: damage
+/// to its last record is corruption when the checkpoint is opened, not a
+/// torn tail that is cut.
+#[test]
+fn damage_to_the_last_record_of_a_checkpoint_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let copy = tmp.path().join("checkpoint");
+    let store = Store::open(&dir, options(SyncMode::Always)).unwrap();
+    write_batches(&store, 0, BATCHES);
+    store.checkpoint(&copy).unwrap();
+    store.close().unwrap();
+    let (path, offsets) = active_records(&copy);
+    let last = *offsets.last().unwrap();
+    flip_bit(&path, last);
+    assert_corruption_at(&copy, SyncMode::Always, last, "checkpoint");
+}
