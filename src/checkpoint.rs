@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use zerocopy::IntoBytes;
 
-use crate::commit::Version;
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode};
 use crate::manifest::Manifest;
 use crate::record::{RecordHeader, RECORD_HEADER_LEN};
 use crate::segment::segment_file_name;
+use crate::version::Version;
 
 /// What [`Store::checkpoint`](crate::Store::checkpoint) wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]

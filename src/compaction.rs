@@ -28,18 +28,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::IntoBytes;
 
-use crate::commit::{LogWriter, Version};
+use crate::commit::Committer;
 use crate::error::{Error, Result};
 use crate::index::{JournalKey, Loc};
 use crate::io::FileSystem;
 use crate::live::{journal_hash, SegmentUsage};
+use crate::log_writer::LogWriter;
+use crate::mutex::lock;
 use crate::record::{
-    align_up, crc32, OpIter, OpKind, RecordHeader, RECORD_HEADER_LEN, RECORD_KIND_BATCH,
-    SEGMENT_HEADER_LEN,
+    align_up, OpIter, OpKind, RecordHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{check_record, Segment};
+use crate::version::{Retired, Version};
 
 /// What [`Store::compact`](crate::Store::compact) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -491,14 +493,10 @@ pub(crate) fn copy(
             if kept == 0 {
                 buf.truncate(record_start);
             } else {
+                // `synced_through` 0: the segment is written and synced whole
+                // before any manifest names it (format-spec 7.4).
                 let payload = &buf[record_start + RECORD_HEADER_LEN..];
-                let mut header = RecordHeader::new_zeroed();
-                header.payload_crc = crc32(payload).into();
-                header.lsn = record.header.lsn;
-                header.payload_len = (payload.len() as u32).into();
-                header.kind = RECORD_KIND_BATCH.into();
-                header.op_count = kept.into();
-                header.seal();
+                let header = RecordHeader::batch(record.header.lsn.get(), payload, 0, kept);
                 buf[record_start..record_start + RECORD_HEADER_LEN]
                     .copy_from_slice(header.as_bytes());
                 let len = align_up(buf.len());
@@ -576,4 +574,88 @@ pub(crate) fn copy(
         journals,
         bytes_copied: buf.len() as u64,
     })
+}
+
+impl Committer {
+    /// Whether the sealed segments hold more than `limit` times their live
+    /// bytes, plus some slack (`space_slack`; see
+    /// `Options::stall_space_amplification`).
+    pub fn over_space_limit(&self, limit: f64) -> bool {
+        let log = lock(&self.log);
+        let live = log.acct.total_live_bytes();
+        log.sealed_data() as f64 > limit * live as f64 + log.space_slack(live)
+    }
+
+    /// Runs one compaction step: `Ok(None)` when no run of segments is worth
+    /// rewriting under `policy`. The copy runs without the writer's lock;
+    /// the switch (manifest swap, publish, free) takes it.
+    pub fn compact_once(
+        &self,
+        policy: Policy,
+        rate_limit: Option<u64>,
+    ) -> Result<Option<CompactionReport>> {
+        let _one_at_a_time = lock(&self.compacting);
+        self.check_stopped()?;
+        let (plan, fs, dir, segment_size) = {
+            let mut retired = Retired::default();
+            let mut log = lock(&self.log);
+            if log.should_seal_active(policy) {
+                // Publish first: the roll syncs under the lock.
+                retired.push(self.publish_dirty(&mut log));
+                if let Err(e) = log.roll() {
+                    self.stop(&e);
+                    return Err(e);
+                }
+                retired.push(self.publish(log.version()));
+                // The sealed segment is now a candidate like any other.
+                return Ok(Some(CompactionReport::default()));
+            }
+            // Holding the writer's lock, the published version is the
+            // working state once a lazy publish is made: every group
+            // publishes (or marks the state dirty) before it lets go.
+            retired.push(self.publish_dirty(&mut log));
+            let version = lock(&self.current).clone();
+            match log.plan_compaction(policy, version) {
+                Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
+                None => return Ok(None),
+            }
+        };
+        let output = copy(&plan, &fs, &dir, segment_size, rate_limit)?;
+        let mut report = CompactionReport {
+            bytes_copied: output.bytes_copied,
+            segments_written: u64::from(output.bytes_copied > 0),
+            ..Default::default()
+        };
+        let mut retired = Retired::default();
+        let mut log = lock(&self.log);
+        let started = Instant::now();
+        // The switch syncs under the lock: publish first (see `current`).
+        retired.push(self.publish_dirty(&mut log));
+        let switched = log.finish_compaction(&plan, output).and_then(|switched| {
+            if switched {
+                retired.push(self.publish(log.version()));
+                if log.free_segments()? {
+                    retired.push(self.publish(log.version()));
+                }
+            }
+            Ok(switched)
+        });
+        report.max_pause = started.elapsed();
+        match switched {
+            Ok(true) => {
+                log.compacted += report.bytes_copied;
+                log.compaction_runs += 1;
+                report.runs = 1;
+                report.segments_rewritten = plan.victim_count();
+                report.bytes_released = plan.victim_bytes();
+                Ok(Some(report))
+            }
+            // The run changed meanwhile (a segment was freed): try again.
+            Ok(false) => Ok(Some(CompactionReport::default())),
+            Err(e) => {
+                self.stop(&e);
+                Err(e)
+            }
+        }
+    }
 }

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use zerocopy::FromBytes;
 
-use crate::commit::{PlannedOp, Version};
 use crate::error::{Error, Result};
 use crate::index::{Index, Liveness, Loc};
 use crate::io::{FileSystem, OpenMode, RealFs};
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::record::PlannedOp;
 use crate::record::{
     crc32, OpIter, OpKind, SegmentHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
@@ -28,6 +28,7 @@ use crate::segment::{
     check_record, parse_segment_file_name, segment_file_name, ScanStop, Segment, SegmentBytes,
 };
 use crate::snapshot::{Pins, Snapshot};
+use crate::version::Version;
 use crate::{Options, Store};
 
 /// First 8 bytes of a manifest file (`JSTRMAN\0`).

@@ -65,14 +65,20 @@ mod index;
 pub mod inspect;
 pub mod io;
 mod live;
+mod locs;
+mod log_writer;
 mod manifest;
+mod mutex;
 mod options;
+mod plan;
 pub mod record;
 mod recovery;
 mod segment;
 mod snapshot;
 mod status;
 mod store;
+mod sync_gate;
+mod version;
 #[doc(hidden)]
 pub mod work;
 

@@ -184,6 +184,20 @@ impl SegmentHeader {
 }
 
 impl RecordHeader {
+    /// The header of a batch record: its LSN, its payload (for the length
+    /// and CRC), the writer's durable watermark and the operation count.
+    pub fn batch(lsn: u64, payload: &[u8], synced_through: u32, op_count: u32) -> RecordHeader {
+        let mut header = RecordHeader::new_zeroed();
+        header.payload_crc = crc32(payload).into();
+        header.lsn = lsn.into();
+        header.payload_len = (payload.len() as u32).into();
+        header.synced_through = synced_through.into();
+        header.kind = RECORD_KIND_BATCH.into();
+        header.op_count = op_count.into();
+        header.seal();
+        header
+    }
+
     /// A sync mark (see [`RECORD_KIND_SYNC_MARK`]): `lsn` is the newest batch
     /// written before it, `synced_through` the offset below which every byte
     /// of the segment was durable when it was written.
@@ -323,36 +337,65 @@ pub fn decode_op(buf: &[u8], offset: usize) -> Result<OpRef<'_>, DecodeError> {
     })
 }
 
-/// Appends the encoding of one operation to `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_op(
-    out: &mut Vec<u8>,
-    kind: OpKind,
-    id: &[u8],
-    value: &[u8],
-    value_crc: u32,
-    first: u64,
-    end: u64,
-) {
-    debug_assert!(!id.is_empty() && id.len() <= 255);
-    let h = OpHeader {
-        kind: kind as u8,
-        id_len: id.len() as u8,
-        reserved: 0.into(),
-        value_len: (value.len() as u32).into(),
-        value_crc: value_crc.into(),
-        reserved2: 0.into(),
-        first: first.into(),
-        end: end.into(),
-    };
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(id);
-    out.extend_from_slice(value);
+/// One operation ready to encode: what it does and the bounds it leaves
+/// its journal with (validation, `plan.rs`, or salvage made them
+/// consistent).
+#[derive(Clone, Copy, Debug)]
+pub struct PlannedOp<'a> {
+    /// What it does.
+    pub kind: OpKind,
+    /// The journal (1 to 255 bytes).
+    pub id: &'a [u8],
+    /// The entry or metadata bytes (empty for other kinds).
+    pub value: &'a [u8],
+    /// CRC-32 of `value`.
+    pub value_crc: u32,
+    /// The journal's `first_index` after the operation.
+    pub first: u64,
+    /// The journal's `end_index` after the operation.
+    pub end: u64,
 }
 
-/// Encoded size of an operation.
+impl PlannedOp<'_> {
+    /// Its encoded size.
+    pub fn encoded_len(&self) -> usize {
+        op_len(self.id.len(), self.value.len())
+    }
+}
+
+/// Appends the encoding of `op` to `out`.
+pub fn encode_op(out: &mut Vec<u8>, op: &PlannedOp<'_>) {
+    debug_assert!(!op.id.is_empty() && op.id.len() <= 255);
+    let h = OpHeader {
+        kind: op.kind as u8,
+        id_len: op.id.len() as u8,
+        reserved: 0.into(),
+        value_len: (op.value.len() as u32).into(),
+        value_crc: op.value_crc.into(),
+        reserved2: 0.into(),
+        first: op.first.into(),
+        end: op.end.into(),
+    };
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(op.id);
+    out.extend_from_slice(op.value);
+}
+
+/// Encoded size of an operation whose id and value have these lengths.
 pub fn op_len(id_len: usize, value_len: usize) -> usize {
     OP_HEADER_LEN + id_len + value_len
+}
+
+/// Bytes a record with a payload of `payload_len` takes, padding included.
+pub fn record_len(payload_len: usize) -> usize {
+    align_up(RECORD_HEADER_LEN + payload_len)
+}
+
+impl OpHeader {
+    /// Encoded size of the operation this header starts.
+    pub fn encoded_len(&self) -> usize {
+        op_len(self.id_len as usize, self.value_len.get() as usize)
+    }
 }
 
 /// Reads an op header at `offset` of a mapped segment (used by the index to
@@ -364,7 +407,6 @@ pub fn read_op_header(segment: &[u8]) -> Option<OpHeader> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerocopy::FromZeros;
 
     #[test]
     fn header_sizes_match_the_spec() {
@@ -376,16 +418,25 @@ mod tests {
     #[test]
     fn op_roundtrip_and_truncation_is_an_error() {
         let mut buf = Vec::new();
-        encode_op(
-            &mut buf,
-            OpKind::Append,
-            b"j",
-            b"hello",
-            crc32(b"hello"),
-            0,
-            1,
-        );
-        encode_op(&mut buf, OpKind::Delete, b"k", b"", 0, 0, 0);
+        let append = PlannedOp {
+            kind: OpKind::Append,
+            id: b"j",
+            value: b"hello",
+            value_crc: crc32(b"hello"),
+            first: 0,
+            end: 1,
+        };
+        let delete = PlannedOp {
+            kind: OpKind::Delete,
+            id: b"k",
+            value: b"",
+            value_crc: 0,
+            first: 0,
+            end: 0,
+        };
+        encode_op(&mut buf, &append);
+        encode_op(&mut buf, &delete);
+        assert_eq!(buf.len(), append.encoded_len() + delete.encoded_len());
         let ops: Vec<_> = OpIter::new(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0].kind, OpKind::Append);
@@ -401,12 +452,9 @@ mod tests {
 
     #[test]
     fn record_header_crc_detects_a_flip() {
-        let mut h = RecordHeader::new_zeroed();
-        h.lsn = 7.into();
-        h.payload_len = 9.into();
-        h.kind = RECORD_KIND_BATCH.into();
-        h.seal();
+        let mut h = RecordHeader::batch(7, &[0; 9], 64, 0);
         assert!(h.crc_ok());
+        assert_eq!(h.payload_len.get(), 9);
         h.lsn = 6.into();
         assert!(!h.crc_ok());
     }

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::commit::LogWriter;
 use crate::error::{Error, Result};
 use crate::index::{Index, JournalKey, Loc};
 use crate::io::OpenMode;
 use crate::live::Accounting;
+use crate::log_writer::LogWriter;
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
 use crate::record::{
@@ -218,7 +218,7 @@ fn create(
         Some(owner),
         1,
         options.segment_size,
-        crate::commit::RESERVE_STEP,
+        crate::log_writer::RESERVE_STEP,
         1,
         true,
     )?);

@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
-use crate::commit::lock;
 use crate::error::{Error, Result};
 use crate::io::{FileIdentity, FileSystem, LockGuard, Mapping, OpenMode, StorageFile};
+use crate::mutex::lock;
 use crate::record::{
     align_up, crc32, read_op_header, RecordHeader, SegmentHeader, FORMAT_VERSION, OP_HEADER_LEN,
     RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
@@ -333,9 +333,7 @@ impl Segment {
     pub fn op_len(&self, offset: u32) -> u64 {
         self.bytes(offset as usize, OP_HEADER_LEN)
             .and_then(read_op_header)
-            .map_or(0, |h| {
-                (OP_HEADER_LEN + h.id_len as usize + h.value_len.get() as usize) as u64
-            })
+            .map_or(0, |h| h.encoded_len() as u64)
     }
 
     /// The value (entry or metadata bytes) of the operation at `offset`,

@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::commit::Version;
 use crate::error::{Error, Result};
 use crate::index::{JournalState, Loc};
 use crate::manifest::Generation;
+use crate::mutex::lock;
+use crate::version::Version;
 
 /// The snapshots alive, for `Store::stats`: when each was taken and the
 /// generation it pins. Registering is one short lock that no writer takes.
@@ -28,7 +29,7 @@ pub(crate) struct Pins {
 impl Pins {
     fn register(&self, generation: &Arc<Generation>) -> u64 {
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
-        crate::commit::lock(&self.live).insert(serial, (Instant::now(), generation.clone()));
+        lock(&self.live).insert(serial, (Instant::now(), generation.clone()));
         serial
     }
 }
@@ -109,7 +110,7 @@ impl Clone for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        crate::commit::lock(&self.pins.live).remove(&self.serial);
+        lock(&self.pins.live).remove(&self.serial);
     }
 }
 
@@ -200,7 +201,7 @@ pub struct Entries<'a> {
     snapshot: &'a Snapshot,
     id: &'a [u8],
     next: u64,
-    locs: crate::index::LocsIter<'a>,
+    locs: crate::locs::LocsIter<'a>,
 }
 
 impl<'a> Iterator for Entries<'a> {

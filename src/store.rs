@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::batch::WriteBatch;
 use crate::checkpoint::{self, CheckpointReport};
-use crate::commit::{lock, Committer};
+use crate::commit::Committer;
 use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
+use crate::mutex::lock;
 use crate::options::{Options, SyncMode};
 use crate::recovery;
 use crate::segment::DirOwner;

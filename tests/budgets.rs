@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use journalstore::record::{encode_op, OpKind, FORMAT_VERSION};
+use journalstore::record::{encode_op, OpKind, PlannedOp, FORMAT_VERSION};
 use journalstore::{inspect, work, Error, Options, Store, WriteBatch};
 
 const SEGMENT_HEADER_LEN: usize = 64;
@@ -432,15 +432,15 @@ fn resync_scan_of_valid_headers_is_linear() {
 #[test]
 fn resync_finds_records_after_damage() {
     let mut op = Vec::new();
-    encode_op(
-        &mut op,
-        OpKind::Append,
-        b"j",
-        b"v",
-        crc32fast::hash(b"v"),
-        0,
-        1,
-    );
+    let append = PlannedOp {
+        kind: OpKind::Append,
+        id: b"j",
+        value: b"v",
+        value_crc: crc32fast::hash(b"v"),
+        first: 0,
+        end: 1,
+    };
+    encode_op(&mut op, &append);
     let mut bytes = segment_header(1, 0, 1).to_vec();
     bytes.extend(record(1, 64, 1, &op));
     let damaged_at = bytes.len() as u64;
@@ -619,7 +619,15 @@ fn truncate_records_child() {
     let mut records = Vec::new();
     for k in 1..=8u64 {
         let mut op = Vec::new();
-        encode_op(&mut op, OpKind::Truncate, b"j", b"", 0, 0, 1 + (k << 24));
+        let truncate = PlannedOp {
+            kind: OpKind::Truncate,
+            id: b"j",
+            value: b"",
+            value_crc: 0,
+            first: 0,
+            end: 1 + (k << 24),
+        };
+        encode_op(&mut op, &truncate);
         let at = (end + records.len()) as u32;
         records.extend(record(last_lsn + k, at, 1, &op));
     }

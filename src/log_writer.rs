@@ -1,0 +1,586 @@
+//! The writer's state: the active segment, the working index, and every
+//! step that changes the log: encode, write (with the zero-fill ahead),
+//! sync and sync mark, roll, free, manifest swap.
+//!
+//! One `LogWriter` exists per open store, behind the committer's lock; every
+//! method runs with that lock held.
+//!
+//! Invariants:
+//! - Records are written in LSN order, each wholly inside one segment.
+//! - `synced_pos <= write_pos`, and every byte of the active segment below
+//!   `synced_pos` is durable; a record's `synced_through` is `synced_pos`
+//!   when it was encoded, and a sync mark claims it only after the sync.
+//! - A segment is dropped from the manifest only after the records that
+//!   made it dead are durable.
+//! - After an I/O error the working state is ahead of what is durable: the
+//!   caller stops writes (the `SyncGate` records it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zerocopy::IntoBytes;
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::index::{Index, Loc};
+use crate::io::FileSystem;
+use crate::live::Accounting;
+use crate::manifest::{Generation, Manifest};
+use crate::options::SyncMode;
+use crate::plan::plan;
+#[cfg(doc)]
+use crate::record::RECORD_KIND_SYNC_MARK;
+use crate::record::{
+    encode_op, read_op_header, record_len, OpIter, PlannedOp, RecordHeader, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
+};
+use crate::segment::Segment;
+use crate::sync_gate::SyncGate;
+use crate::version::Version;
+
+/// The active segment's disk space is reserved this far ahead of its data:
+/// a segment file is created at its full length but sparse, so a store
+/// holding little data does not occupy whole segments on disk, and one
+/// `fallocate` per step keeps later writes from failing for lack of space.
+pub(crate) const RESERVE_STEP: u64 = 1 << 20;
+
+/// A group's buffer is written once it reaches this many bytes.
+pub(crate) const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// State owned by the leader: the active segment and the working index.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    pub dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub sync: SyncMode,
+    pub segment_size: u64,
+    pub manifest: Manifest,
+    pub generation: Arc<Generation>,
+    /// Where the next record goes in the active segment.
+    pub write_pos: u64,
+    /// Everything of the active segment below this is durable.
+    pub synced_pos: u64,
+    /// Every sync of the active segment goes through it; shared with the
+    /// `Committer`, whose `stop` it also records.
+    pub sync_gate: Arc<SyncGate>,
+    pub next_lsn: u64,
+    /// The latest state, including batches not yet published.
+    pub index: Index,
+    pub acct: Accounting,
+    /// Records encoded but not yet written, starting at `buf_start`.
+    buf: Vec<u8>,
+    buf_start: u64,
+    /// Disk space of the active segment is reserved below this offset.
+    reserved: u64,
+    /// Whether the index holds acknowledged batches that no published
+    /// version shows yet (buffered modes publish lazily, see `Committer`).
+    pub dirty: bool,
+    /// Bytes of records appended by writes since open.
+    pub appended: u64,
+    /// Bytes of records compaction copied since open, and its runs.
+    pub compacted: u64,
+    pub compaction_runs: u64,
+    /// Set when a write sealed a segment; taken by the committer, which
+    /// tells the store (see `Committer::take_compaction_due`).
+    pub compaction_due: bool,
+}
+
+/// Where `encode_record` put a record.
+struct EncodedRecord {
+    lsn: u64,
+    /// Offset of the record in the buffer.
+    start: usize,
+    /// Offset of the record in the active segment.
+    offset: u64,
+    payload_len: usize,
+    record_len: usize,
+}
+
+impl LogWriter {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dir: PathBuf,
+        fs: Arc<dyn FileSystem>,
+        sync: SyncMode,
+        segment_size: u64,
+        manifest: Manifest,
+        generation: Arc<Generation>,
+        write_pos: u64,
+        next_lsn: u64,
+        index: Index,
+        acct: Accounting,
+    ) -> LogWriter {
+        LogWriter {
+            dir,
+            fs,
+            sync,
+            segment_size,
+            manifest,
+            generation,
+            write_pos,
+            synced_pos: write_pos,
+            sync_gate: Arc::new(SyncGate::default()),
+            next_lsn,
+            index,
+            acct,
+            buf: Vec::new(),
+            buf_start: write_pos,
+            // Unknown after a reopen: the first flush reserves.
+            reserved: write_pos,
+            dirty: false,
+            appended: 0,
+            compacted: 0,
+            compaction_runs: 0,
+            compaction_due: false,
+        }
+    }
+
+    pub fn active(&self) -> &Arc<Segment> {
+        // A generation always has its active segment last.
+        self.generation
+            .segments
+            .last()
+            .expect("a generation always holds its active segment")
+    }
+
+    pub fn version(&self) -> Arc<Version> {
+        Arc::new(Version {
+            lsn: self.next_lsn - 1,
+            index: self.index.clone(),
+            generation: self.generation.clone(),
+            active_end: self.write_pos,
+        })
+    }
+
+    /// Commits a group. Returns each batch's result; `Err` when the group hit
+    /// an I/O error, after which nothing more may be written.
+    pub fn commit_group(&mut self, batches: &[&WriteBatch]) -> (Vec<Result<u64>>, Result<()>) {
+        let mut results = Vec::with_capacity(batches.len());
+        self.buf.clear();
+        self.buf_start = self.write_pos;
+        let mut fatal = Ok(());
+        for batch in batches {
+            if fatal.is_err() {
+                results.push(Err(stopped_error(&fatal)));
+                continue;
+            }
+            match self.encode_batch(batch) {
+                Ok(lsn) => results.push(Ok(lsn)),
+                // The batch that hit the failure (in a roll) gets the I/O
+                // error itself; the batches after it, `WritesStopped`.
+                Err(e @ Error::Io { .. }) => {
+                    results.push(Err(clone_io(&e)));
+                    fatal = Err(e);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if fatal.is_ok() {
+            fatal = self.flush().and_then(|()| {
+                if self.sync == SyncMode::Always {
+                    self.sync_active()?;
+                    self.write_sync_mark()
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        if let Err(e) = &fatal {
+            for r in results.iter_mut() {
+                if r.is_ok() {
+                    *r = Err(clone_io(e));
+                }
+            }
+        }
+        (results, fatal)
+    }
+
+    /// Validates, encodes and applies one batch; returns its LSN.
+    fn encode_batch(&mut self, batch: &WriteBatch) -> Result<u64> {
+        let plan = plan(&self.index, batch)?;
+        self.encode_ops(&plan)
+    }
+
+    /// Encodes planned operations as one record (rolling first if it does
+    /// not fit), applies them to the working index, and returns its LSN.
+    /// The operations are trusted: `plan` (or salvage) made them consistent.
+    pub fn encode_ops(&mut self, plan: &[PlannedOp<'_>]) -> Result<u64> {
+        let record = self.encode_record(plan)?;
+        self.apply_record(&record);
+        if self.buf.len() >= MAX_GROUP_BYTES {
+            self.flush()?;
+        }
+        Ok(record.lsn)
+    }
+
+    /// The length of the record `plan` encodes to; fails for a batch that
+    /// cannot fit in a segment.
+    fn record_len(&self, plan: &[PlannedOp<'_>]) -> Result<usize> {
+        let payload_len: usize = plan.iter().map(PlannedOp::encoded_len).sum();
+        let record_len = record_len(payload_len);
+        let max = self.segment_size as usize - SEGMENT_HEADER_LEN;
+        if record_len > max {
+            return Err(Error::BatchTooLarge {
+                len: record_len as u64,
+                max: max as u64,
+            });
+        }
+        Ok(record_len)
+    }
+
+    /// Whether a record of `record_len` bytes starts a new segment.
+    pub fn must_roll(&self, record_len: usize) -> bool {
+        // The active segment's own capacity, not `segment_size`: a store
+        // reopened with a larger `segment_size` would otherwise write past
+        // the end of its active segment (unreadable, and the file no longer
+        // matches its header, so the store would not open again).
+        self.write_pos + record_len as u64 > self.active().capacity
+    }
+
+    /// Encodes planned operations as one record at the end of the buffer
+    /// (rolling first if it does not fit) and moves the write position and
+    /// LSN past it; the index is not touched (see `apply_record`).
+    fn encode_record(&mut self, plan: &[PlannedOp<'_>]) -> Result<EncodedRecord> {
+        // Only a crafted store gets here (its records claim LSNs near
+        // u64::MAX); refuse like an exhausted segment id, before any I/O,
+        // rather than overflow `next_lsn` below.
+        if self.next_lsn == u64::MAX {
+            return Err(Error::InvalidOptions("LSNs exhausted".into()));
+        }
+        let record_len = self.record_len(plan)?;
+        if self.must_roll(record_len) {
+            self.roll()?;
+            self.compaction_due = true;
+        }
+        let lsn = self.next_lsn;
+        let offset = self.write_pos;
+        let start = self.buf.len();
+        self.buf.resize(start + RECORD_HEADER_LEN, 0);
+        for op in plan {
+            encode_op(&mut self.buf, op);
+        }
+        let payload = &self.buf[start + RECORD_HEADER_LEN..];
+        let payload_len = payload.len();
+        let header = RecordHeader::batch(lsn, payload, self.synced_pos as u32, plan.len() as u32);
+        self.buf[start..start + RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
+        self.buf.resize(start + record_len, 0);
+        self.write_pos += record_len as u64;
+        self.appended += record_len as u64;
+        self.next_lsn += 1;
+        Ok(EncodedRecord {
+            lsn,
+            start,
+            offset,
+            payload_len,
+            record_len,
+        })
+    }
+
+    /// Applies an encoded record, still in the buffer, to the working index
+    /// and the live-space accounting.
+    fn apply_record(&mut self, record: &EncodedRecord) {
+        // Sizes of killed ops come from the buffer when they are in it, else
+        // from the mapped segment.
+        let LogWriter {
+            buf,
+            buf_start,
+            index,
+            acct,
+            generation,
+            ..
+        } = self;
+        let active = generation.segments.last().map_or(0, |s| s.id);
+        let pending = (*buf_start, &buf[..]);
+        let size_of = |loc: Loc| -> u64 {
+            if loc.segment == active && u64::from(loc.offset) >= pending.0 {
+                let at = (u64::from(loc.offset) - pending.0) as usize;
+                return pending
+                    .1
+                    .get(at..)
+                    .and_then(read_op_header)
+                    .map_or(0, |h| h.encoded_len() as u64);
+            }
+            generation
+                .segment(loc.segment)
+                .map_or(0, |s| s.op_len(loc.offset))
+        };
+        let mut tracker = acct.tracker(&size_of);
+        let at = record.start + RECORD_HEADER_LEN;
+        let payload = &buf[at..at + record.payload_len];
+        let payload_offset = record.offset + RECORD_HEADER_LEN as u64;
+        // The payload was encoded from validated operations, so every op
+        // decodes; a failure here is a bug, not bad input.
+        for op in OpIter::new(payload) {
+            let Ok(op) = op else {
+                debug_assert!(false, "freshly encoded op does not decode: {op:?}");
+                continue;
+            };
+            let loc = Loc {
+                segment: active,
+                offset: (payload_offset + op.offset as u64) as u32,
+            };
+            // Validated operations always fit the index they were planned on.
+            let applied = index.apply(&op, loc, &mut tracker);
+            debug_assert!(applied.is_ok(), "{applied:?}");
+        }
+    }
+
+    /// Commits one batch on its own (the buffered modes), in the order that
+    /// keeps the working index equal to what was acknowledged: validate,
+    /// encode, write, and only once the write succeeded apply it. Returns
+    /// the batch's verdict and whether an I/O failure stopped writes.
+    pub fn commit_one(&mut self, batch: &WriteBatch) -> (Result<u64>, Result<()>) {
+        self.buf.clear();
+        self.buf_start = self.write_pos;
+        let record = match plan(&self.index, batch).and_then(|plan| self.encode_record(&plan)) {
+            Ok(record) => record,
+            Err(e @ Error::Io { .. }) => {
+                let cause = Err(clone_io(&e));
+                return (Err(e), cause);
+            }
+            Err(e) => return (Err(e), Ok(())),
+        };
+        if let Err(e) = self.write_buffer() {
+            // Nothing of the batch is in the index; the numbers it took are
+            // given back, so the state stays exactly what was acknowledged.
+            self.write_pos -= record.record_len as u64;
+            self.appended -= record.record_len as u64;
+            self.next_lsn -= 1;
+            let cause = Err(clone_io(&e));
+            return (Err(e), cause);
+        }
+        self.apply_record(&record);
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        (Ok(record.lsn), Ok(()))
+    }
+
+    /// Writes one record of trusted operations on its own and syncs it
+    /// (salvage builds a store from recovered state).
+    pub fn commit_trusted(&mut self, ops: &[PlannedOp<'_>]) -> Result<u64> {
+        self.buf.clear();
+        self.buf_start = self.write_pos;
+        let lsn = self.encode_ops(ops)?;
+        self.flush()?;
+        self.sync_active()?;
+        Ok(lsn)
+    }
+
+    /// Writes the encoded records to the active segment.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the buffer at `buf_start` and leaves it in place.
+    fn write_buffer(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let active = self.active().clone();
+        let file = active
+            .file()
+            .map_err(|e| Error::io("write segment", &active.path, e))?;
+        let len = self.buf.len();
+        let end = self.buf_start + len as u64;
+        if end > self.reserved {
+            let upto = (end + RESERVE_STEP).min(active.capacity);
+            if self.sync == SyncMode::Always {
+                // Zeros written ahead of the data, in the same write: an
+                // fdatasync of data in blocks that are already written (and
+                // whose allocation is committed) needs no metadata commit,
+                // while fallocate'd (unwritten) blocks must be converted at
+                // every sync. So the group that crosses into a new step
+                // writes its records and the next step's zeros at once, and
+                // its own sync commits their allocation once; the next
+                // groups of the step sync data only. (Zeros are what
+                // recovery reads as the end of the log, so a crash at any
+                // point of this write leaves a valid tail.)
+                self.buf.resize(len + (upto - end) as usize, 0);
+                let written = file.write_at(self.buf_start, &self.buf);
+                self.buf.truncate(len);
+                written.map_err(|e| Error::io("write segment", &active.path, e))?;
+                self.reserved = upto;
+                return Ok(());
+            }
+            file.reserve(upto)
+                .map_err(|e| Error::io("reserve segment space", &active.path, e))?;
+            self.reserved = upto;
+        }
+        file.write_at(self.buf_start, &self.buf)
+            .map_err(|e| Error::io("write segment", &active.path, e))
+    }
+
+    /// fdatasyncs the active segment up to `write_pos`.
+    pub fn sync_active(&mut self) -> Result<()> {
+        if self.synced_pos == self.write_pos {
+            return self.sync_gate.check();
+        }
+        self.sync_gate.sync(self.active())?;
+        self.synced_pos = self.write_pos;
+        Ok(())
+    }
+
+    /// Writes a sync mark at `write_pos` claiming `synced_pos` (see
+    /// [`RECORD_KIND_SYNC_MARK`]): the proof, for recovery, that the records
+    /// below were durable, which the next record overwrites (its own header
+    /// claims as much). Only in disk space already reserved, so that it
+    /// cannot fail for lack of space; skipped where a mark would not fit
+    /// (the end of a segment, which its roll seals in the manifest).
+    pub fn write_sync_mark(&mut self) -> Result<()> {
+        self.sync_gate.check()?;
+        let end = self.write_pos + RECORD_HEADER_LEN as u64;
+        if self.buf_start != self.write_pos || end > self.reserved.min(self.active().capacity) {
+            return Ok(());
+        }
+        let mark = RecordHeader::sync_mark(self.next_lsn - 1, self.synced_pos as u32);
+        let active = self.active();
+        active
+            .file()
+            .and_then(|f| f.write_at(self.write_pos, mark.as_bytes()))
+            .map_err(|e| Error::io("write sync mark", &active.path, e))
+    }
+
+    /// Syncs the active segment as it is and rolls to a new one (open after
+    /// a torn tail: the bytes below `write_pos` may be in the page cache only).
+    pub fn seal_and_roll(&mut self) -> Result<()> {
+        self.sync_gate.sync(self.active())?;
+        self.synced_pos = self.write_pos;
+        self.roll()
+    }
+
+    /// Seals the active segment and starts a new one: a new generation.
+    pub(crate) fn roll(&mut self) -> Result<()> {
+        self.flush()?;
+        self.sync_active()?;
+        let id = self.manifest.next_segment_id;
+        let segment = Arc::new(Segment::create(
+            &self.fs,
+            &self.dir,
+            self.active().owner(),
+            id,
+            self.segment_size,
+            RESERVE_STEP,
+            self.next_lsn,
+            true,
+        )?);
+        let mut manifest = self.manifest.clone();
+        if let Some(last) = manifest.segments.last_mut() {
+            last.1 = Some(self.write_pos);
+        }
+        manifest.segments.push((id, None));
+        manifest.next_segment_id = id
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidOptions("segment ids exhausted".into()))?;
+        let sealed = self.active().clone();
+        self.swap_manifest(manifest, |segments| segments.push(segment))?;
+        // Sealed: its mapping is all it needs (see `Segment::close_file`).
+        sealed.close_file();
+        self.acct.add_segment(id);
+        self.write_pos = SEGMENT_HEADER_LEN as u64;
+        self.synced_pos = self.write_pos;
+        self.buf_start = self.write_pos;
+        self.reserved = if self.sync == SyncMode::Always {
+            // Not yet zero-filled (see `write_buffer`).
+            self.write_pos
+        } else {
+            RESERVE_STEP.min(self.segment_size)
+        };
+        Ok(())
+    }
+
+    /// Frees the segments that no longer hold anything live. Their files go
+    /// when the last snapshot that can reach them drops.
+    pub fn free_segments(&mut self) -> Result<bool> {
+        let ids = self.freeable();
+        self.free(ids)
+    }
+
+    /// The segments `free_segments` would free now.
+    pub fn freeable(&mut self) -> Vec<u32> {
+        let active = self.active().id;
+        self.acct.freeable(active)
+    }
+
+    /// Frees segments `freeable` chose.
+    pub fn free(&mut self, ids: Vec<u32>) -> Result<bool> {
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        // The records that left these segments dead must be durable before
+        // a durable manifest forgets the segments: else a power loss keeps
+        // the new manifest, loses those records, and whatever they had
+        // superseded (metadata, entries) is gone with its segment.
+        self.flush()?;
+        self.sync_active()?;
+        self.write_sync_mark()?;
+        let mut manifest = self.manifest.clone();
+        manifest.segments.retain(|(id, _)| !ids.contains(id));
+        let mut freed = Vec::new();
+        self.swap_manifest(manifest, |segments| {
+            segments.retain(|s| {
+                let keep = !ids.contains(&s.id);
+                if !keep {
+                    freed.push(s.clone());
+                }
+                keep
+            })
+        })?;
+        for s in freed {
+            s.mark_obsolete();
+        }
+        self.acct.remove(&ids);
+        Ok(true)
+    }
+
+    /// Makes `manifest` (with the next generation number) durable, then
+    /// switches to a generation whose segments `edit` derives from the current.
+    pub(crate) fn swap_manifest(
+        &mut self,
+        mut manifest: Manifest,
+        edit: impl FnOnce(&mut Vec<Arc<Segment>>),
+    ) -> Result<()> {
+        // Only a crafted manifest gets near u64::MAX; refuse like an
+        // exhausted segment id rather than overflow.
+        manifest.generation = self
+            .manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidOptions("manifest generations exhausted".into()))?;
+        manifest.lsn_floor = self.next_lsn - 1;
+        manifest.store(&*self.fs, &self.dir)?;
+        let mut segments = self.generation.segments.clone();
+        edit(&mut segments);
+        self.generation =
+            Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
+        self.manifest = manifest;
+        Ok(())
+    }
+}
+
+/// A copy of an I/O error for another caller (`io::Error` is not `Clone`);
+/// any other error becomes `WritesStopped` with its text.
+pub(crate) fn clone_io(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::WritesStopped {
+            cause: other.to_string(),
+        },
+    }
+}
+
+/// The error of a batch that came after the failure `fatal` in its group.
+fn stopped_error(fatal: &Result<()>) -> Error {
+    Error::WritesStopped {
+        cause: match fatal {
+            Err(e) => e.to_string(),
+            Ok(()) => "unknown".into(),
+        },
+    }
+}
