@@ -17,6 +17,17 @@ use crate::record::{PlannedOp, MAX_INDEX};
 /// Bounds of a journal while validating (None = absent).
 type Bounds = Option<(u64, u64)>;
 
+/// What one operation does to its journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Nothing: the operation is left out (format-spec 4.3).
+    NoOp,
+    /// The journal is deleted.
+    Deleted,
+    /// The journal exists with these bounds (`first`, `end`) after it.
+    Bounds(u64, u64),
+}
+
 /// The bounds a batch being validated has set so far, by journal.
 #[derive(Default)]
 struct Overlay<'b> {
@@ -51,9 +62,9 @@ impl<'b> Overlay<'b> {
     }
 }
 
-/// Checks `batch` against `index` (the latest state) and computes the bounds each
-/// operation leaves its journal with. No-ops are left out: an operation
-/// on disk always changes something, which recovery relies on.
+/// Checks `batch` against `index` (the latest state) and computes the
+/// bounds each operation leaves its journal with. No-ops are left out: an
+/// operation on disk always changes something, which recovery relies on.
 pub(crate) fn plan<'b>(index: &Index, batch: &'b WriteBatch) -> Result<Vec<PlannedOp<'b>>> {
     // Bounds this batch has already changed. Most batches touch a few
     // journals, so a list searched from its newest end beats hashing;
@@ -73,7 +84,7 @@ pub(crate) fn plan<'b>(index: &Index, batch: &'b WriteBatch) -> Result<Vec<Plann
             first,
             end,
         };
-        let after: Option<Bounds> = match (op.request, bounds) {
+        let effect = match (op.request, bounds) {
             (Request::Append(expected), b) => {
                 let (first, end) = b.unwrap_or((0, 0));
                 if let Some(want) = expected {
@@ -88,36 +99,49 @@ pub(crate) fn plan<'b>(index: &Index, batch: &'b WriteBatch) -> Result<Vec<Plann
                 if end >= MAX_INDEX {
                     return Err(range_err("append", end, (first, end)));
                 }
-                Some(Some((first, end + 1)))
+                Effect::Bounds(first, end + 1)
             }
-            (Request::SetMetadata, b) => Some(Some(b.unwrap_or((0, 0)))),
-            (Request::TrimPrefix(_) | Request::Truncate(_) | Request::Delete, None) => None,
+            (Request::SetMetadata, b) => {
+                let (first, end) = b.unwrap_or((0, 0));
+                Effect::Bounds(first, end)
+            }
+            (Request::TrimPrefix(_) | Request::Truncate(_) | Request::Delete, None) => Effect::NoOp,
             (Request::TrimPrefix(t), Some((first, end))) => {
                 if t > end {
                     return Err(range_err("trim_prefix", t, (first, end)));
                 }
-                (t > first).then_some(Some((t, end)))
+                if t > first {
+                    Effect::Bounds(t, end)
+                } else {
+                    Effect::NoOp
+                }
             }
             (Request::Truncate(t), Some((first, end))) => {
                 if t < first {
                     return Err(range_err("truncate", t, (first, end)));
                 }
-                (t < end).then_some(Some((first, t)))
+                if t < end {
+                    Effect::Bounds(first, t)
+                } else {
+                    Effect::NoOp
+                }
             }
-            (Request::Delete, Some(_)) => Some(None),
+            (Request::Delete, Some(_)) => Effect::Deleted,
         };
-        if let Some(after) = after {
-            overlay.insert(id, after);
-            let (first, end) = after.unwrap_or((0, 0));
-            plan.push(PlannedOp {
-                kind: op.request.kind(),
-                id,
-                value: batch.value(op),
-                value_crc: op.value_crc,
-                first,
-                end,
-            });
-        }
+        let (after, (first, end)) = match effect {
+            Effect::NoOp => continue,
+            Effect::Deleted => (None, (0, 0)),
+            Effect::Bounds(first, end) => (Some((first, end)), (first, end)),
+        };
+        overlay.insert(id, after);
+        plan.push(PlannedOp {
+            kind: op.request.kind(),
+            id,
+            value: batch.value(op),
+            value_crc: op.value_crc,
+            first,
+            end,
+        });
     }
     Ok(plan)
 }
