@@ -137,6 +137,7 @@ impl Error {
 }
 
 /// Prints a journal id as text when it is printable UTF-8, else as hex.
+#[derive(Debug)]
 pub struct DisplayId<'a>(pub &'a [u8]);
 
 impl fmt::Display for DisplayId<'_> {

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod sim;
+#[doc(hidden)]
 pub use sim::{CrashMode, Fault, SimFs};
 
 /// How [`FileSystem::open`] opens a file.
@@ -249,6 +250,7 @@ impl Mapping for RealMapping {
         self.mmap.as_ref().map_or(0, |m| m.len())
     }
 
+    #[allow(unsafe_code)]
     fn release(&self) {
         if let Some(mmap) = &self.mmap {
             // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only
@@ -268,6 +270,7 @@ impl Mapping for RealMapping {
         }
     }
 
+    #[allow(unsafe_code)]
     fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
         let mmap = self.mmap.as_ref()?;
         let end = offset.checked_add(len)?;
@@ -372,6 +375,7 @@ impl StorageFile for RealFile {
         self.file.sync_data()
     }
 
+    #[allow(unsafe_code)]
     fn map(&self) -> io::Result<Arc<dyn Mapping>> {
         if self.len()? == 0 {
             return Ok(Arc::new(RealMapping { mmap: None }));

@@ -37,39 +37,28 @@ pub struct Options {
     /// A sealed segment whose live bytes fall below this fraction of its
     /// data is rewritten by compaction. Default 0.5.
     pub compaction_threshold: f64,
-    /// Space amplification compaction aims for: when the sealed segments
-    /// hold more than this many times their live bytes (plus a slack of one
-    /// segment, or of a tenth of the live bytes plus 1 MiB if that is less),
-    /// compaction also rewrites segments above `compaction_threshold`, the
-    /// oldest and emptiest first, until they do not (segments over 80 %
-    /// live are left alone, so a target below about 1.2 is not reached).
-    /// Default 1.25; `f64::INFINITY` turns it off.
+    /// Space amplification (sealed bytes / live bytes, plus a slack)
+    /// compaction aims for, rewriting segments above `compaction_threshold`
+    /// too while over it (README, "Compaction"). Default 1.25;
+    /// `f64::INFINITY` turns it off.
     pub max_space_amplification: f64,
-    /// The write stall: when the sealed segments hold more than this many
-    /// times their live bytes (plus the same slack), a write that seals a
-    /// segment runs compaction steps itself before it returns, until the
-    /// store is back under this or compaction has nothing left to do. It
-    /// keeps disk usage bounded when writes outpace the compaction thread
-    /// (a slow `fsync`, a busy machine), like RocksDB's write stalls:
-    /// writers slow down to the rate compaction keeps up with (with a
-    /// `compaction_rate_limit`, to that rate). Only with
-    /// `background_compaction`. Default 1.4, between the compaction target
-    /// (`max_space_amplification`) and 1.5; `None` turns it off.
+    /// The write stall: over this space amplification, a write that seals a
+    /// segment compacts before it returns, so writers slow to the rate
+    /// compaction keeps up with (README, "Compaction"). Only with
+    /// `background_compaction`; at least `max_space_amplification`.
+    /// Default 1.4; `None` turns it off.
     pub stall_space_amplification: Option<f64>,
     /// Whether a background thread compacts on its own. Default true;
     /// [`Store::compact`](crate::Store::compact) works either way.
     pub background_compaction: bool,
     /// Most bytes per second compaction writes; `None` (default) for no limit.
     pub compaction_rate_limit: Option<u64>,
-    /// How often the open store rewrites its advisory `STATUS` file (its
-    /// [`Stats`](crate::Stats), pinned snapshots included, as `key=value`
-    /// lines that other processes can read: see
-    /// [`inspect::read_status`](crate::inspect::read_status)). It is also
-    /// written at open and at close. `None` writes no status file (and
-    /// leaves an existing one alone). Default: every 10 seconds.
+    /// How often the open store rewrites its advisory `STATUS` file, which
+    /// other processes read with
+    /// [`inspect::read_status`](crate::inspect::read_status) (also written
+    /// at open and close). Default every 10 seconds; `None` writes none.
     pub status_interval: Option<Duration>,
-    /// The I/O layer. Default: the real file system. Tests pass a
-    /// [`SimFs`](crate::io::SimFs) to inject faults and power loss.
+    /// The I/O layer. Default: the real file system.
     pub fs: Arc<dyn FileSystem>,
 }
 

@@ -253,6 +253,7 @@ pub struct DecodeError {
 }
 
 /// Iterates over the operations of a batch payload, validating each.
+#[derive(Debug)]
 pub struct OpIter<'a> {
     payload: &'a [u8],
     pos: usize,

@@ -204,6 +204,15 @@ pub struct Entries<'a> {
     locs: crate::locs::LocsIter<'a>,
 }
 
+impl std::fmt::Debug for Entries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entries")
+            .field("journal", &crate::DisplayId(self.id))
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Iterator for Entries<'a> {
     type Item = Result<(u64, &'a [u8])>;
 
