@@ -4,9 +4,9 @@
 //! carries its journal's bounds, so the log stays correct if dead operations
 //! are removed from it, as long as (a) the order of what remains is kept and
 //! (b) an operation that killed something still on disk stays. Compaction
-//! therefore picks a *contiguous run* of sealed segments in manifest order,
-//! copies their records in order into one new segment, keeping in each record
-//! (with its original LSN) only
+//! therefore picks a *contiguous run* of sealed segments in manifest order
+//! and copies their records in order into one new segment, keeping in each
+//! record (with its original LSN) only
 //!
 //! - the operations that are live (entries, metadata, anchors), and
 //! - trims, truncates and deletes (tombstones), unless the run starts at the

@@ -405,8 +405,6 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
     })
 }
 
-/// Decides whether the invalid bytes at `end` of the active segment are a
-/// torn tail (fine) or damage to data that had been synced (corruption).
 /// Whether any byte of the active segment after `end` is not zero. Only
 /// the ranges the file system says may hold data are read: after a clean
 /// close the rest of a segment is a hole, and reading it through the
