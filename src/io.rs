@@ -220,6 +220,45 @@ pub(crate) fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) 
     dst.sync_data()
 }
 
+/// Reads a whole regular file of the real file system (not through a
+/// [`FileSystem`]: for tools that read a store from outside), refusing one
+/// longer than `max` bytes: a file longer than any the engine writes is
+/// damage, not a reason to allocate. Special files (`/dev/zero` never ends)
+/// are refused, and at most `max + 1` bytes are read in case the file grows
+/// meanwhile. `op` names the operation in I/O errors.
+pub(crate) fn read_bounded(
+    path: &Path,
+    op: &'static str,
+    max: u64,
+) -> crate::error::Result<Vec<u8>> {
+    use crate::error::Error;
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| Error::io(op, path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(op, path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corruption(path, 0, "not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(Error::corruption(
+            path,
+            max,
+            format!("file is longer than {max} bytes, more than the engine ever writes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(op, path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::corruption(
+            path,
+            max,
+            format!("file is longer than {max} bytes, more than the engine ever writes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Holds a lock taken with [`FileSystem::lock`] until dropped.
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 

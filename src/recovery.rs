@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{Index, JournalKey, Loc};
-use crate::io::OpenMode;
+use crate::io::{FileSystem, OpenMode};
 use crate::live::Accounting;
 use crate::log_writer::LogWriter;
 use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
@@ -81,25 +81,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
         return create(dir, options, &on_disk, &owner).map(|log| (log, owner));
     };
 
-    let mut segments = Vec::with_capacity(manifest.segments.len());
-    for &(id, sealed) in &manifest.segments {
-        let segment = Segment::open(&fs, dir, Some(&owner), id, OpenMode::ReadWrite)?;
-        if let Some(len) = sealed {
-            // Sealed: the mapping is all it needs (see `Segment::close_file`),
-            // and a store of many segments would otherwise run out of
-            // descriptors while opening them.
-            segment.close_file();
-            if len < SEGMENT_HEADER_LEN as u64 || len > segment.capacity {
-                return Err(Error::corruption(
-                    dir.join(MANIFEST_FILE),
-                    0,
-                    format!("sealed length {len} of segment {id} is outside the file"),
-                ));
-            }
-        }
-        segments.push(Arc::new(segment));
-    }
-
+    let segments = open_segments(&fs, dir, Some(&owner), &manifest, OpenMode::ReadWrite)?;
     let replay = replay(&segments, &manifest)?;
     // New LSNs go above every LSN replayed, the manifest's floor, and the
     // active segment's base LSN (a record below it would be rejected as a
@@ -244,6 +226,52 @@ fn create(
         Index::default(),
         acct,
     ))
+}
+
+/// Opens the segments `manifest` lists, in its order, each checked by
+/// `Segment::open` and, if sealed, by [`check_sealed_len`]; the first
+/// failure is returned and nothing is changed.
+///
+/// A sealed segment keeps only its mapping (see `Segment::close_file`): a
+/// store of many segments would otherwise run out of descriptors while
+/// opening them. The active segment (the last) keeps its file when opened
+/// for writing (`mode` is [`OpenMode::ReadWrite`]); a read-only open needs
+/// the mappings only (the active segment's tail check opens the file again
+/// for a moment) and keeps no descriptor. `owner` is the directory lock of
+/// the store that will own the segments, `None` for a read-only open.
+pub(crate) fn open_segments(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    owner: Option<&Arc<DirOwner>>,
+    manifest: &Manifest,
+    mode: OpenMode,
+) -> Result<Vec<Arc<Segment>>> {
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    for &(id, sealed) in &manifest.segments {
+        let segment = Segment::open(fs, dir, owner, id, mode)?;
+        if sealed.is_some() || mode != OpenMode::ReadWrite {
+            segment.close_file();
+        }
+        if let Some(len) = sealed {
+            check_sealed_len(dir, id, len, segment.capacity)?;
+        }
+        segments.push(Arc::new(segment));
+    }
+    Ok(segments)
+}
+
+/// Fails with a corruption of the manifest in `dir` unless `len`, the
+/// sealed length it gives segment `id`, lies inside that segment's file of
+/// `capacity` bytes and not inside its header.
+pub(crate) fn check_sealed_len(dir: &Path, id: u32, len: u64, capacity: u64) -> Result<()> {
+    if len < SEGMENT_HEADER_LEN as u64 || len > capacity {
+        return Err(Error::corruption(
+            dir.join(MANIFEST_FILE),
+            0,
+            format!("sealed length {len} of segment {id} is outside the file"),
+        ));
+    }
+    Ok(())
 }
 
 /// What replaying the segments produced.

@@ -5,6 +5,12 @@
 //! rewritten every [`Options::status_interval`](crate::Options), and once at
 //! open and at close.
 //!
+//! Both sides of the file live here: the store writes it ([`render`],
+//! [`write`]) and other processes read it ([`read_status`], [`parse`],
+//! [`StatusInfo`]; public as `journalstore::inspect::*`). The module
+//! depends on the [`Stats`] value only, not on the store or the inspection
+//! code, so either can use it.
+//!
 //! Invariants:
 //! - It is advisory. Nothing the engine does depends on it: recovery never
 //!   reads it and acts only on `MANIFEST`, `MANIFEST.tmp`, `LOCK` and
@@ -29,9 +35,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::inspect::StatusInfo;
 use crate::io::{FileSystem, OpenMode};
-use crate::store::Stats;
+use crate::stats::Stats;
 
 /// Name of the status file in the store directory.
 pub(crate) const STATUS_FILE: &str = "STATUS";
@@ -42,7 +47,7 @@ pub(crate) const STATUS_TMP_FILE: &str = "STATUS.tmp";
 /// Version of the status file's format this build writes and reads.
 pub(crate) const STATUS_VERSION: u32 = 1;
 
-/// Largest status file [`crate::inspect::read_status`] reads: version 1
+/// Largest status file [`read_status`] reads: version 1
 /// writes well under 1 KiB; anything this long is not a status file.
 pub(crate) const MAX_STATUS_FILE_LEN: u64 = 64 << 10;
 
@@ -221,6 +226,78 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<StatusInfo> {
         oldest_pinned_age_ms: optional("oldest_pinned_age_ms")?,
         pinned_only_bytes: number("pinned_only_bytes")?,
     })
+}
+
+/// The advisory status file an open store rewrites every
+/// [`Options::status_interval`](crate::Options::status_interval), and at open
+/// and close: its [`Stats`](crate::Stats) as of `written_unix_ms`, for
+/// processes that cannot ask it (format: `format-spec/README.md`, section 12).
+///
+/// It says what the writing process saw, not what is on disk now; a file
+/// with `open` true whose age is well past `interval_ms` was left by a
+/// process that died or hangs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatusInfo {
+    /// Format version of the file (reading accepts only 1).
+    pub version: u32,
+    /// Id of the process that wrote it.
+    pub pid: u32,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub written_unix_ms: u64,
+    /// How often the writer rewrites it while the store is open.
+    pub interval_ms: u64,
+    /// `false` when written by `Store::close` (or drop): the last word of
+    /// that process.
+    pub open: bool,
+    /// An earlier write or sync had failed: the store was refusing writes.
+    pub writes_stopped: bool,
+    /// [`Stats::generation`](crate::Stats::generation).
+    pub generation: u64,
+    /// [`Stats::lsn`](crate::Stats::lsn).
+    pub lsn: u64,
+    /// [`Stats::segments`](crate::Stats::segments).
+    pub segments: u64,
+    /// [`Stats::bytes_on_disk`](crate::Stats::bytes_on_disk).
+    pub bytes_on_disk: u64,
+    /// [`Stats::bytes_written`](crate::Stats::bytes_written).
+    pub bytes_written: u64,
+    /// [`Stats::live_bytes`](crate::Stats::live_bytes).
+    pub live_bytes: u64,
+    /// [`Stats::journals`](crate::Stats::journals).
+    pub journals: u64,
+    /// [`Stats::pinned_snapshots`](crate::Stats::pinned_snapshots).
+    pub pinned_snapshots: u64,
+    /// [`Stats::oldest_pinned_generation`](crate::Stats::oldest_pinned_generation).
+    pub oldest_pinned_generation: Option<u64>,
+    /// [`Stats::oldest_pinned_age`](crate::Stats::oldest_pinned_age) in
+    /// milliseconds, as of `written_unix_ms`.
+    pub oldest_pinned_age_ms: Option<u64>,
+    /// [`Stats::pinned_only_bytes`](crate::Stats::pinned_only_bytes).
+    pub pinned_only_bytes: u64,
+}
+
+impl StatusInfo {
+    /// How long before `now` the file was written (zero if its time is
+    /// ahead of `now`).
+    pub fn age(&self, now: std::time::SystemTime) -> std::time::Duration {
+        let now = unix_ms(now);
+        std::time::Duration::from_millis(now.saturating_sub(self.written_unix_ms))
+    }
+}
+
+/// Reads the status file of the store in `dir`: `Ok(None)` when there is
+/// none (the store was never opened by a build that writes it, or with
+/// `status_interval: None`), [`Error::Corruption`] when it is not a
+/// complete version 1 file (e.g. cut short by a power loss), and
+/// [`Error::UnsupportedVersion`] for another version. Never panics.
+pub fn read_status(dir: &Path) -> Result<Option<StatusInfo>> {
+    let path = dir.join(STATUS_FILE);
+    match crate::io::read_bounded(&path, "read status file", MAX_STATUS_FILE_LEN) {
+        Ok(bytes) => parse(&bytes, &path).map(Some),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
