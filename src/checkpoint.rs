@@ -15,7 +15,7 @@ use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode};
-use crate::manifest::Manifest;
+use crate::manifest::{ListedSegment, Manifest};
 use crate::record::{RecordHeader, RECORD_HEADER_LEN};
 use crate::segment::segment_file_name;
 use crate::version::Version;
@@ -65,7 +65,10 @@ pub(crate) fn write(
         if i < last {
             fs.link_or_copy(&src.join(&name), &to)
                 .map_err(|e| Error::io("link segment into checkpoint", &to, e))?;
-            listed.push((segment.id, generation.sealed.get(i).copied().flatten()));
+            listed.push(ListedSegment {
+                id: segment.id,
+                sealed_len: generation.sealed.get(i).copied().flatten(),
+            });
             continue;
         }
         // The active segment: its bytes up to the snapshot's end are final.
@@ -98,9 +101,9 @@ pub(crate) fn write(
             .map_err(io("write checkpoint segment"))?;
         file.sync_data().map_err(io("sync checkpoint segment"))?;
         bytes_copied += len as u64;
-        listed.push((segment.id, None));
+        listed.push(ListedSegment::active(segment.id));
     }
-    if listed.iter().take(last).any(|(_, sealed)| sealed.is_none()) {
+    if listed.iter().take(last).any(|s| s.sealed_len.is_none()) {
         return Err(Error::corruption(
             src.join("MANIFEST"),
             0,

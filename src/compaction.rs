@@ -36,6 +36,7 @@ use crate::index::{JournalKey, Loc};
 use crate::io::FileSystem;
 use crate::live::{journal_hash, SegmentUsage};
 use crate::log_writer::LogWriter;
+use crate::manifest::ListedSegment;
 use crate::mutex::lock;
 use crate::record::{
     align_up, OpIter, OpKind, RecordHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -184,7 +185,7 @@ impl LogWriter {
         self.manifest
             .segments
             .iter()
-            .filter_map(|(_, len)| *len)
+            .filter_map(|s| s.sealed_len)
             .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN as u64))
             .sum()
     }
@@ -211,12 +212,13 @@ impl LogWriter {
         let segments = &self.generation.segments;
         let sealed = &self.manifest.segments;
         let budget = (self.segment_size as usize - SEGMENT_HEADER_LEN) / 2;
-        let last = segments.len().checked_sub(1)?; // the active segment
-                                                   // Per sealed segment: (data bytes, live bytes, whether a candidate).
+        // The active segment is the last; per sealed segment before it:
+        // (data bytes, live bytes, whether a candidate).
+        let last = segments.len().checked_sub(1)?;
         let usage: Vec<(u64, u64, bool)> = (0..last)
             .map(|i| {
                 let data = sealed[i]
-                    .1
+                    .sealed_len
                     .unwrap_or(0)
                     .saturating_sub(SEGMENT_HEADER_LEN as u64)
                     .max(1);
@@ -279,7 +281,7 @@ impl LogWriter {
         Some(Plan {
             older,
             victims: (start..end)
-                .map(|i| (segments[i].clone(), sealed[i].1.unwrap_or(0)))
+                .map(|i| (segments[i].clone(), sealed[i].sealed_len.unwrap_or(0)))
                 .collect(),
             at_oldest: start == 0,
             new_id,
@@ -382,9 +384,10 @@ impl LogWriter {
 
         let mut manifest = self.manifest.clone();
         let tail = manifest.segments.split_off(start);
-        manifest
-            .segments
-            .extend(new_id.map(|id| (id, Some(output.sealed_len))));
+        manifest.segments.extend(new_id.map(|id| ListedSegment {
+            id,
+            sealed_len: Some(output.sealed_len),
+        }));
         manifest.segments.extend(tail.into_iter().skip(ids.len()));
         let mut removed = Vec::new();
         let replacement = output.segment.clone();

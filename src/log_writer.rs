@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::index::{Index, Loc};
 use crate::io::FileSystem;
 use crate::live::Accounting;
-use crate::manifest::{Generation, Manifest};
+use crate::manifest::{Generation, ListedSegment, Manifest};
 use crate::options::SyncMode;
 use crate::plan::plan;
 #[cfg(doc)]
@@ -468,9 +468,9 @@ impl LogWriter {
         )?);
         let mut manifest = self.manifest.clone();
         if let Some(last) = manifest.segments.last_mut() {
-            last.1 = Some(self.write_pos);
+            last.sealed_len = Some(self.write_pos);
         }
-        manifest.segments.push((id, None));
+        manifest.segments.push(ListedSegment::active(id));
         manifest.next_segment_id = id
             .checked_add(1)
             .ok_or_else(|| Error::InvalidOptions("segment ids exhausted".into()))?;
@@ -517,7 +517,7 @@ impl LogWriter {
         self.sync_active()?;
         self.write_sync_mark()?;
         let mut manifest = self.manifest.clone();
-        manifest.segments.retain(|(id, _)| !ids.contains(id));
+        manifest.segments.retain(|s| !ids.contains(&s.id));
         let mut freed = Vec::new();
         self.swap_manifest(manifest, |segments| {
             segments.retain(|s| {

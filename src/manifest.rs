@@ -64,8 +64,27 @@ pub(crate) struct Manifest {
     pub generation: u64,
     pub next_segment_id: u32,
     pub lsn_floor: u64,
-    /// In replay (LSN) order; the last one is the active segment (`None`).
-    pub segments: Vec<(u32, Option<u64>)>,
+    /// In replay (LSN) order; the last one is the active segment.
+    pub segments: Vec<ListedSegment>,
+}
+
+/// One segment a manifest lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListedSegment {
+    /// The segment's id (its file name).
+    pub id: u32,
+    /// The length of its records when sealed; `None` for the active segment.
+    pub sealed_len: Option<u64>,
+}
+
+impl ListedSegment {
+    /// The active segment `id`.
+    pub fn active(id: u32) -> ListedSegment {
+        ListedSegment {
+            id,
+            sealed_len: None,
+        }
+    }
 }
 
 impl Manifest {
@@ -79,7 +98,11 @@ impl Manifest {
             lsn_floor: self.lsn_floor.into(),
         };
         let mut out = header.as_bytes().to_vec();
-        for &(id, sealed) in &self.segments {
+        for &ListedSegment {
+            id,
+            sealed_len: sealed,
+        } in &self.segments
+        {
             let entry = ManifestEntry {
                 segment_id: u64::from(id).into(),
                 sealed_len: sealed.unwrap_or(ACTIVE).into(),
@@ -159,7 +182,10 @@ impl Manifest {
                 _ if last => return Err(corrupt(at, "last segment is not active")),
                 len => Some(len),
             };
-            segments.push((id, sealed));
+            segments.push(ListedSegment {
+                id,
+                sealed_len: sealed,
+            });
         }
         if segments.is_empty() {
             return Err(corrupt(header_len, "manifest lists no segment"));
@@ -280,7 +306,7 @@ impl Generation {
 
     /// Records the sealed lengths of the manifest this generation came from.
     pub fn with_sealed(mut self, manifest: &Manifest) -> Generation {
-        self.sealed = manifest.segments.iter().map(|s| s.1).collect();
+        self.sealed = manifest.segments.iter().map(|s| s.sealed_len).collect();
         self
     }
 
@@ -306,7 +332,13 @@ mod tests {
             generation: 7,
             next_segment_id: 9,
             lsn_floor: 1234,
-            segments: vec![(3, Some(4096)), (8, None)],
+            segments: vec![
+                ListedSegment {
+                    id: 3,
+                    sealed_len: Some(4096),
+                },
+                ListedSegment::active(8),
+            ],
         };
         let bytes = m.encode();
         let path = Path::new("MANIFEST");

@@ -26,7 +26,7 @@ use crate::index::{Index, JournalKey, Loc};
 use crate::io::{FileSystem, OpenMode};
 use crate::live::Accounting;
 use crate::log_writer::LogWriter;
-use crate::manifest::{Generation, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::manifest::{Generation, ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
 use crate::record::{
     OpIter, OpKind, RecordHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -101,7 +101,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
     // what this process writes builds on them, so make them durable first.
     fs.sync_dir(dir)
         .map_err(|e| Error::io("sync store directory", dir, e))?;
-    let listed: std::collections::HashSet<u32> = manifest.segments.iter().map(|s| s.0).collect();
+    let listed: std::collections::HashSet<u32> = manifest.segments.iter().map(|s| s.id).collect();
     for id in on_disk.iter().filter(|id| !listed.contains(id)) {
         let path = dir.join(crate::segment::segment_file_name(*id));
         fs.remove_file(&path)
@@ -208,7 +208,7 @@ fn create(
         generation: 1,
         next_segment_id: 2,
         lsn_floor: 0,
-        segments: vec![(1, None)],
+        segments: vec![ListedSegment::active(1)],
     };
     manifest.store(&**fs, dir)?;
     let mut acct = Accounting::default();
@@ -247,7 +247,11 @@ pub(crate) fn open_segments(
     mode: OpenMode,
 ) -> Result<Vec<Arc<Segment>>> {
     let mut segments = Vec::with_capacity(manifest.segments.len());
-    for &(id, sealed) in &manifest.segments {
+    for &ListedSegment {
+        id,
+        sealed_len: sealed,
+    } in &manifest.segments
+    {
         let segment = Segment::open(fs, dir, owner, id, mode)?;
         if sealed.is_some() || mode != OpenMode::ReadWrite {
             segment.close_file();
@@ -300,12 +304,14 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
     // replayed (a cold open is otherwise one page fault's read at a time).
     let read_ahead = |k: usize| {
         // Not the active segment: mostly holes, its tail checked sparsely.
-        if let (Some(s), Some(&(_, Some(sealed)))) = (segments.get(k), manifest.segments.get(k)) {
+        let sealed = manifest.segments.get(k).and_then(|l| l.sealed_len);
+        if let (Some(s), Some(sealed)) = (segments.get(k), sealed) {
             s.will_need(sealed);
         }
     };
     read_ahead(0);
-    for (k, (segment, &(_, sealed))) in segments.iter().zip(&manifest.segments).enumerate() {
+    for (k, (segment, listed)) in segments.iter().zip(&manifest.segments).enumerate() {
+        let sealed = listed.sealed_len;
         read_ahead(k + 1);
         acct.add_segment(segment.id);
         let limit = sealed.unwrap_or(segment.capacity) as usize;

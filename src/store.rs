@@ -258,7 +258,7 @@ impl Inner {
             .manifest
             .segments
             .iter()
-            .filter_map(|(_, sealed)| *sealed)
+            .filter_map(|s| s.sealed_len)
             .sum();
         Stats {
             generation: generation.number,

@@ -101,7 +101,8 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
     let liveness = segments
         .iter()
         .zip(&manifest.segments)
-        .map(|(s, &(_, sealed))| {
+        .map(|(s, listed)| {
+            let sealed = listed.sealed_len;
             let usage = replay.acct.segments.get(&s.id).cloned().unwrap_or_default();
             SegmentLiveness {
                 id: s.id,

@@ -20,7 +20,7 @@ use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::io::read_bounded;
-use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::manifest::{ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::record::{
     crc32, OpIter, SegmentHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
@@ -74,7 +74,7 @@ impl ManifestInfo {
             segments: m
                 .segments
                 .iter()
-                .map(|&(id, sealed_len)| ManifestSegment {
+                .map(|&ListedSegment { id, sealed_len }| ManifestSegment {
                     id,
                     file_name: segment_file_name(id),
                     sealed_len,
