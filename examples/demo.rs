@@ -37,22 +37,8 @@ const RETAINED_PER_WRITER: usize = 50;
 const MAX_BATCHES_PER_WRITER: u64 = 500_000;
 const SEGMENT_SIZE: u64 = 8 << 20;
 
-/// SplitMix64: a tiny deterministic generator (no `rand` dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-}
-
+/// SplitMix64's finalizer: mixes the bits of a 64-bit value (the journal
+/// digests).
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -71,9 +57,9 @@ fn entry_bytes(journal: &str, index: u64, incarnation: u32) -> Vec<u8> {
     let mut out = format!("{journal}#{index}@{incarnation}|").into_bytes();
     let seed = fnv(&out);
     let len = 64 + (seed % 960) as usize;
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     while out.len() < len {
-        out.extend_from_slice(&rng.next().to_le_bytes());
+        out.extend_from_slice(&rng.u64(..).to_le_bytes());
     }
     out.truncate(len);
     out
@@ -104,13 +90,13 @@ struct Invocation {
 }
 
 impl Invocation {
-    fn new(id: String, rng: &mut Rng) -> Invocation {
+    fn new(id: String, rng: &mut fastrand::Rng) -> Invocation {
         Invocation {
             id,
             incs: Vec::new(),
             digests: vec![DIGEST_SEED],
             incarnation: 0,
-            target_len: 8 + rng.below(57),
+            target_len: 8 + rng.u64(..57),
             resets: 0,
         }
     }
@@ -175,9 +161,9 @@ impl Run {
 
 /// One writer: returns the journals it leaves behind (id -> entry incarnations).
 fn writer(store: &Store, run: &Run, w: usize) -> BTreeMap<String, Invocation> {
-    let mut rng = Rng(0xA11CE + w as u64);
+    let mut rng = fastrand::Rng::with_seed(0xA11CE + w as u64);
     let mut next_id = 0u64;
-    let mut new_invocation = |rng: &mut Rng| {
+    let mut new_invocation = |rng: &mut fastrand::Rng| {
         next_id += 1;
         Invocation::new(format!("w{w}-inv-{next_id:06}"), rng)
     };
@@ -193,7 +179,7 @@ fn writer(store: &Store, run: &Run, w: usize) -> BTreeMap<String, Invocation> {
             break;
         }
         batch.clear();
-        let slot = rng.below(open.len() as u64) as usize;
+        let slot = rng.usize(..open.len());
         let inv = &mut open[slot];
         let mut bytes = 0;
         let mut entries = 0;
@@ -212,14 +198,14 @@ fn writer(store: &Store, run: &Run, w: usize) -> BTreeMap<String, Invocation> {
             batch.delete_journal(oldest.id.as_bytes());
             c.deleted.fetch_add(1, Ordering::Relaxed);
         } else {
-            if inv.len() > 2 && inv.resets < MAX_RESETS && rng.one_in(12) {
+            if inv.len() > 2 && inv.resets < MAX_RESETS && rng.u64(..12) == 0 {
                 // Reset: drop a suffix and go on under a new incarnation.
-                let to = rng.below(inv.len());
+                let to = rng.u64(..inv.len());
                 batch.truncate(inv.id.as_bytes(), to);
                 inv.reset_to(to);
                 c.resets.fetch_add(1, Ordering::Relaxed);
             }
-            for _ in 0..1 + rng.below(3) {
+            for _ in 0..1 + rng.u64(..3) {
                 bytes += inv.append(&mut batch);
                 entries += 1;
             }
@@ -320,7 +306,7 @@ fn parse_entry(bytes: &[u8], journal: &str, index: u64) -> Option<u32> {
 /// One reader: verifies a few journals of fresh snapshots, and now and then
 /// re-verifies an older snapshot held across many writes.
 fn reader(store: &Store, run: &Run, r: usize) {
-    let mut rng = Rng(0xBEEF + r as u64);
+    let mut rng = fastrand::Rng::with_seed(0xBEEF + r as u64);
     let c = &run.counters;
     let mut held: Option<(Snapshot, Instant)> = None;
     let mut last_lsn = 0;
@@ -352,13 +338,13 @@ fn reader(store: &Store, run: &Run, r: usize) {
     }
 }
 
-fn verify_sample(snap: &Snapshot, rng: &mut Rng, c: &Counters) -> Result<(), String> {
+fn verify_sample(snap: &Snapshot, rng: &mut fastrand::Rng, c: &Counters) -> Result<(), String> {
     let ids: Vec<&[u8]> = snap.journal_ids().collect();
     if ids.len() != snap.journal_count() {
         return Err("journal_ids and journal_count disagree".into());
     }
     for _ in 0..ids.len().min(4) {
-        let id = ids[rng.below(ids.len() as u64) as usize];
+        let id = ids[rng.usize(..ids.len())];
         let n = verify_journal(snap, id)?;
         c.reads.fetch_add(1, Ordering::Relaxed);
         c.entries_read.fetch_add(n, Ordering::Relaxed);

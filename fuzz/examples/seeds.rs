@@ -54,18 +54,12 @@ fn main() {
             }
         }
     }
-    // SplitMix64, seeded: the same seeds on every run.
-    let mut state = 0x5eed_u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    // Seeded: the same seeds on every run.
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
     for target in ["ops_model", "crash_recovery", "corrupt_open"] {
         for len in [16usize, 128, 512, 2048] {
-            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut bytes = vec![0; len];
+            rng.fill(&mut bytes);
             write(target, &format!("random-{len}"), &bytes);
         }
     }
