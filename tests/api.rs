@@ -1,13 +1,14 @@
-//! The public API exactly as the core-engine issue writes it, plus the
-//! type-level promises: `Store: Send + Sync`, `Snapshot: Send + Sync +
-//! 'static + Clone`, one `#[non_exhaustive]` error type.
+//! The public API as documented, call by call with its documented types,
+//! plus the type-level promises: `Store: Send + Sync`, `Snapshot: Send +
+//! Sync + 'static + Clone`, one `#[non_exhaustive]` error type.
 
 use journalstore::{Error, Journal, Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_snapshot_bounds<T: Send + Sync + Clone + 'static>() {}
 
-/// The issue's snippet compiles and does what it says.
+/// Every documented call compiles with its documented types and does what
+/// the documentation says.
 #[test]
 fn the_documented_api_works_as_written() -> journalstore::Result<()> {
     let tmp = tempfile::tempdir().unwrap();

@@ -17,11 +17,11 @@
 //! thread falls behind. At the end the store is closed and reopened: it
 //! holds exactly what the writers wrote, and the bound holds again.
 //!
-//! A first CI machine failed the first test (worst 1.75 x live) where this
-//! one passed (1.43): compaction there could not keep up, most likely
-//! because its syncs were slower (each compaction run syncs several times).
-//! Syncs slowed to 5 ms made this machine fail the same way (2.01) before
-//! the stall existed; the second test reproduces that with `SimFs`.
+//! The bound must hold on a machine with slow syncs too: each compaction run
+//! syncs several times, so there compaction alone falls behind the writers
+//! (with syncs slowed to 5 ms and no write stall, the worst sample reaches
+//! 2.01 x live). The second test slows every sync with `SimFs` and checks
+//! that the stall keeps the bound.
 //!
 //! Steady state: the default run is about 3 turnovers of the live data;
 //! `.ci/run` also runs `JOURNALSTORE_CHURN_BATCHES=40000` in release (about
@@ -100,12 +100,12 @@ fn verify_all(snap: &Snapshot) -> u64 {
 
 /// The space bound this test guards, on the current generation's segment
 /// files. Files that only pinned snapshots keep (`pinned_only_bytes`) are
-/// not counted: they are the readers' to release (issue 5 has the host
-/// alarm on them through `Store::stats`). Here each reader holds up to
-/// three snapshots for up to about half a second while the writers append
-/// 2.4 MB/s and compaction replaces segments: at the worst sample those
-/// files came to about as much again as the live bytes (printed as "with
-/// pins": 2.50 x live against 1.35 without, in one 40,000-batch run).
+/// not counted: they are the readers' to release (a host watches them
+/// through `Store::stats`). Here each reader holds up to three snapshots
+/// for up to about half a second while the writers append 2.4 MB/s and
+/// compaction replaces segments: at the worst sample those files came to
+/// about as much again as the live bytes (printed as "with pins": 2.50 x
+/// live against 1.35 without, in one 40,000-batch run).
 fn within_bound(s: &Stats) -> bool {
     s.bytes_on_disk as f64 <= 1.5 * s.live_bytes as f64 + 2.0 * SEGMENT as f64
 }

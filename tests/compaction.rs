@@ -5,8 +5,8 @@
 //!   files go when it drops.
 //! - Recovery after compactions gives exactly the model, and a deleted
 //!   journal whose records were compacted never comes back.
-//! - A run of segments holding only tombstones compacts (it used to fail
-//!   every pass: the copy outgrew one segment).
+//! - A run of segments holding only tombstones compacts (its copy is larger
+//!   than one segment, which must not fail every pass).
 //! - A rate limit paces the copy without changing the result; the longest
 //!   pause of the writer's lock is reported.
 //! - Compaction runs alongside writer and reader threads.
@@ -416,10 +416,10 @@ fn compaction_runs_alongside_writers_and_readers() {
 /// whose entries sit in older, mostly live segments) compacts. The planner
 /// budgets a run by its live bytes, which are 0 here, while compaction must
 /// keep the tombstones (the run does not start at the oldest segment); the
-/// copy of eight such segments is far larger than one segment, and used to
-/// fail every `compact()` (and every background pass) with "compaction
-/// output does not fit in one segment", forever, since the same run is
-/// chosen first each time.
+/// copy of eight such segments is far larger than one segment. Planning by
+/// live bytes alone would fail every `compact()` (and every background
+/// pass) with "compaction output does not fit in one segment", forever,
+/// since the same run is chosen first each time.
 #[test]
 fn run_of_tombstone_only_segments_compacts() {
     let tmp = tempfile::tempdir().unwrap();
