@@ -29,6 +29,7 @@ use crate::version::Version;
 
 /// Live space of one segment, as recovery computes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentLiveness {
     /// Segment id.
     pub id: u32,

@@ -23,6 +23,7 @@ use crate::{Options, Store};
 
 /// What [`salvage`] or [`Salvaged::scan`] found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SalvageReport {
     /// Intact records replayed.
     pub records: u64,

@@ -40,6 +40,7 @@ pub const MANIFEST_TMP_FILE_NAME: &str = MANIFEST_TMP_FILE;
 
 /// A decoded manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManifestInfo {
     /// Format version (decoding accepts only [`FORMAT_VERSION`]).
     pub version: u32,
@@ -55,6 +56,7 @@ pub struct ManifestInfo {
 
 /// One segment listed in a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManifestSegment {
     /// Segment id.
     pub id: u32,
@@ -141,6 +143,7 @@ pub fn segment_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 
 /// A segment file's header fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentHeaderInfo {
     /// Format version.
     pub version: u32,
@@ -158,6 +161,7 @@ pub struct SegmentHeaderInfo {
 
 /// One operation of a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpInfo {
     /// Byte offset of the op header in the file.
     pub offset: u64,

@@ -24,6 +24,7 @@ use crate::recovery::check_sealed_len;
 
 /// One thing [`verify`] found wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Problem {
     /// The file that holds it (the store directory for a listing failure).
     pub path: PathBuf,
@@ -42,6 +43,7 @@ pub struct Problem {
 
 /// What [`verify`] checked and found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Everything wrong, ordered by file and offset; empty if all holds.
     pub problems: Vec<Problem>,
