@@ -11,7 +11,7 @@
 //!   pause of the writer's lock is reported.
 //! - Compaction runs alongside writer and reader threads.
 //! - A power loss at any step of a compaction loses and resurrects nothing.
-//! - (Ignored, fails today) deletes that kill nothing do not pile up.
+//! - Deletes that kill nothing do not pile up.
 //!
 //! Compaction is driven by `Store::compact` with the background thread off,
 //! so every test decides when it happens (except the concurrency test,

@@ -30,21 +30,18 @@ pub fn run(args: &[String]) -> Res<()> {
     }
 }
 
-/// xorshift64*: deterministic, per-thread.
-struct Rng(u64);
+/// A seeded generator: the same workload on every run, one per thread.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+        Rng(fastrand::Rng::with_seed(seed))
     }
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.u64(..)
     }
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
+        self.0.u64(lo..hi)
     }
 }
 
@@ -96,7 +93,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 const APPEND_ENTRY: usize = 256;
-/// The large-batch durable case: one 64 KiB entry per batch.
+/// The large-batch durable case: one 64 KiB entry per batch.
 const APPEND_ENTRY_LARGE: usize = 64 << 10;
 const JOURNALS_PER_THREAD: u64 = 4;
 
