@@ -549,6 +549,52 @@ fn failed_compaction_copy_leaves_the_store_writable() {
     }
 }
 
+/// Four writers appending `"{t}-{n}"` to journal `t{t}` until a write
+/// fails (at most `max` each); each returns how many it had acknowledged
+/// and the error that stopped it.
+fn spawn_writers(store: &Arc<Store>, max: u64) -> Vec<std::thread::JoinHandle<(u64, Error)>> {
+    (0..4u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let id = format!("t{t}").into_bytes();
+                for n in 0..max {
+                    let mut batch = journalstore::WriteBatch::new();
+                    batch.append(&id, format!("{t}-{n}").as_bytes());
+                    if let Err(e) = store.write(&batch) {
+                        return (n, e);
+                    }
+                }
+                panic!("writer {t}: the fault never stopped writes");
+            })
+        })
+        .collect()
+}
+
+/// After a power loss (`sim.crash`) and a reopen, writer `t`'s journal
+/// holds its `acked[t]` acknowledged entries in order, and at most the one
+/// whose write failed beyond them.
+fn assert_acknowledged_survive(sim: &SimFs, dir: &Path, acked: &[u64], ctx: &str) {
+    sim.crash(dir, CrashMode::DropUnsynced).unwrap();
+    let store = Store::open(dir, options(&SimFs::new(), SyncMode::Always))
+        .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+    let snap = store.snapshot();
+    for (t, n) in acked.iter().enumerate() {
+        let got: Vec<Vec<u8>> = snap
+            .journal(format!("t{t}").as_bytes())
+            .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
+            .unwrap_or_default();
+        assert!(
+            (*n..=n + 1).contains(&(got.len() as u64)),
+            "{ctx}: writer {t}: {} entries after power loss, {n} acknowledged",
+            got.len()
+        );
+        for (k, e) in got.iter().enumerate() {
+            assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
+        }
+    }
+}
+
 /// Guards group commit under a failing sync (`SyncMode::Always`): four
 /// writers append numbered entries to their own journals while a group's
 /// sync fails. Every writer stops at its first error; no batch written
@@ -573,22 +619,7 @@ fn failed_group_sync_with_concurrent_writers_loses_nothing_acknowledged() {
             nth,
             kind: ErrorKind::Other,
         });
-        let writers: Vec<_> = (0..4u64)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let id = format!("t{t}").into_bytes();
-                    for n in 0u64..5_000 {
-                        let mut batch = journalstore::WriteBatch::new();
-                        batch.append(&id, format!("{t}-{n}").as_bytes());
-                        if let Err(e) = store.write(&batch) {
-                            return (n, e);
-                        }
-                    }
-                    panic!("writer {t}: the fault never fired");
-                })
-            })
-            .collect();
+        let writers = spawn_writers(&store, 5_000);
         let acked: Vec<(u64, Error)> = writers.into_iter().map(|h| h.join().unwrap()).collect();
         assert!(
             acked.iter().any(|(_, e)| matches!(e, Error::Io { .. })),
@@ -604,24 +635,8 @@ fn failed_group_sync_with_concurrent_writers_loses_nothing_acknowledged() {
         drop(snap);
         let store = Arc::try_unwrap(store).unwrap();
         assert!(store.close().is_err(), "{ctx}: close after the failure");
-        sim.crash(&dir, CrashMode::DropUnsynced).unwrap();
-        let store = Store::open(&dir, options(&SimFs::new(), SyncMode::Always))
-            .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
-        let snap = store.snapshot();
-        for (t, (n, _)) in acked.iter().enumerate() {
-            let got: Vec<Vec<u8>> = snap
-                .journal(format!("t{t}").as_bytes())
-                .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
-                .unwrap_or_default();
-            assert!(
-                (*n..=n + 1).contains(&(got.len() as u64)),
-                "{ctx}: writer {t}: {} entries after reopen, {n} acknowledged",
-                got.len()
-            );
-            for (k, e) in got.iter().enumerate() {
-                assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
-            }
-        }
+        let acked: Vec<u64> = acked.iter().map(|(n, _)| *n).collect();
+        assert_acknowledged_survive(&sim, &dir, &acked, &ctx);
     }
 }
 
@@ -658,23 +673,8 @@ fn failed_sync_under_concurrent_store_sync_acknowledges_nothing_it_dropped() {
                 panic!("Store::sync never failed");
             })
         };
-        let writers: Vec<_> = (0..4u64)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let id = format!("t{t}").into_bytes();
-                    for n in 0u64..20_000 {
-                        let mut batch = journalstore::WriteBatch::new();
-                        batch.append(&id, format!("{t}-{n}").as_bytes());
-                        if store.write(&batch).is_err() {
-                            return n;
-                        }
-                    }
-                    panic!("writer {t}: the fault never stopped writes");
-                })
-            })
-            .collect();
-        let acked: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        let writers = spawn_writers(&store, 20_000);
+        let acked: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap().0).collect();
         syncer.join().unwrap();
         assert!(store.sync().is_err(), "{ctx}: sync after the failure");
         let mut batch = journalstore::WriteBatch::new();
@@ -685,24 +685,7 @@ fn failed_sync_under_concurrent_store_sync_acknowledges_nothing_it_dropped() {
         );
         let store = Arc::try_unwrap(store).unwrap();
         assert!(store.close().is_err(), "{ctx}: close after the failure");
-        sim.crash(&dir, CrashMode::DropUnsynced).unwrap();
-        let store = Store::open(&dir, options(&SimFs::new(), SyncMode::Always))
-            .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
-        let snap = store.snapshot();
-        for (t, n) in acked.iter().enumerate() {
-            let got: Vec<Vec<u8>> = snap
-                .journal(format!("t{t}").as_bytes())
-                .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
-                .unwrap_or_default();
-            assert!(
-                (*n..=n + 1).contains(&(got.len() as u64)),
-                "{ctx}: writer {t}: {} entries after power loss, {n} acknowledged",
-                got.len()
-            );
-            for (k, e) in got.iter().enumerate() {
-                assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
-            }
-        }
+        assert_acknowledged_survive(&sim, &dir, &acked, &ctx);
     }
 }
 
