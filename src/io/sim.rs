@@ -20,6 +20,10 @@
 //! Real `fsync`s are not issued: durability is exactly what SimFs tracks, and
 //! real syncs would only make crash loops slow without changing what the
 //! engine can observe.
+//!
+//! The file is longer than the others: one concept (the model of what
+//! survives) whose own unit tests, which pin that model down case by case,
+//! take a third of it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
