@@ -106,6 +106,13 @@ pub enum Error {
     },
     /// The store was closed.
     Closed,
+    /// No store at this path, and [`Options::create_if_missing`] is off.
+    ///
+    /// [`Options::create_if_missing`]: crate::Options::create_if_missing
+    NotFound {
+        /// The directory given to `Store::open`.
+        path: PathBuf,
+    },
 }
 
 impl Error {
@@ -230,6 +237,11 @@ impl fmt::Display for Error {
                 "writes stopped after an earlier failure ({cause}); reopen the store"
             ),
             Error::Closed => f.write_str("store is closed"),
+            Error::NotFound { path } => write!(
+                f,
+                "no store at {} (create_if_missing is off)",
+                path.display()
+            ),
         }
     }
 }
@@ -240,5 +252,31 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// For hosts whose interfaces speak `io::Error`: the kind says what happened
+/// (`NotFound`, `InvalidInput` for rejected batches and options,
+/// `InvalidData` for damage, the source's own kind for I/O errors), and the
+/// journalstore error is kept as the payload (`io::Error::get_ref`,
+/// `into_inner`).
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::Io { source, .. } => source.kind(),
+            Error::Corruption { .. } | Error::UnsupportedVersion { .. } => {
+                io::ErrorKind::InvalidData
+            }
+            Error::Locked { .. } => io::ErrorKind::WouldBlock,
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::InvalidJournalId { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::BatchTooLarge { .. }
+            | Error::UnexpectedIndex { .. }
+            | Error::InvalidRange { .. }
+            | Error::InvalidOptions(_) => io::ErrorKind::InvalidInput,
+            Error::WritesStopped { .. } | Error::Closed => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
     }
 }

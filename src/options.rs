@@ -26,6 +26,11 @@ pub enum SyncMode {
 pub struct Options {
     /// Durability of each write. Default: [`SyncMode::Always`].
     pub sync: SyncMode,
+    /// Whether `Store::open` creates a store where there is none (the
+    /// directory too). Default true; with false, a path without a store
+    /// fails with [`Error::NotFound`] and nothing is created, so a
+    /// mistyped path is an error rather than a new empty store.
+    pub create_if_missing: bool,
     /// Size of each segment file in bytes. Files are created at this size
     /// but sparse: disk space is reserved 1 MiB ahead of the data.
     /// Default 64 MiB; at most 4 GiB - 1.
@@ -66,6 +71,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             sync: SyncMode::Always,
+            create_if_missing: true,
             segment_size: 64 << 20,
             max_entry_size: 32 << 20,
             max_metadata_size: 64 << 10,

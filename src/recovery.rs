@@ -45,6 +45,19 @@ const LOCK_RETRIES: u32 = 20;
 pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirOwner>)> {
     options.validate()?;
     let fs = options.fs.clone();
+    if !options.create_if_missing {
+        // Before anything is created, the lock file included.
+        let has_manifest = match fs.read_dir(dir) {
+            Ok(names) => names.iter().any(|n| n == MANIFEST_FILE),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("list store directory", dir, e)),
+        };
+        if !has_manifest {
+            return Err(Error::NotFound {
+                path: dir.to_owned(),
+            });
+        }
+    }
     crate::io::create_dir_all_durably(&*fs, dir)
         .map_err(|e| Error::io("create store directory", dir, e))?;
     let lock_path = dir.join(LOCK_FILE);
@@ -78,6 +91,12 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
         .collect();
 
     let Some(manifest) = Manifest::load(&*fs, dir)? else {
+        if !options.create_if_missing {
+            // The manifest went away between the look above and the lock.
+            return Err(Error::NotFound {
+                path: dir.to_owned(),
+            });
+        }
         return create(dir, options, &on_disk, &owner).map(|log| (log, owner));
     };
 

@@ -60,3 +60,66 @@ fn power_loss_during_creation_leaves_an_openable_directory() {
         assert_eq!(store.snapshot().journal_count(), 0);
     }
 }
+
+/// With `create_if_missing` off, a path without a store is `NotFound` and
+/// nothing is created there (no directory, no lock file); a store that
+/// exists opens as usual.
+#[test]
+fn create_if_missing_off_refuses_a_path_without_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let no_create = || Options {
+        create_if_missing: false,
+        ..Options::default()
+    };
+    let missing = tmp.path().join("typo").join("store");
+    match Store::open(&missing, no_create()) {
+        Err(journalstore::Error::NotFound { path }) => assert_eq!(path, missing),
+        other => panic!("missing directory: {other:?}"),
+    }
+    assert!(!tmp.path().join("typo").exists(), "nothing is created");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(matches!(
+        Store::open(&empty, no_create()),
+        Err(journalstore::Error::NotFound { .. })
+    ));
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "no lock file"
+    );
+
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, Options::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.append(b"j", b"kept");
+    store.write(&batch).unwrap();
+    store.close().unwrap();
+    let store = Store::open(&dir, no_create()).unwrap();
+    assert_eq!(store.snapshot().journal(b"j").map(|j| j.len()), Some(1));
+    store.close().unwrap();
+}
+
+/// A journalstore error converts into an `io::Error` whose kind says what
+/// happened and which keeps the original error.
+#[test]
+fn errors_convert_into_io_errors_keeping_the_original() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("none");
+    let no_create = Options {
+        create_if_missing: false,
+        ..Options::default()
+    };
+    let e: std::io::Error = Store::open(&missing, no_create).unwrap_err().into();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    let inner = e.get_ref().unwrap().downcast_ref::<journalstore::Error>();
+    assert!(matches!(inner, Some(journalstore::Error::NotFound { .. })));
+
+    let store = Store::open(tmp.path().join("store"), Options::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.append_at(b"j", 5, b"gap");
+    let e: std::io::Error = store.write(&batch).unwrap_err().into();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    store.close().unwrap();
+}
