@@ -97,6 +97,14 @@ impl Index {
         self.journals.iter().map(|(k, s)| (k, &**s))
     }
 
+    /// The journal ids at or after `start`, ascending bytewise.
+    pub fn ids_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = &'a JournalKey> + 'a {
+        use std::ops::Bound;
+        self.journals
+            .range::<_, [u8]>((Bound::Included(start), Bound::Unbounded))
+            .map(|(k, _)| k)
+    }
+
     /// Applies one operation found at `loc` to the index. Fails only in
     /// recovery, on bounds no writer could have produced.
     pub fn apply(

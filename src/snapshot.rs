@@ -82,6 +82,49 @@ impl Snapshot {
         self.version.index.iter().map(|(k, _)| &k[..])
     }
 
+    /// Ids of the journals at or after `start`, ascending bytewise: a page
+    /// of ids resumes after the last one seen with `journal_ids_from(last)`
+    /// (skipping `last` itself).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// # let mut b = journalstore::WriteBatch::new();
+    /// # b.append(b"a", b"").append(b"b", b"").append(b"c", b"");
+    /// # store.write(&b)?;
+    /// let snap = store.snapshot();
+    /// let ids: Vec<&[u8]> = snap.journal_ids_from(b"b").collect();
+    /// assert_eq!(ids, [&b"b"[..], b"c"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn journal_ids_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.version.index.ids_from(start).map(|k| &k[..])
+    }
+
+    /// Ids of the journals whose id starts with `prefix`, ascending bytewise
+    /// (a range scan: it reads no other id).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// # let mut b = journalstore::WriteBatch::new();
+    /// # b.append(b"inv/1", b"").append(b"inv/2", b"").append(b"raft/1", b"");
+    /// # store.write(&b)?;
+    /// let snap = store.snapshot();
+    /// let ids: Vec<&[u8]> = snap.journal_ids_with_prefix(b"inv/").collect();
+    /// assert_eq!(ids, [&b"inv/1"[..], b"inv/2"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn journal_ids_with_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.journal_ids_from(prefix)
+            .take_while(move |id| id.starts_with(prefix))
+    }
+
     /// Number of journals.
     pub fn journal_count(&self) -> usize {
         self.version.index.len()
@@ -168,7 +211,49 @@ impl<'a> Journal<'a> {
         }
     }
 
-    /// Iterates over `(index, entry)` for the indexes of `range` that exist.
+    /// The last entry and its index, or `None` for an empty journal.
+    /// Checksum-verified.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// # let mut b = journalstore::WriteBatch::new();
+    /// # b.append(b"raft-1", b"e0").append(b"raft-1", b"e1");
+    /// # store.write(&b)?;
+    /// let snap = store.snapshot();
+    /// let journal = snap.journal(b"raft-1").unwrap();
+    /// assert_eq!(journal.last()?, Some((1, &b"e1"[..])));
+    /// # Ok(()) }
+    /// ```
+    pub fn last(&self) -> Result<Option<(u64, &'a [u8])>> {
+        let Some(index) = self.end_index().checked_sub(1).filter(|_| !self.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(self.entry(index)?.map(|bytes| (index, bytes)))
+    }
+
+    /// Iterates over `(index, entry)` for the indexes of `range` that exist,
+    /// from either end (`.rev()` reads newest first).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// # let mut b = journalstore::WriteBatch::new();
+    /// # b.append(b"j", b"a").append(b"j", b"b").append(b"j", b"c");
+    /// # store.write(&b)?;
+    /// let snap = store.snapshot();
+    /// let newest_first: Vec<u64> = snap
+    ///     .journal(b"j")
+    ///     .unwrap()
+    ///     .entries(1..)
+    ///     .rev()
+    ///     .map(|e| e.map(|(index, _)| index))
+    ///     .collect::<journalstore::Result<_>>()?;
+    /// assert_eq!(newest_first, [2, 1]);
+    /// # Ok(()) }
+    /// ```
     pub fn entries(&self, range: impl RangeBounds<u64>) -> Entries<'a> {
         let (first, end) = (self.state.first, self.state.end());
         let start = match range.start_bound() {
@@ -190,17 +275,27 @@ impl<'a> Journal<'a> {
         Entries {
             snapshot: self.snapshot,
             id: self.id,
+            state: self.state,
             next: start,
+            end: stop,
             locs,
         }
     }
 }
 
 /// Iterator returned by [`Journal::entries`].
+///
+/// Reads forward through a cursor over the entry locations and backward by
+/// position; the two ends meet and never yield an entry twice.
 pub struct Entries<'a> {
     snapshot: &'a Snapshot,
     id: &'a [u8],
+    state: &'a JournalState,
+    /// The index the front yields next.
     next: u64,
+    /// One past the index the back yields next.
+    end: u64,
+    /// Locations from `next` on (only the front advances it).
     locs: crate::locs::LocsIter<'a>,
 }
 
@@ -217,6 +312,9 @@ impl<'a> Iterator for Entries<'a> {
     type Item = Result<(u64, &'a [u8])>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
         let loc = *self.locs.next()?;
         let index = self.next;
         self.next += 1;
@@ -224,9 +322,27 @@ impl<'a> Iterator for Entries<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.locs.size_hint()
+        let left = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
+        (left, Some(left))
     }
 }
+
+impl DoubleEndedIterator for Entries<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let index = self.end - 1;
+        let loc = *self
+            .state
+            .entries
+            .get((index - self.state.first) as usize)?;
+        self.end = index;
+        Some(self.snapshot.read(loc, self.id).map(|bytes| (index, bytes)))
+    }
+}
+
+impl ExactSizeIterator for Entries<'_> {}
 
 #[cfg(test)]
 mod tests {

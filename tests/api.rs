@@ -223,3 +223,80 @@ fn a_small_store_does_not_occupy_whole_segments_on_disk() -> journalstore::Resul
     assert_eq!(store.snapshot().journal(b"j").unwrap().len(), 10);
     Ok(())
 }
+
+/// `entries(range)` reads from both ends: `.rev()` gives the forward
+/// order reversed, and mixing `next` and `next_back` yields every index
+/// once, in a journal of either representation (a few entries, and more
+/// than fit the small one) whose first index is not 0.
+#[test]
+fn entries_read_from_both_ends_and_last_is_the_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store"), Options::default()).unwrap();
+    for (id, n) in [(&b"small"[..], 10u64), (&b"large"[..], 300)] {
+        let mut batch = WriteBatch::new();
+        for i in 0..n {
+            batch.append(id, format!("{i}").as_bytes());
+        }
+        batch.trim_prefix(id, 3);
+        store.write(&batch).unwrap();
+    }
+    let mut empty = WriteBatch::new();
+    empty.set_metadata(b"empty", b"m");
+    store.write(&empty).unwrap();
+    let snap = store.snapshot();
+    for (id, n) in [(&b"small"[..], 10u64), (&b"large"[..], 300)] {
+        let j = snap.journal(id).unwrap();
+        let read = |e: journalstore::Result<(u64, &[u8])>| {
+            let (i, bytes) = e.unwrap();
+            assert_eq!(bytes, format!("{i}").as_bytes());
+            i
+        };
+        let forward: Vec<u64> = j.entries(..).map(read).collect();
+        assert_eq!(forward, (3..n).collect::<Vec<_>>());
+        let backward: Vec<u64> = j.entries(..).rev().map(read).collect();
+        assert_eq!(backward, (3..n).rev().collect::<Vec<_>>());
+        let ranged: Vec<u64> = j.entries(5..8).rev().map(read).collect();
+        assert_eq!(ranged, [7, 6, 5]);
+        let mut both = j.entries(..);
+        assert_eq!(both.len() as u64, n - 3);
+        let mut seen = Vec::new();
+        while let Some(front) = both.next() {
+            seen.push(read(front));
+            if let Some(back) = both.next_back() {
+                seen.push(read(back));
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (3..n).collect::<Vec<_>>(), "each index once");
+        assert_eq!(
+            j.last().unwrap(),
+            Some((n - 1, format!("{}", n - 1).as_bytes()))
+        );
+    }
+    assert_eq!(snap.journal(b"empty").unwrap().last().unwrap(), None);
+    store.close().unwrap();
+}
+
+/// Journal ids from a start key and by prefix, in bytewise order, without
+/// the ids outside.
+#[test]
+fn journal_ids_from_a_key_and_by_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store"), Options::default()).unwrap();
+    let ids: [&[u8]; 6] = [b"a", b"inv/1", b"inv/2", b"inv/20", b"inw", b"z"];
+    let mut batch = WriteBatch::new();
+    for id in ids {
+        batch.set_metadata(id, b"");
+    }
+    store.write(&batch).unwrap();
+    let snap = store.snapshot();
+    let from: Vec<&[u8]> = snap.journal_ids_from(b"inv/2").collect();
+    assert_eq!(from, [&b"inv/2"[..], b"inv/20", b"inw", b"z"]);
+    let prefixed: Vec<&[u8]> = snap.journal_ids_with_prefix(b"inv/").collect();
+    assert_eq!(prefixed, [&b"inv/1"[..], b"inv/2", b"inv/20"]);
+    assert_eq!(snap.journal_ids_with_prefix(b"q").count(), 0);
+    assert_eq!(snap.journal_ids_from(b"zz").count(), 0);
+    let all: Vec<&[u8]> = snap.journal_ids_from(b"").collect();
+    assert_eq!(all, ids);
+    store.close().unwrap();
+}
