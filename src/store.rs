@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +37,11 @@ struct Inner {
     options: Options,
     committer: Committer,
     pins: Arc<Pins>,
+    /// Held shared by every call that may write (`write`, `sync`,
+    /// `compact`, `checkpoint`) and exclusively by close, which so waits for
+    /// the calls under way and runs alone: nothing is written after the
+    /// directory lock is released.
+    calls: RwLock<()>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
     /// Set (and `closed_cv` notified) when a write seals a segment: the
@@ -61,6 +66,7 @@ impl Store {
             dir,
             committer: Committer::new(log),
             pins: Arc::new(Pins::default()),
+            calls: RwLock::new(()),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
             compaction_due: AtomicBool::new(false),
@@ -118,7 +124,7 @@ impl Store {
     /// operation is invalid against the state left by the batches before it
     /// and by its own earlier operations.
     pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
-        self.check_open()?;
+        let _call = self.begin_call()?;
         let o = &self.inner.options;
         batch.validate(o.max_entry_size, o.max_metadata_size)?;
         let lsn = self.inner.committer.write(batch)?;
@@ -138,7 +144,7 @@ impl Store {
     /// Makes every batch written so far durable (useful with
     /// [`SyncMode::Never`]).
     pub fn sync(&self) -> Result<()> {
-        self.check_open()?;
+        let _call = self.begin_call()?;
         self.inner.committer.sync()
     }
 
@@ -146,7 +152,7 @@ impl Store {
     /// [`Options::compaction_threshold`] now, and returns what it did. Runs
     /// alongside writers and readers (see `compaction.rs` for the pause).
     pub fn compact(&self) -> Result<CompactionReport> {
-        self.check_open()?;
+        let _call = self.begin_call()?;
         self.inner.compact()
     }
 
@@ -156,7 +162,7 @@ impl Store {
     /// active one is copied up to the snapshot, and the manifest is written
     /// last. `Store::open(dest)` gives exactly that snapshot.
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<CheckpointReport> {
-        self.check_open()?;
+        let _call = self.begin_call()?;
         let version = self.inner.committer.current();
         checkpoint::write(
             &version,
@@ -171,32 +177,56 @@ impl Store {
         self.inner.stats()
     }
 
-    /// Syncs and closes the store, releasing the directory lock. Snapshots
-    /// taken earlier stay readable. Dropping the store does the same but
-    /// ignores errors.
+    /// Syncs and closes the store, releasing the directory lock. It waits
+    /// for the calls under way (writes, syncs, compactions, checkpoints);
+    /// later ones fail with [`Error::Closed`]. Snapshots taken earlier stay
+    /// readable. A store shared behind an `Arc` closes through any handle;
+    /// dropping the last handle of an open store does the same but ignores
+    /// errors.
     ///
     /// Fails with [`Error::WritesStopped`] if an earlier write or sync
     /// failed (the lock is released all the same): batches acknowledged
-    /// before that may not be durable.
-    pub fn close(self) -> Result<()> {
-        self.shutdown()
+    /// before that may not be durable; with [`Error::Closed`] if the store
+    /// was closed already.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::sync::Arc;
+    /// let store = Arc::new(journalstore::Store::open(tmp.path(), Default::default())?);
+    /// let writer = store.clone();
+    /// store.close()?; // reports a failed sync; releases the lock
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.append(b"j", b"late");
+    /// assert!(matches!(writer.write(&batch), Err(journalstore::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        self.shutdown().unwrap_or(Err(Error::Closed))
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// Enters a call that may write: fails once the store is closed; the
+    /// guard keeps close waiting until the call is done.
+    fn begin_call(&self) -> Result<RwLockReadGuard<'_, ()>> {
+        let call = self.inner.calls.read().unwrap_or_else(|e| e.into_inner());
         if *lock(&self.inner.closed) {
             return Err(Error::Closed);
         }
-        Ok(())
+        Ok(call)
     }
 
-    fn shutdown(&self) -> Result<()> {
+    /// Closes the store; `None` if it was closed already.
+    fn shutdown(&self) -> Option<Result<()>> {
         {
             let mut closed = lock(&self.inner.closed);
             if *closed {
-                return Ok(());
+                return None;
             }
             *closed = true;
         }
+        // Every call that saw the store open has finished once this is
+        // held; the ones after it see it closed.
+        let _alone = self.inner.calls.write().unwrap_or_else(|e| e.into_inner());
         self.inner.closed_cv.notify_all();
         let threads: Vec<_> = lock(&self.threads).drain(..).collect();
         for handle in threads {
@@ -210,7 +240,7 @@ impl Store {
         // writes its own); it records whether writes had stopped.
         self.inner.write_status(false);
         self.inner.owner.release();
-        result
+        Some(result)
     }
 }
 
