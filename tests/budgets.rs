@@ -52,11 +52,15 @@ impl Counting {
     }
 }
 
+// SAFETY: every method forwards to `System` with the caller's arguments and
+// only adds atomic bookkeeping; a refused allocation returns null, which
+// `GlobalAlloc` allows.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !Counting::grow(layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: the caller's contract for `alloc` is passed on.
         let p = unsafe { System.alloc(layout) };
         if p.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -68,6 +72,7 @@ unsafe impl GlobalAlloc for Counting {
         if !Counting::grow(layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: as for `alloc`.
         let p = unsafe { System.alloc_zeroed(layout) };
         if p.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -76,6 +81,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout (see `alloc`).
         unsafe { System.dealloc(ptr, layout) };
         CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
     }
@@ -85,6 +91,7 @@ unsafe impl GlobalAlloc for Counting {
         if new_size > old && !Counting::grow(new_size - old) {
             return std::ptr::null_mut();
         }
+        // SAFETY: the caller's contract for `realloc` is passed on.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if p.is_null() {
             if new_size > old {
