@@ -14,11 +14,10 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use journalstore::record::{encode_op, OpKind, PlannedOp, FORMAT_VERSION};
@@ -29,80 +28,13 @@ const RECORD_HEADER_LEN: usize = 32;
 const MIB: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------
-// A counting allocator: every allocation of this test binary goes through
-// it. Outside the child (LIMIT at usize::MAX) it only counts.
+// Every allocation of this test binary is counted. Outside the child (no
+// cap) it only counts.
 
-struct Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-impl Counting {
-    /// Accounts for `size` more bytes; false (and nothing accounted) if
-    /// that would pass the limit.
-    fn grow(size: usize) -> bool {
-        let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-        if now > LIMIT.load(Ordering::Relaxed) {
-            CURRENT.fetch_sub(size, Ordering::Relaxed);
-            return false;
-        }
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        true
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments and
-// only adds atomic bookkeeping; a refused allocation returns null, which
-// `GlobalAlloc` allows.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !Counting::grow(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract for `alloc` is passed on.
-        let p = unsafe { System.alloc(layout) };
-        if p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !Counting::grow(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout (see `alloc`).
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let old = layout.size();
-        if new_size > old && !Counting::grow(new_size - old) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract for `realloc` is passed on.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if p.is_null() {
-            if new_size > old {
-                CURRENT.fetch_sub(new_size - old, Ordering::Relaxed);
-            }
-        } else if new_size < old {
-            CURRENT.fetch_sub(old - new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
+use counting_alloc::{Counting, CAP as LIMIT, CURRENT, PEAK};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;

@@ -31,10 +31,9 @@
 //!   work the counters do not see, generous enough for a debug build on a
 //!   busy machine (libFuzzer's own `-timeout` applies as well).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -58,12 +57,13 @@ pub const WORK_PER_INPUT_BYTE: u64 = 128;
 /// Wall time any input may take.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);
 
-/// Heap in use by the process.
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-/// Highest `CURRENT` since [`run`] started its input.
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// `CURRENT` beyond which allocations fail (no limit between inputs).
-static HARD_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+#[path = "../../tests/common/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{Counting, CAP as HARD_CAP, CURRENT, ON_REFUSED, PEAK};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// One input at a time: the heap is counted for the whole process.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -72,77 +72,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// allocation (which cannot unwind to a caller that knows).
 static LABEL: Mutex<String> = Mutex::new(String::new());
 
-struct Counting;
-
-impl Counting {
-    /// Accounts for `size` more bytes; false, with nothing accounted, if
-    /// that would pass the hard cap.
-    fn grow(size: usize) -> bool {
-        let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-        if now > HARD_CAP.load(Ordering::Relaxed) {
-            CURRENT.fetch_sub(size, Ordering::Relaxed);
-            hard_cap_message(now);
-            return false;
-        }
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        true
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments and
-// only adds atomic bookkeeping; a refused allocation returns null, which
-// `GlobalAlloc` allows.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !Counting::grow(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract for `alloc` is passed on.
-        let p = unsafe { System.alloc(layout) };
-        if p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !Counting::grow(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout (see `alloc`).
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let old = layout.size();
-        if new_size > old && !Counting::grow(new_size - old) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract for `realloc` is passed on.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if p.is_null() {
-            if new_size > old {
-                CURRENT.fetch_sub(new_size - old, Ordering::Relaxed);
-            }
-        } else if new_size < old {
-            CURRENT.fetch_sub(old - new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Says why an allocation is about to fail, without allocating (this runs
 /// inside the allocator): a fixed text and the number, written straight to
@@ -212,6 +141,7 @@ pub fn run(name: &str, data: &[u8], target: fn(&[u8])) -> Cost {
 /// allocation refused at the hard cap.
 pub fn run_labelled(name: &str, label: &str, data: &[u8], target: fn(&[u8])) -> Cost {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = ON_REFUSED.set(hard_cap_message);
     {
         let mut current = LABEL.lock().unwrap_or_else(|e| e.into_inner());
         current.clear();
