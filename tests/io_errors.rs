@@ -549,6 +549,21 @@ fn failed_compaction_copy_leaves_the_store_writable() {
     }
 }
 
+/// A `SyncMode::Always` store in `dir` (64 KiB segments) whose `nth` sync
+/// from now on fails with an EIO-like error.
+fn open_with_failing_sync(dir: &Path, sim: &SimFs, nth: u64) -> Arc<Store> {
+    let opts = Options {
+        segment_size: 64 << 10,
+        ..options(sim, SyncMode::Always)
+    };
+    let store = Arc::new(Store::open(dir, opts).unwrap());
+    sim.inject(Fault::Sync {
+        nth,
+        kind: ErrorKind::Other,
+    });
+    store
+}
+
 /// Four writers appending `"{t}-{n}"` to journal `t{t}` until a write
 /// fails (at most `max` each); each returns how many it had acknowledged
 /// and the error that stopped it.
@@ -610,15 +625,7 @@ fn failed_group_sync_with_concurrent_writers_loses_nothing_acknowledged() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let sim = SimFs::new();
-        let opts = Options {
-            segment_size: 64 << 10,
-            ..options(&sim, SyncMode::Always)
-        };
-        let store = Arc::new(Store::open(&dir, opts).unwrap());
-        sim.inject(Fault::Sync {
-            nth,
-            kind: ErrorKind::Other,
-        });
+        let store = open_with_failing_sync(&dir, &sim, nth);
         let writers = spawn_writers(&store, 5_000);
         let acked: Vec<(u64, Error)> = writers.into_iter().map(|h| h.join().unwrap()).collect();
         assert!(
@@ -653,15 +660,7 @@ fn failed_sync_under_concurrent_store_sync_acknowledges_nothing_it_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let sim = SimFs::new();
-        let opts = Options {
-            segment_size: 64 << 10,
-            ..options(&sim, SyncMode::Always)
-        };
-        let store = Arc::new(Store::open(&dir, opts).unwrap());
-        sim.inject(Fault::Sync {
-            nth,
-            kind: ErrorKind::Other,
-        });
+        let store = open_with_failing_sync(&dir, &sim, nth);
         let syncer = {
             let store = store.clone();
             std::thread::spawn(move || {
