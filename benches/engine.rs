@@ -174,7 +174,7 @@ fn bench_reads(c: &mut Criterion) {
         b.iter(|| {
             let id = journal_id(rng.u64(..READ_JOURNALS));
             let journal = snapshot.journal(&id).unwrap();
-            let mut total = journal.metadata().unwrap().len();
+            let mut total = journal.metadata().unwrap().map_or(0, <[u8]>::len);
             for item in journal.entries(..) {
                 total += item.unwrap().1.len();
             }
@@ -189,7 +189,7 @@ fn bench_reads(c: &mut Criterion) {
             let snapshot = store.snapshot();
             let id = journal_id(rng.u64(..READ_JOURNALS));
             let journal = snapshot.journal(&id).unwrap();
-            let mut total = journal.metadata().unwrap().len();
+            let mut total = journal.metadata().unwrap().map_or(0, <[u8]>::len);
             for item in journal.entries(..) {
                 total += item.unwrap().1.len();
             }

@@ -239,7 +239,8 @@ fn verify_journal(snap: &Snapshot, id: &[u8]) -> Result<u64, String> {
         .ok_or_else(|| format!("{name}: listed by journal_ids but not found"))?;
     let meta = journal
         .metadata()
-        .map_err(|e| format!("{name}: metadata: {e}"))?;
+        .map_err(|e| format!("{name}: metadata: {e}"))?
+        .ok_or_else(|| format!("{name}: metadata missing"))?;
     let meta = std::str::from_utf8(meta).map_err(|_| format!("{name}: metadata not UTF-8"))?;
     let (len, digest) = parse_metadata(meta).ok_or_else(|| format!("{name}: metadata {meta:?}"))?;
     if journal.len() != len || journal.first_index() != 0 || journal.end_index() != len {
@@ -370,7 +371,7 @@ fn verify_final(snap: &Snapshot, expected: &BTreeMap<String, Invocation>) -> Res
             .journal(id.as_bytes())
             .ok_or(format!("{id}: missing"))?;
         let meta = journal.metadata().map_err(|e| format!("{id}: {e}"))?;
-        if meta != inv.metadata().as_bytes() || journal.len() != inv.len() {
+        if meta != Some(inv.metadata().as_bytes()) || journal.len() != inv.len() {
             return Err(format!(
                 "{id}: metadata or length differs from the writer's"
             ));

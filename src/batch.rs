@@ -21,6 +21,7 @@ pub(crate) enum Request {
     /// Append at the end; `Some(i)` fails unless the end is `i`.
     Append(Option<u64>),
     SetMetadata,
+    ClearMetadata,
     TrimPrefix(u64),
     Truncate(u64),
     Delete,
@@ -41,38 +42,126 @@ impl WriteBatch {
         Self::default()
     }
 
-    /// Appends `entry` at the end of journal `id` (creating it at index 0 if absent).
+    /// Appends `entry` at the end of journal `id`: at its `end_index`, or at
+    /// index 0 if the journal does not exist.
     pub fn append(&mut self, id: &[u8], entry: &[u8]) -> &mut Self {
         self.push(Request::Append(None), id, entry)
     }
 
     /// Appends `entry` at index `index`; the whole batch fails with
     /// [`Error::UnexpectedIndex`] unless that is the journal's end at this
-    /// point of the batch.
+    /// point of the batch (0 for a journal that does not exist).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// use journalstore::{Error, WriteBatch};
+    /// let mut batch = WriteBatch::new();
+    /// batch.append_at(b"log", 0, b"first");
+    /// store.write(&batch)?;
+    /// let mut stale = WriteBatch::new();
+    /// stale.append_at(b"log", 0, b"lost the race");
+    /// assert!(matches!(store.write(&stale), Err(Error::UnexpectedIndex { actual: 1, .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn append_at(&mut self, id: &[u8], index: u64, entry: &[u8]) -> &mut Self {
         self.push(Request::Append(Some(index)), id, entry)
     }
 
-    /// Replaces the metadata of journal `id` (creating it if absent).
+    /// Sets the metadata of journal `id` (creating the journal, empty at
+    /// index 0, if absent). Empty metadata is metadata:
+    /// [`Journal::metadata`](crate::Journal::metadata) returns `Some(b"")`.
     pub fn set_metadata(&mut self, id: &[u8], metadata: &[u8]) -> &mut Self {
         self.push(Request::SetMetadata, id, metadata)
     }
 
-    /// Drops the entries of `id` below `index` (keeps `index..`). A no-op
-    /// below `first_index`; past `end_index` the batch fails.
+    /// Removes the metadata of journal `id`, so that
+    /// [`Journal::metadata`](crate::Journal::metadata) returns `None`; the
+    /// journal and its entries stay. Nothing happens if the journal or its
+    /// metadata does not exist.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.set_metadata(b"inv-1", b"").append(b"inv-1", b"e0");
+    /// store.write(&batch)?;
+    /// assert_eq!(store.snapshot().journal(b"inv-1").unwrap().metadata()?, Some(&b""[..]));
+    /// let mut clear = journalstore::WriteBatch::new();
+    /// clear.clear_metadata(b"inv-1");
+    /// store.write(&clear)?;
+    /// let snap = store.snapshot();
+    /// let journal = snap.journal(b"inv-1").unwrap();
+    /// assert_eq!((journal.metadata()?, journal.len()), (None, 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn clear_metadata(&mut self, id: &[u8]) -> &mut Self {
+        self.push(Request::ClearMetadata, id, &[])
+    }
+
+    /// Drops the entries of `id` below `index`: afterwards the journal holds
+    /// no entry below `index` and `first_index >= index`. Never fails on an
+    /// index outside the journal:
+    /// - at or below `first_index`: nothing changes;
+    /// - up to `end_index`: entries `..index` go (at `end_index`, all);
+    /// - past `end_index`: every entry goes and the journal continues at
+    ///   `index` (`first_index = end_index = index`), as a Raft log does
+    ///   after installing a snapshot, or purging past its last entry;
+    /// - on a journal that does not exist: it is created, empty, at `index`.
+    ///
+    /// The metadata stays. Only an index beyond the format's limit
+    /// ([`MAX_INDEX`](crate::record::MAX_INDEX)) fails the batch, with
+    /// [`Error::InvalidRange`].
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// // A Raft log starts at index 1.
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.trim_prefix(b"raft-7", 1).append_at(b"raft-7", 1, b"entry 1");
+    /// store.write(&batch)?;
+    /// let snap = store.snapshot();
+    /// let log = snap.journal(b"raft-7").unwrap();
+    /// assert_eq!((log.first_index(), log.end_index()), (1, 2));
+    /// # Ok(()) }
+    /// ```
     pub fn trim_prefix(&mut self, id: &[u8], index: u64) -> &mut Self {
         self.push(Request::TrimPrefix(index), id, &[])
     }
 
-    /// Drops the entries of `id` at and above `index` (keeps `..index`); the
-    /// next append reuses `index`. A no-op at or past `end_index`; below
-    /// `first_index` the batch fails.
+    /// Drops the entries of `id` at and above `index`: afterwards the
+    /// journal holds no entry at or above `index` and `end_index <= index`.
+    /// Never fails on an index outside the journal:
+    /// - at or past `end_index`: nothing changes;
+    /// - from `first_index` on: entries `index..` go, and the next append
+    ///   gets `index` (reset to entry `index`);
+    /// - below `first_index`: every entry goes and the journal continues at
+    ///   `index` (`first_index = end_index = index`);
+    /// - on a journal that does not exist: nothing happens.
+    ///
+    /// The metadata stays. Only an index beyond the format's limit fails
+    /// the batch, with [`Error::InvalidRange`].
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.append(b"j", b"a").append(b"j", b"b").append(b"j", b"c");
+    /// batch.truncate(b"j", 1).truncate(b"j", 7); // the second changes nothing
+    /// store.write(&batch)?;
+    /// assert_eq!(store.snapshot().journal(b"j").unwrap().end_index(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn truncate(&mut self, id: &[u8], index: u64) -> &mut Self {
         self.push(Request::Truncate(index), id, &[])
     }
 
     /// Deletes journal `id`: entries and metadata. A later append starts it
-    /// again at index 0.
+    /// again at index 0. Nothing happens if it does not exist.
     pub fn delete_journal(&mut self, id: &[u8]) -> &mut Self {
         self.push(Request::Delete, id, &[])
     }
@@ -159,6 +248,7 @@ impl Request {
         match self {
             Request::Append(_) => OpKind::Append,
             Request::SetMetadata => OpKind::SetMetadata,
+            Request::ClearMetadata => OpKind::ClearMetadata,
             Request::TrimPrefix(_) => OpKind::TrimPrefix,
             Request::Truncate(_) => OpKind::Truncate,
             Request::Delete => OpKind::Delete,

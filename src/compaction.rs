@@ -9,7 +9,7 @@
 //! record (with its original LSN) only
 //!
 //! - the operations that are live (entries, metadata, anchors), and
-//! - trims, truncates and deletes (tombstones), unless the run starts at the
+//! - trims, truncates, metadata clears and deletes (tombstones), unless the run starts at the
 //!   oldest segment: then nothing older exists for them to act on,
 //!
 //! and swaps in a manifest generation where the new segment takes the run's
@@ -472,7 +472,7 @@ pub(crate) fn copy(
                 };
                 let tombstone = matches!(
                     op.kind,
-                    OpKind::Delete | OpKind::TrimPrefix | OpKind::Truncate
+                    OpKind::Delete | OpKind::TrimPrefix | OpKind::Truncate | OpKind::ClearMetadata
                 );
                 let role = live.get(&old);
                 let keep_tombstone = tombstone && plan.older.contains(&journal_hash(op.id));

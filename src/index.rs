@@ -41,10 +41,13 @@ pub(crate) struct JournalState {
     pub first: u64,
     /// Entry locations for `first .. first + entries.len()`.
     pub entries: Locs,
-    /// The latest `set_metadata`, if any.
+    /// The latest `set_metadata`, unless a `clear_metadata` came after it.
     pub metadata: Option<Loc>,
-    /// The latest operation, when it is a trim or truncate.
+    /// The latest operation, when it is a trim, truncate or clear_metadata.
     pub anchor: Option<Loc>,
+    /// Sum of the lengths of the entries held (stored ones: a placeholder,
+    /// which only recovery has and must remove, counts nothing).
+    pub entry_bytes: u64,
 }
 
 impl JournalState {
@@ -57,8 +60,9 @@ impl JournalState {
 pub(crate) trait Liveness {
     /// `loc` (an op of `len` bytes) became live.
     fn live(&mut self, loc: Loc, len: u64);
-    /// The op at `victim` died because of the op at `killer`.
-    fn dead(&mut self, killer: Loc, victim: Loc);
+    /// The op at `victim` died because of the op at `killer`; returns its
+    /// encoded length (operation header, id and value).
+    fn dead(&mut self, killer: Loc, victim: Loc) -> u64;
     /// An op of journal `id` lies in `segment` (every op, live or not).
     fn seen(&mut self, _segment: u32, _id: &[u8]) {}
 }
@@ -126,6 +130,7 @@ impl Index {
                 entries: Locs::default(),
                 metadata: None,
                 anchor: None,
+                entry_bytes: 0,
             };
             self.journals.insert(Arc::from(op.id), Arc::new(state));
         }
@@ -139,14 +144,24 @@ impl Index {
             OpKind::Append => op.end - 1,
             _ => op.end,
         };
-        force_bounds(state, op.first, end, loc, tracker)?;
+        let framing = (op.len - op.value.len()) as u64;
+        force_bounds(state, op.first, end, framing, loc, tracker)?;
         tracker.live(loc, op.len as u64);
         match op.kind {
-            OpKind::Append => state.entries.push_back(loc),
+            OpKind::Append => {
+                state.entries.push_back(loc);
+                state.entry_bytes += op.value.len() as u64;
+            }
             OpKind::SetMetadata => {
                 if let Some(old) = state.metadata.replace(loc) {
                     tracker.dead(loc, old);
                 }
+            }
+            OpKind::ClearMetadata => {
+                if let Some(old) = state.metadata.take() {
+                    tracker.dead(loc, old);
+                }
+                state.anchor = Some(loc);
             }
             OpKind::TrimPrefix | OpKind::Truncate => state.anchor = Some(loc),
             OpKind::Delete => {}
@@ -190,25 +205,31 @@ pub(crate) const MAX_HOLE: u64 = 1 << 24;
 /// filled with placeholders (one run item, see [`Gaps`]), which later
 /// operations must remove. Each location removed costs one step and each
 /// run one step, so replay's work and memory grow with the operations it
-/// reads, whatever bounds they carry.
+/// reads, whatever bounds they carry. `framing` is the encoded length of
+/// one of the journal's operations less its value (all its entries share
+/// it): what an entry's encoded length exceeds its value's by.
 fn force_bounds(
     state: &mut JournalState,
     first: u64,
     end: u64,
+    framing: u64,
     killer: Loc,
     tracker: &mut dyn Liveness,
 ) -> Result<(), &'static str> {
+    let mut dropped = 0u64;
+    let mut kill_entry = |victim: Loc| {
+        if !victim.is_missing() {
+            dropped += tracker.dead(killer, victim).saturating_sub(framing);
+        }
+    };
     let above = state.end().saturating_sub(end.max(state.first));
-    state
-        .entries
-        .drop_back(above, |victim| kill(killer, victim, tracker));
+    state.entries.drop_back(above, &mut kill_entry);
     if state.first < first {
         let below = (first - state.first).min(state.entries.len() as u64);
-        state
-            .entries
-            .drop_front(below, |victim| kill(killer, victim, tracker));
+        state.entries.drop_front(below, &mut kill_entry);
         state.first += below;
     }
+    state.entry_bytes = state.entry_bytes.saturating_sub(dropped);
     if state.entries.is_empty() {
         state.first = end;
     }
@@ -248,8 +269,9 @@ mod tests {
         fn live(&mut self, _: Loc, _: u64) {
             self.live += 1;
         }
-        fn dead(&mut self, _: Loc, _: Loc) {
+        fn dead(&mut self, _: Loc, _: Loc) -> u64 {
             self.live -= 1;
+            0
         }
     }
 

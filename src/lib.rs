@@ -27,7 +27,7 @@
 //! let snap = store.snapshot();
 //! assert!(snap.lsn() >= lsn);
 //! let journal = snap.journal(b"inv-1").expect("written above");
-//! assert_eq!(journal.metadata()?, b"len=2");
+//! assert_eq!(journal.metadata()?, Some(&b"len=2"[..]));
 //! assert_eq!(journal.entry(1)?, Some(&b"entry 1"[..]));
 //! for item in journal.entries(..) {
 //!     let (index, bytes) = item?;

@@ -108,7 +108,7 @@ impl Liveness for Tracker<'_> {
         u.live_items += 1;
     }
 
-    fn dead(&mut self, killer: Loc, victim: Loc) {
+    fn dead(&mut self, killer: Loc, victim: Loc) -> u64 {
         let len = (self.size_of)(victim);
         if let Some(u) = self.acct.segments.get_mut(&victim.segment) {
             u.live_bytes = u.live_bytes.saturating_sub(len);
@@ -124,6 +124,7 @@ impl Liveness for Tracker<'_> {
                 .insert(victim.segment);
         }
         self.acct.changed = true;
+        len
     }
 
     fn seen(&mut self, segment: u32, id: &[u8]) {

@@ -15,7 +15,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode};
-use crate::record::{crc32, FORMAT_VERSION};
+use crate::record::crc32;
+
+/// The manifest's layout version. The manifest has its own number: segment
+/// format version 2 (a new operation kind) left its layout unchanged, and a
+/// build that reads version-1 segments only must still read the manifest
+/// far enough to report a newer segment as `UnsupportedVersion`.
+pub const MANIFEST_VERSION: u32 = 1;
 use crate::segment::Segment;
 
 /// File name of the current manifest.
@@ -91,7 +97,7 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let header = ManifestHeader {
             magic: MANIFEST_MAGIC,
-            version: FORMAT_VERSION.into(),
+            version: MANIFEST_VERSION.into(),
             segment_count: (self.segments.len() as u32).into(),
             generation: self.generation.into(),
             next_segment_id: u64::from(self.next_segment_id).into(),
@@ -129,11 +135,11 @@ impl Manifest {
         if count > MAX_SEGMENTS || rest.len() != body_len + 4 {
             // Check the version first so that a future format with another
             // layout is reported as such rather than as damage.
-            if header.version.get() != FORMAT_VERSION {
+            if header.version.get() != MANIFEST_VERSION {
                 return Err(Error::UnsupportedVersion {
                     path: path.to_owned(),
                     found: header.version.get(),
-                    supported: FORMAT_VERSION,
+                    supported: MANIFEST_VERSION,
                 });
             }
             return Err(corrupt(
@@ -151,11 +157,11 @@ impl Manifest {
         if crc32(&bytes[..crc_at]) != stored {
             return Err(corrupt(crc_at, "manifest checksum mismatch"));
         }
-        if header.version.get() != FORMAT_VERSION {
+        if header.version.get() != MANIFEST_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_owned(),
                 found: header.version.get(),
-                supported: FORMAT_VERSION,
+                supported: MANIFEST_VERSION,
             });
         }
         let next_segment_id = u32::try_from(header.next_segment_id.get())

@@ -8,8 +8,16 @@
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-/// The on-disk format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes in every new segment.
+/// Version 2 adds the `clear_metadata` operation (kind 6); everything else
+/// is as in version 1.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The segment versions this build reads. A store opened with version-1
+/// segments is upgraded as it is written: the writer never adds records
+/// to a segment of an older version (it rolls to a new one at open), so a
+/// version-1 file only ever holds what version 1 defines.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"JSTRSEG\0";
@@ -123,6 +131,8 @@ pub enum OpKind {
     Truncate = 4,
     /// Delete the journal.
     Delete = 5,
+    /// Remove the metadata (format version 2).
+    ClearMetadata = 6,
 }
 
 impl OpKind {
@@ -134,6 +144,7 @@ impl OpKind {
             3 => OpKind::TrimPrefix,
             4 => OpKind::Truncate,
             5 => OpKind::Delete,
+            6 => OpKind::ClearMetadata,
             _ => return None,
         })
     }
@@ -146,6 +157,7 @@ impl OpKind {
             OpKind::TrimPrefix => "trim_prefix",
             OpKind::Truncate => "truncate",
             OpKind::Delete => "delete_journal",
+            OpKind::ClearMetadata => "clear_metadata",
         }
     }
 }

@@ -29,7 +29,8 @@ use crate::log_writer::LogWriter;
 use crate::manifest::{Generation, ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::Options;
 use crate::record::{
-    OpIter, OpKind, RecordHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    OpIter, OpKind, RecordHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 use crate::segment::{check_record, parse_segment_file_name, DirOwner, ScanStop, Segment};
 use zerocopy::FromBytes;
@@ -146,9 +147,12 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
         replay.index,
         replay.acct,
     );
-    if replay.dirty_tail {
+    let older_version = log.active().version != FORMAT_VERSION;
+    if replay.dirty_tail || older_version {
         // Seal the segment before the torn bytes; bytes that survived a
         // process crash may still be only in the page cache, so sync first.
+        // A segment of an older format version is sealed as well: new
+        // records may use what only the current version defines.
         log.seal_and_roll()?;
     } else {
         // Likewise, the records recovered from the active segment may be in

@@ -27,7 +27,8 @@ use crate::io::{FileIdentity, FileSystem, LockGuard, Mapping, OpenMode, StorageF
 use crate::mutex::lock;
 use crate::record::{
     align_up, crc32, read_op_header, RecordHeader, SegmentHeader, FORMAT_VERSION, OP_HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    READABLE_VERSIONS, RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 
 /// File name of segment `id`.
@@ -107,6 +108,8 @@ pub(crate) struct Segment {
     map: Arc<dyn Mapping>,
     pub capacity: u64,
     pub base_lsn: u64,
+    /// The format version in the header (one of [`READABLE_VERSIONS`]).
+    pub version: u32,
     obsolete: AtomicBool,
     fs: Arc<dyn FileSystem>,
     /// The store that may remove the file; `None` for a read-only open,
@@ -160,6 +163,7 @@ impl Segment {
             map,
             capacity,
             base_lsn,
+            version: FORMAT_VERSION,
             obsolete: AtomicBool::new(false),
             fs: fs.clone(),
             owner: owner.cloned(),
@@ -233,7 +237,7 @@ impl Segment {
                 "segment header checksum mismatch",
             ));
         }
-        if header.version.get() != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&header.version.get()) {
             return Err(Error::UnsupportedVersion {
                 path,
                 found: header.version.get(),
@@ -272,6 +276,7 @@ impl Segment {
             map,
             capacity,
             base_lsn: header.base_lsn.get(),
+            version: header.version.get(),
             obsolete: AtomicBool::new(false),
             fs: fs.clone(),
             owner: owner.cloned(),

@@ -191,12 +191,44 @@ impl<'a> Journal<'a> {
         self.state.entries.is_empty()
     }
 
-    /// The metadata (empty if never set). Checksum-verified.
-    pub fn metadata(&self) -> Result<&'a [u8]> {
+    /// The metadata: `None` if never set (or cleared since), `Some(b"")`
+    /// if set to empty. Checksum-verified.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.append(b"a", b"e0").set_metadata(b"b", b"");
+    /// store.write(&batch)?;
+    /// let snap = store.snapshot();
+    /// assert_eq!(snap.journal(b"a").unwrap().metadata()?, None);
+    /// assert_eq!(snap.journal(b"b").unwrap().metadata()?, Some(&b""[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn metadata(&self) -> Result<Option<&'a [u8]>> {
         match self.state.metadata {
-            Some(loc) => self.snapshot.read(loc, self.id),
-            None => Ok(&[]),
+            Some(loc) => self.snapshot.read(loc, self.id).map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// Total length in bytes of the entries held: the sum of their lengths,
+    /// without metadata or the framing each entry has on disk. O(1): kept
+    /// up to date as entries are appended and dropped.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.append(b"j", b"abc").append(b"j", b"de").set_metadata(b"j", b"meta");
+    /// store.write(&batch)?;
+    /// assert_eq!(store.snapshot().journal(b"j").unwrap().entry_bytes(), 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn entry_bytes(&self) -> u64 {
+        self.state.entry_bytes
     }
 
     /// The entry at `index`, or `None` outside `first_index..end_index`.

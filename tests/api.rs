@@ -40,8 +40,8 @@ fn the_documented_api_works_as_written() -> journalstore::Result<()> {
     if let Some(j) = snap.journal(b"inv-1") {
         // Option<journalstore::Journal<'_>>
         assert_eq!((j.first_index(), j.end_index(), j.len()), (0, 2, 2));
-        let meta: &[u8] = j.metadata()?; // Result<&[u8]>
-        assert_eq!(meta, b"len=2");
+        let meta: Option<&[u8]> = j.metadata()?; // Result<Option<&[u8]>>
+        assert_eq!(meta, Some(&b"len=2"[..]));
         let e: Option<&[u8]> = j.entry(0)?; // borrowed from the mapping
         assert_eq!(e, Some(&b"entry 0"[..]));
         for item in j.entries(..) {
@@ -69,7 +69,10 @@ fn the_documented_api_works_as_written() -> journalstore::Result<()> {
     assert!(stats.live_bytes > 0 && stats.bytes_on_disk >= stats.live_bytes);
     store.close()?; // or drop
                     // A snapshot outlives the store it came from.
-    assert_eq!(snap.journal(b"inv-1").unwrap().metadata()?, b"len=2");
+    assert_eq!(
+        snap.journal(b"inv-1").unwrap().metadata()?,
+        Some(&b"len=2"[..])
+    );
     Ok(())
 }
 
@@ -142,7 +145,10 @@ fn journal_lifecycle_follows_the_documented_rules() -> journalstore::Result<()> 
     drop(store);
     let store = Store::open(tmp.path(), Options::default())?;
     let snap = store.snapshot();
-    assert_eq!(snap.journal(b"m").unwrap().metadata()?, b"only metadata");
+    assert_eq!(
+        snap.journal(b"m").unwrap().metadata()?,
+        Some(&b"only metadata"[..])
+    );
     assert_eq!(snap.journal(b"j").unwrap().end_index(), 1);
     Ok(())
 }

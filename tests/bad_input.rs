@@ -147,6 +147,12 @@ fn assert_corruption(err: &Error, file: &Path, offsets: Range<u64>, context: &st
 
 #[track_caller]
 fn assert_unsupported(err: &Error, file: &Path, version: u32, context: &str) {
+    let is_manifest = file.file_name().is_some_and(|n| n == "MANIFEST");
+    let readable = if is_manifest {
+        1
+    } else {
+        journalstore::record::FORMAT_VERSION
+    };
     match err {
         Error::UnsupportedVersion {
             path,
@@ -155,7 +161,7 @@ fn assert_unsupported(err: &Error, file: &Path, version: u32, context: &str) {
         } => {
             assert_eq!(path, file, "{context}: {err}");
             assert_eq!(*found, version, "{context}: {err}");
-            assert_eq!(*supported, 1, "{context}: {err}");
+            assert_eq!(*supported, readable, "{context}: {err}");
         }
         other => panic!("{context}: expected UnsupportedVersion, got {other:?}"),
     }
@@ -386,7 +392,7 @@ fn read_state(snap: &Snapshot) -> Result<Model, Error> {
         let mut mj = ModelJournal {
             first: j.first_index(),
             entries: Vec::new(),
-            metadata: j.metadata()?.to_vec(),
+            metadata: j.metadata()?.map(<[u8]>::to_vec),
         };
         for item in j.entries(..) {
             mj.entries.push(item?.1.to_vec());
@@ -557,13 +563,14 @@ fn segment_with_unknown_version_is_unsupported() {
     for seg in [fx.layout.sealed().next().unwrap(), fx.layout.active()] {
         let original = std::fs::read(&seg.path).unwrap();
         let mut bytes = original.clone();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let newer = journalstore::record::FORMAT_VERSION + 1;
+        bytes[8..12].copy_from_slice(&newer.to_le_bytes());
         let crc = crc32fast::hash(&bytes[..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&seg.path, &bytes).unwrap();
-        let context = format!("{} with version 2", seg.name);
+        let context = format!("{} with version {newer}", seg.name);
         let err = open_fails_untouched(&fx.dir, &context);
-        assert_unsupported(&err, &seg.path, 2, &context);
+        assert_unsupported(&err, &seg.path, newer, &context);
         std::fs::write(&seg.path, &original).unwrap();
     }
     fx.open_and_check("after restoring the segments");
@@ -991,7 +998,7 @@ fn invalid_journal_ids_reject_the_batch() {
     for op in bad {
         let want = match &op {
             Op::Append(id, ..) | Op::SetMetadata(id, _) | Op::Trim(id, _) => id.len(),
-            Op::Truncate(id, _) | Op::Delete(id) => id.len(),
+            Op::Truncate(id, _) | Op::Delete(id) | Op::ClearMetadata(id) => id.len(),
         };
         h.rejected(
             &[valid.clone(), op],
@@ -1134,53 +1141,34 @@ fn append_at_the_wrong_index_rejects_the_batch() {
     h.reopen_and_check();
 }
 
-/// trim_prefix past end_index and truncate below first_index (as they stand
-/// at that point of the batch) reject the whole batch with InvalidRange.
+/// Indexes beyond the format's limit (`MAX_INDEX`) reject the whole batch
+/// with InvalidRange: a trim or truncate past it, and an append at it (a
+/// journal moved there by a trim). Any index up to it is valid for both
+/// (`tests/journal_bounds.rs` covers the rule at every boundary).
 #[test]
-fn trim_past_end_and_truncate_below_first_reject_the_batch() {
+fn indexes_past_the_format_limit_reject_the_batch() {
+    use journalstore::record::MAX_INDEX;
     let mut h = Harness::new(small_options());
     let a = || b"a".to_vec();
-    // "a" holds 0..3.
-    h.rejected(
-        &[Op::Append(a(), None, b"3".to_vec()), Op::Trim(a(), 5)],
-        |e| {
-            matches!(e, Error::InvalidRange { journal, op: "trim_prefix", index: 5, first: 0, end: 4 }
-                if journal == b"a")
-        },
-    );
-    h.ok(&[Op::Trim(a(), 2)]);
-    h.rejected(
-        &[Op::SetMetadata(a(), b"new".to_vec()), Op::Truncate(a(), 1)],
-        |e| {
-            matches!(
-                e,
-                Error::InvalidRange {
-                    op: "truncate",
-                    index: 1,
-                    first: 2,
-                    end: 3,
-                    ..
-                }
-            )
-        },
-    );
-    h.rejected(&[Op::Trim(a(), 3), Op::Truncate(a(), 2)], |e| {
-        matches!(
-            e,
-            Error::InvalidRange {
-                op: "truncate",
-                index: 2,
-                first: 3,
-                end: 3,
-                ..
-            }
-        )
+    for op in [Op::Trim(a(), MAX_INDEX + 1), Op::Truncate(a(), u64::MAX)] {
+        let (name, index) = match op {
+            Op::Trim(_, i) => ("trim_prefix", i),
+            Op::Truncate(_, i) => ("truncate", i),
+            _ => unreachable!(),
+        };
+        h.rejected(&[Op::Append(a(), None, b"x".to_vec()), op], |e| {
+            matches!(e, Error::InvalidRange { journal, op, index: i, .. }
+                if journal == b"a" && *op == name && *i == index)
+        });
+    }
+    h.ok(&[Op::Trim(a(), MAX_INDEX)]);
+    h.rejected(&[Op::Append(a(), None, b"x".to_vec())], |e| {
+        matches!(e, Error::InvalidRange { op: "append", index, first, end, .. }
+            if *index == MAX_INDEX && *first == MAX_INDEX && *end == MAX_INDEX)
     });
-    // The edges are fine: trim to end, truncate to first.
     h.ok(&[
-        Op::Truncate(a(), 2),
-        Op::Append(a(), None, b"2'".to_vec()),
-        Op::Trim(a(), 3),
+        Op::Truncate(a(), MAX_INDEX - 1),
+        Op::Append(a(), None, b"last".to_vec()),
     ]);
     h.reopen_and_check();
 }
@@ -1360,7 +1348,7 @@ fn read_all_typed(snap: &Snapshot, context: &str) -> Vec<JournalOutcome> {
     snap.journal_ids()
         .map(|id| {
             let j = snap.journal(id).unwrap();
-            let mut values = vec![typed(j.metadata())];
+            let mut values = vec![typed(j.metadata().map(Option::unwrap_or_default))];
             values.extend(j.entries(..).map(|r| typed(r.map(|(_, bytes)| bytes))));
             (id.to_vec(), j.first_index(), j.end_index(), values)
         })

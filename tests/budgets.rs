@@ -125,7 +125,7 @@ fn segment_header(id: u64, capacity: u64, base_lsn: u64) -> [u8; SEGMENT_HEADER_
 /// active segment.
 fn manifest(next_segment_id: u64, segments: &[(u64, u64)]) -> Vec<u8> {
     let mut out = b"JSTRMAN\0".to_vec();
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // the manifest layout version
     out.extend_from_slice(&(segments.len() as u32).to_le_bytes());
     out.extend_from_slice(&1u64.to_le_bytes());
     out.extend_from_slice(&next_segment_id.to_le_bytes());

@@ -118,10 +118,11 @@ fn read_state(snap: &Snapshot, ctx: &str) -> Vec<Model> {
 
 /// The counter of thread `t` in `state`: how many of its batches it holds.
 fn counter(t: usize, state: &Model) -> u64 {
-    state
-        .journals
-        .get(&journal_id(t, "seq"))
-        .map_or(0, |j| String::from_utf8_lossy(&j.metadata).parse().unwrap())
+    state.journals.get(&journal_id(t, "seq")).map_or(0, |j| {
+        String::from_utf8_lossy(j.metadata.as_deref().unwrap_or_default())
+            .parse()
+            .unwrap()
+    })
 }
 
 /// The child: writes batches from `THREADS` threads until killed. Runs only

@@ -72,7 +72,7 @@ fn assert_no_orphans(dir: &Path, ctx: &str) {
 /// batch sets to its position (1-based) in the history.
 fn counter(snap: &Snapshot) -> usize {
     snap.journal(SEQ).map_or(0, |j| {
-        std::str::from_utf8(j.metadata().unwrap())
+        std::str::from_utf8(j.metadata().unwrap().unwrap_or_default())
             .unwrap()
             .parse()
             .unwrap()

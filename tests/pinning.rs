@@ -173,7 +173,7 @@ fn pinned_free(free: Op, big_after: Option<(u64, u64)>) {
     for i in 0..40 {
         assert_eq!(j.entry(i).unwrap(), Some(&big_entry(i)[..]), "entry {i}");
     }
-    assert_eq!(j.metadata().unwrap(), b"meta v2");
+    assert_eq!(j.metadata().unwrap(), Some(&b"meta v2"[..]));
 
     drop(clone);
     assert_eq!(h.store.stats().pinned_snapshots, 0);

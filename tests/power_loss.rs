@@ -90,13 +90,7 @@ fn global_id(t: usize, id: &[u8]) -> Vec<u8> {
 
 fn prefixed(t: usize, ops: &[Op]) -> Vec<Op> {
     ops.iter()
-        .map(|op| match op {
-            Op::Append(id, at, v) => Op::Append(global_id(t, id), *at, v.clone()),
-            Op::SetMetadata(id, v) => Op::SetMetadata(global_id(t, id), v.clone()),
-            Op::Trim(id, i) => Op::Trim(global_id(t, id), *i),
-            Op::Truncate(id, i) => Op::Truncate(global_id(t, id), *i),
-            Op::Delete(id) => Op::Delete(global_id(t, id)),
-        })
+        .map(|op| op.map_id(|id| global_id(t, id)))
         .collect()
 }
 

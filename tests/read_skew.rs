@@ -15,7 +15,7 @@ use journalstore::{Journal, Options, Snapshot, Store, SyncMode, WriteBatch};
 
 /// Checks one journal of a snapshot against its own metadata.
 fn verify(j: &Journal<'_>) -> usize {
-    let meta = std::str::from_utf8(j.metadata().unwrap())
+    let meta = std::str::from_utf8(j.metadata().unwrap().unwrap_or_default())
         .unwrap()
         .to_owned();
     let entries: Vec<Vec<u8>> = j.entries(..).map(|e| e.unwrap().1.to_vec()).collect();

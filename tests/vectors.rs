@@ -841,7 +841,7 @@ fn engine_journals(dir: &Path) -> BTreeMap<Vec<u8>, spec::Journal> {
                 spec::Journal {
                     first: j.first_index(),
                     entries: j.entries(..).map(|e| Some(e.unwrap().1.to_vec())).collect(),
-                    metadata: j.metadata().unwrap().to_vec(),
+                    metadata: j.metadata().unwrap().unwrap_or_default().to_vec(),
                 },
             )
         })

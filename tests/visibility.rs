@@ -61,7 +61,7 @@ fn check_mode(sync: SyncMode) {
             "{sync:?}: entry {i} missing (end {})",
             j.end_index()
         );
-        let meta = u64::from_le_bytes(j.metadata().unwrap().try_into().unwrap());
+        let meta = u64::from_le_bytes(j.metadata().unwrap().unwrap().try_into().unwrap());
         assert!(meta >= i, "{sync:?}: metadata {meta} older than batch {i}");
         checked += 1;
     }

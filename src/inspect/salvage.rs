@@ -150,7 +150,9 @@ impl Salvaged {
         struct Ignore;
         impl Liveness for Ignore {
             fn live(&mut self, _: Loc, _: u64) {}
-            fn dead(&mut self, _: Loc, _: Loc) {}
+            fn dead(&mut self, _: Loc, _: Loc) -> u64 {
+                0
+            }
         }
         let mut index = Index::default();
         for &(i, offset) in records.values() {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::io::read_bounded;
 use crate::manifest::{ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::record::{
-    crc32, OpIter, SegmentHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
+    crc32, OpIter, SegmentHeader, READABLE_VERSIONS, RECORD_ALIGN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
 };
 use crate::segment::{
@@ -42,7 +42,8 @@ pub const MANIFEST_TMP_FILE_NAME: &str = MANIFEST_TMP_FILE;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ManifestInfo {
-    /// Format version (decoding accepts only [`FORMAT_VERSION`]).
+    /// Manifest layout version (1: format-spec section 5; the segment
+    /// format version is in each segment's header).
     pub version: u32,
     /// The generation number.
     pub generation: u64,
@@ -69,7 +70,7 @@ pub struct ManifestSegment {
 impl ManifestInfo {
     pub(super) fn from_manifest(m: &Manifest) -> ManifestInfo {
         ManifestInfo {
-            version: FORMAT_VERSION,
+            version: crate::manifest::MANIFEST_VERSION,
             generation: m.generation,
             next_segment_id: m.next_segment_id,
             lsn_floor: m.lsn_floor,
@@ -316,9 +317,9 @@ impl SegmentFile {
             Ok(h) => h,
             Err(reason) => return Some(reason.to_owned()),
         };
-        if h.version != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&h.version) {
             return Some(format!(
-                "format version {}; this build reads version {FORMAT_VERSION}",
+                "format version {}; this build reads versions {READABLE_VERSIONS:?}",
                 h.version
             ));
         }

@@ -40,7 +40,7 @@ impl Rng {
 pub struct ModelJournal {
     pub first: u64,
     pub entries: Vec<Vec<u8>>,
-    pub metadata: Vec<u8>,
+    pub metadata: Option<Vec<u8>>,
 }
 
 impl ModelJournal {
@@ -54,9 +54,33 @@ impl ModelJournal {
 pub enum Op {
     Append(Vec<u8>, Option<u64>, Vec<u8>),
     SetMetadata(Vec<u8>, Vec<u8>),
+    ClearMetadata(Vec<u8>),
     Trim(Vec<u8>, u64),
     Truncate(Vec<u8>, u64),
     Delete(Vec<u8>),
+}
+
+impl Op {
+    /// The same operation on journal `f(id)`.
+    pub fn map_id(&self, f: impl Fn(&Vec<u8>) -> Vec<u8>) -> Op {
+        match self {
+            Op::Append(id, at, v) => Op::Append(f(id), *at, v.clone()),
+            Op::SetMetadata(id, v) => Op::SetMetadata(f(id), v.clone()),
+            Op::ClearMetadata(id) => Op::ClearMetadata(f(id)),
+            Op::Trim(id, i) => Op::Trim(f(id), *i),
+            Op::Truncate(id, i) => Op::Truncate(f(id), *i),
+            Op::Delete(id) => Op::Delete(f(id)),
+        }
+    }
+}
+
+/// Why the model rejects a batch: the error the store must return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// `Error::UnexpectedIndex`.
+    UnexpectedIndex,
+    /// `Error::InvalidRange`.
+    InvalidRange,
 }
 
 /// The store's documented semantics, in the simplest possible form.
@@ -68,6 +92,11 @@ pub struct Model {
 impl Model {
     /// Applies a batch atomically: `Err(())` (and no change) if any op is invalid.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), ()> {
+        self.apply_checked(ops).map_err(|_| ())
+    }
+
+    /// Applies a batch atomically, or says why the store rejects it.
+    pub fn apply_checked(&mut self, ops: &[Op]) -> Result<(), Reject> {
         let mut next = self.clone();
         for op in ops {
             next.apply_one(op)?;
@@ -76,37 +105,59 @@ impl Model {
         Ok(())
     }
 
-    fn apply_one(&mut self, op: &Op) -> Result<(), ()> {
+    /// The rules `WriteBatch` documents, written out case by case: only
+    /// `append_at` at an index other than the end, and indexes past the
+    /// format's limit, fail.
+    fn apply_one(&mut self, op: &Op) -> Result<(), Reject> {
+        match op {
+            Op::Trim(_, t) | Op::Truncate(_, t) if *t > journalstore::record::MAX_INDEX => {
+                return Err(Reject::InvalidRange);
+            }
+            _ => {}
+        }
         match op {
             Op::Append(id, at, v) => {
                 let j = self.journals.entry(id.clone()).or_default();
                 if let Some(at) = at {
                     if *at != j.end() {
-                        return Err(());
+                        return Err(Reject::UnexpectedIndex);
                     }
+                }
+                if j.end() >= journalstore::record::MAX_INDEX {
+                    return Err(Reject::InvalidRange);
                 }
                 j.entries.push(v.clone());
             }
             Op::SetMetadata(id, v) => {
-                self.journals.entry(id.clone()).or_default().metadata = v.clone();
+                self.journals.entry(id.clone()).or_default().metadata = Some(v.clone());
+            }
+            Op::ClearMetadata(id) => {
+                if let Some(j) = self.journals.get_mut(id) {
+                    j.metadata = None;
+                }
             }
             Op::Trim(id, t) => {
-                if let Some(j) = self.journals.get_mut(id) {
-                    if *t > j.end() {
-                        return Err(());
-                    }
-                    if *t > j.first {
-                        j.entries.drain(..(*t - j.first) as usize);
-                        j.first = *t;
-                    }
+                let j = self
+                    .journals
+                    .entry(id.clone())
+                    .or_insert_with(|| ModelJournal {
+                        first: *t,
+                        ..ModelJournal::default()
+                    });
+                if *t > j.end() {
+                    j.entries.clear();
+                    j.first = *t;
+                } else if *t > j.first {
+                    j.entries.drain(..(*t - j.first) as usize);
+                    j.first = *t;
                 }
             }
             Op::Truncate(id, t) => {
                 if let Some(j) = self.journals.get_mut(id) {
                     if *t < j.first {
-                        return Err(());
-                    }
-                    if *t < j.end() {
+                        j.entries.clear();
+                        j.first = *t;
+                    } else if *t < j.end() {
                         j.entries.truncate((*t - j.first) as usize);
                     }
                 }
@@ -132,9 +183,11 @@ impl Model {
             );
             assert_eq!(
                 j.metadata().unwrap(),
-                &mj.metadata[..],
+                mj.metadata.as_deref(),
                 "{context}: metadata of {id:?}"
             );
+            let bytes: u64 = mj.entries.iter().map(|e| e.len() as u64).sum();
+            assert_eq!(j.entry_bytes(), bytes, "{context}: entry bytes of {id:?}");
             let entries: Vec<(u64, &[u8])> = j.entries(..).map(|e| e.unwrap()).collect();
             assert_eq!(
                 entries.len() as u64,
@@ -161,6 +214,7 @@ pub fn to_batch(ops: &[Op]) -> WriteBatch {
             Op::Append(id, None, v) => b.append(id, v),
             Op::Append(id, Some(at), v) => b.append_at(id, *at, v),
             Op::SetMetadata(id, v) => b.set_metadata(id, v),
+            Op::ClearMetadata(id) => b.clear_metadata(id),
             Op::Trim(id, t) => b.trim_prefix(id, *t),
             Op::Truncate(id, t) => b.truncate(id, *t),
             Op::Delete(id) => b.delete_journal(id),
@@ -187,17 +241,27 @@ pub fn random_batch(rng: &mut Rng, model: &Model, journals: u64, max_value: usiz
                 };
                 Op::Append(id, Some(at), rng.bytes(max_value))
             }
-            55..=67 => Op::SetMetadata(id, rng.bytes(max_value.min(64))),
-            68..=77 => {
-                // Mostly inside the journal, sometimes past its end (invalid).
-                let t = first + rng.below(end - first + 2);
+            55..=63 => Op::SetMetadata(id, rng.bytes(max_value.min(64))),
+            64..=66 => Op::ClearMetadata(id),
+            67..=77 => {
+                // Mostly inside the journal; sometimes past its end (the
+                // journal continues there, or is created there if missing).
+                let t = if rng.chance(80) {
+                    first + rng.below(end - first + 2)
+                } else {
+                    end + rng.below(1000)
+                };
                 Op::Trim(id, t)
             }
             78..=91 => {
-                let t = if end > first && rng.chance(95) {
+                // Mostly inside the journal; sometimes below its first
+                // index (the journal continues there) or past its end.
+                let t = if end > first && rng.chance(90) {
                     first + rng.below(end - first + 1)
+                } else if rng.chance(50) {
+                    first.saturating_sub(1 + rng.below(3))
                 } else {
-                    first.saturating_sub(1 + rng.below(2))
+                    end + rng.below(3)
                 };
                 Op::Truncate(id, t)
             }
@@ -270,7 +334,7 @@ pub fn read_journal(snap: &Snapshot, id: &[u8], ctx: &str) -> ModelJournal {
     let metadata = j
         .metadata()
         .unwrap_or_else(|e| panic!("{ctx}: metadata of {id:?}: {e}"))
-        .to_vec();
+        .map(<[u8]>::to_vec);
     let mut entries = Vec::new();
     for (k, item) in j.entries(..).enumerate() {
         let (index, bytes) = item.unwrap_or_else(|e| panic!("{ctx}: entry of {id:?}: {e}"));
@@ -298,7 +362,10 @@ pub fn counter(model: &Model, ctx: &str) -> usize {
     match model.journals.get(COUNTER) {
         None => 0,
         Some(j) => {
-            let bytes: [u8; 8] = j.metadata[..]
+            let bytes: [u8; 8] = j
+                .metadata
+                .as_deref()
+                .unwrap_or_default()
                 .try_into()
                 .unwrap_or_else(|_| panic!("{ctx}: counter metadata {:?}", j.metadata));
             u64::from_le_bytes(bytes) as usize

@@ -8,7 +8,7 @@ use super::{
     align8, MAX_ENTRY, MAX_METADATA, OP_HEADER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
     SEGMENT_SIZE,
 };
-use crate::model::{Model, Op};
+use crate::model::{Model, Op, Reject};
 
 /// The journals random batches use: three short ids and the longest one.
 pub(crate) const IDS: [&[u8]; 4] = [b"a", b"b", b"c", &[b'z'; 255]];
@@ -44,10 +44,12 @@ pub(crate) fn pick_value(
 /// An index near the journal's bounds: mostly inside, sometimes just
 /// outside, rarely anything.
 pub(crate) fn pick_index(u: &mut Unstructured, first: u64, end: u64) -> arbitrary::Result<u64> {
-    Ok(match u.int_in_range(0..=9u8)? {
+    Ok(match u.int_in_range(0..=11u8)? {
         0 => first.saturating_sub(1),
         1 => end + 1,
         2 => u.arbitrary()?,
+        3 => end + u64::from(u.arbitrary::<u16>()?),
+        4 => journalstore::record::MAX_INDEX - u64::from(u.int_in_range(0..=2u8)?),
         _ => first + u.int_in_range(0..=end - first)?,
     })
 }
@@ -81,7 +83,8 @@ pub(crate) fn gen_batch(
                 };
                 Op::Append(id, Some(at), pick_value(u, max_value, invalid_ok)?)
             }
-            55..=69 => Op::SetMetadata(id, pick_value(u, 64, invalid_ok)?),
+            55..=65 => Op::SetMetadata(id, pick_value(u, 64, invalid_ok)?),
+            66..=69 => Op::ClearMetadata(id),
             70..=81 => Op::Trim(id, pick_index(u, first, end)?),
             82..=93 => Op::Truncate(id, pick_index(u, first, end)?),
             _ => Op::Delete(id),
@@ -107,7 +110,9 @@ pub(crate) fn op_parts(op: &Op) -> (&[u8], &[u8], u64) {
     match op {
         Op::Append(id, _, v) => (id, v, MAX_ENTRY),
         Op::SetMetadata(id, v) => (id, v, MAX_METADATA),
-        Op::Trim(id, _) | Op::Truncate(id, _) | Op::Delete(id) => (id, &[], MAX_ENTRY),
+        Op::ClearMetadata(id) | Op::Trim(id, _) | Op::Truncate(id, _) | Op::Delete(id) => {
+            (id, &[], MAX_ENTRY)
+        }
     }
 }
 
@@ -126,11 +131,10 @@ pub(crate) fn expected(model: &Model, ops: &[Op]) -> Outcome {
     }
     let mut m = model.clone();
     for op in ops {
-        if m.apply(std::slice::from_ref(op)).is_err() {
-            return match op {
-                Op::Append(..) => Outcome::UnexpectedIndex,
-                _ => Outcome::InvalidRange,
-            };
+        match m.apply_checked(std::slice::from_ref(op)) {
+            Ok(()) => {}
+            Err(Reject::UnexpectedIndex) => return Outcome::UnexpectedIndex,
+            Err(Reject::InvalidRange) => return Outcome::InvalidRange,
         }
     }
     let payload: usize = ops

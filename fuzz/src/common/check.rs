@@ -33,7 +33,7 @@ pub(crate) fn class(e: &Error) -> ErrClass {
 pub(crate) struct ReadJournal {
     first: u64,
     end: u64,
-    metadata: Result<Vec<u8>, ErrClass>,
+    metadata: Result<Option<Vec<u8>>, ErrClass>,
     entries: Vec<Result<Vec<u8>, ErrClass>>,
 }
 
@@ -66,7 +66,10 @@ pub(crate) fn read_state(snap: &Snapshot, ctx: &str) -> ReadState {
         assert!(first <= end, "{ctx}: {id:?} first {first} > end {end}");
         assert_eq!(j.len(), end - first, "{ctx}: len of {id:?}");
         assert_eq!(j.is_empty(), first == end, "{ctx}: is_empty of {id:?}");
-        let metadata = j.metadata().map(<[u8]>::to_vec).map_err(|e| class(&e));
+        let metadata = j
+            .metadata()
+            .map(|m| m.map(<[u8]>::to_vec))
+            .map_err(|e| class(&e));
         let mut entries = Vec::new();
         for (k, item) in j.entries(..).enumerate() {
             entries.push(match item {
@@ -223,7 +226,7 @@ pub(crate) fn open_checked(dir: &Path, ctx: &str) -> Option<ReadState> {
                 ReadJournal {
                     first: 0,
                     end: 1,
-                    metadata: Ok(b"probe metadata".to_vec()),
+                    metadata: Ok(Some(b"probe metadata".to_vec())),
                     entries: vec![Ok(b"probe entry".to_vec())],
                 },
             );

@@ -356,7 +356,7 @@ pub fn summary(dir: &Path) -> Report {
                 let Some(j) = snap.journal(id) else { continue };
                 r.entries += j.len();
                 match j.metadata() {
-                    Ok(m) => r.metadata_bytes += m.len() as u64,
+                    Ok(m) => r.metadata_bytes += m.map_or(0, <[u8]>::len) as u64,
                     Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
                 }
                 for item in j.entries(..) {
@@ -1028,7 +1028,7 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
                 r.end_index = Some(j.end_index());
                 r.len = Some(j.len());
                 match j.metadata() {
-                    Ok(m) => r.metadata = Some(ValueOut::new(m, encoding)),
+                    Ok(m) => r.metadata = m.map(|m| ValueOut::new(m, encoding)),
                     Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
                 }
                 let indexes = j.first_index().max(range.start)..;

@@ -151,7 +151,7 @@ fn read_state(dir: &Path) -> State {
                     .entries(..)
                     .map(|e| e.expect("entry").1.to_vec())
                     .collect(),
-                metadata: j.metadata().expect("metadata").to_vec(),
+                metadata: j.metadata().expect("metadata").unwrap_or_default().to_vec(),
             },
         );
     }

@@ -61,7 +61,7 @@ impl Engine for Js {
         let Some(j) = snapshot.journal(&journal.to_be_bytes()) else {
             return Ok(0);
         };
-        let mut total = consume(j.metadata()?);
+        let mut total = consume(j.metadata()?.unwrap_or_default());
         for item in j.entries(..) {
             total += consume(item?.1);
         }
