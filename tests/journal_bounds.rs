@@ -218,7 +218,7 @@ fn cleared_metadata_is_never_resurrected() {
     let store = Store::open(&dir, options()).unwrap();
     let mut model = Model::default();
     let filler = |tag: u8, n: usize| -> Vec<Vec<u8>> {
-        (0..n).map(|i| vec![tag, i as u8].repeat(150)).collect()
+        (0..n).map(|i| [tag, i as u8].repeat(150)).collect()
     };
     let (keep, meta, fill) = (b"keep".to_vec(), b"meta".to_vec(), b"fill".to_vec());
     // The oldest segment: the value to clear, then live entries that keep
