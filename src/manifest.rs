@@ -15,13 +15,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode};
-use crate::record::crc32;
+use crate::record::{crc32, MANIFEST_VERSION};
 
-/// The manifest's layout version. The manifest has its own number: segment
-/// format version 2 (a new operation kind) left its layout unchanged, and a
-/// build that reads version-1 segments only must still read the manifest
-/// far enough to report a newer segment as `UnsupportedVersion`.
-pub const MANIFEST_VERSION: u32 = 1;
 use crate::segment::Segment;
 
 /// File name of the current manifest.

@@ -19,6 +19,12 @@ pub const FORMAT_VERSION: u32 = 2;
 /// version-1 file only ever holds what version 1 defines.
 pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
+/// The manifest's layout version. The manifest has its own number: segment
+/// format version 2 (a new operation kind) left its layout unchanged, and a
+/// build that reads version-1 segments only must still read the manifest
+/// far enough to report a newer segment as `UnsupportedVersion`.
+pub const MANIFEST_VERSION: u32 = 1;
+
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"JSTRSEG\0";
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use journalstore::record::{encode_op, OpKind, PlannedOp, FORMAT_VERSION};
+use journalstore::record::{encode_op, OpKind, PlannedOp, FORMAT_VERSION, MANIFEST_VERSION};
 use journalstore::{inspect, work, Error, Options, Store, WriteBatch};
 
 const SEGMENT_HEADER_LEN: usize = 64;
@@ -125,7 +125,7 @@ fn segment_header(id: u64, capacity: u64, base_lsn: u64) -> [u8; SEGMENT_HEADER_
 /// active segment.
 fn manifest(next_segment_id: u64, segments: &[(u64, u64)]) -> Vec<u8> {
     let mut out = b"JSTRMAN\0".to_vec();
-    out.extend_from_slice(&1u32.to_le_bytes()); // the manifest layout version
+    out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
     out.extend_from_slice(&(segments.len() as u32).to_le_bytes());
     out.extend_from_slice(&1u64.to_le_bytes());
     out.extend_from_slice(&next_segment_id.to_le_bytes());

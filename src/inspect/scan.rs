@@ -42,8 +42,8 @@ pub const MANIFEST_TMP_FILE_NAME: &str = MANIFEST_TMP_FILE;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ManifestInfo {
-    /// Manifest layout version (1: format-spec section 5; the segment
-    /// format version is in each segment's header).
+    /// Manifest layout version ([`MANIFEST_VERSION`](crate::record::MANIFEST_VERSION);
+    /// the segment format version is in each segment's header).
     pub version: u32,
     /// The generation number.
     pub generation: u64,
@@ -70,7 +70,7 @@ pub struct ManifestSegment {
 impl ManifestInfo {
     pub(super) fn from_manifest(m: &Manifest) -> ManifestInfo {
         ManifestInfo {
-            version: crate::manifest::MANIFEST_VERSION,
+            version: crate::record::MANIFEST_VERSION,
             generation: m.generation,
             next_segment_id: m.next_segment_id,
             lsn_floor: m.lsn_floor,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use journalstore::io::SimFs;
-use journalstore::record::FORMAT_VERSION;
+use journalstore::record::{FORMAT_VERSION, MANIFEST_VERSION};
 use journalstore::{Options, SyncMode};
 
 pub(crate) mod batches;
@@ -121,7 +121,7 @@ pub(crate) fn encode_manifest(
     segments: &[(u64, u64)],
 ) -> Vec<u8> {
     let mut out = b"JSTRMAN\0".to_vec();
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
     out.extend_from_slice(&(segments.len() as u32).to_le_bytes());
     out.extend_from_slice(&generation.to_le_bytes());
     out.extend_from_slice(&next_segment_id.to_le_bytes());
