@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use journalstore::{Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
+use journalstore::{DisplayChain, Options, Snapshot, Stats, Store, SyncMode, WriteBatch};
 
 const WRITERS: usize = 4;
 const READERS: usize = 2;
@@ -214,7 +214,7 @@ fn writer(store: &Store, run: &Run, w: usize) -> BTreeMap<String, Invocation> {
             bytes += meta.len() as u64;
         }
         if let Err(e) = store.write(&batch) {
-            run.fail(format!("writer {w}: write failed: {e}"));
+            run.fail(format!("writer {w}: write failed: {}", DisplayChain(&e)));
             break;
         }
         c.batches.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +239,7 @@ fn verify_journal(snap: &Snapshot, id: &[u8]) -> Result<u64, String> {
         .ok_or_else(|| format!("{name}: listed by journal_ids but not found"))?;
     let meta = journal
         .metadata()
-        .map_err(|e| format!("{name}: metadata: {e}"))?
+        .map_err(|e| format!("{name}: metadata: {}", DisplayChain(&e)))?
         .ok_or_else(|| format!("{name}: metadata missing"))?;
     let meta = std::str::from_utf8(meta).map_err(|_| format!("{name}: metadata not UTF-8"))?;
     let (len, digest) = parse_metadata(meta).ok_or_else(|| format!("{name}: metadata {meta:?}"))?;
@@ -253,7 +253,7 @@ fn verify_journal(snap: &Snapshot, id: &[u8]) -> Result<u64, String> {
     let mut seen = 0u64;
     let mut computed = DIGEST_SEED;
     for item in journal.entries(..) {
-        let (index, bytes) = item.map_err(|e| format!("{name}: entry: {e}"))?;
+        let (index, bytes) = item.map_err(|e| format!("{name}: entry: {}", DisplayChain(&e)))?;
         let incarnation = parse_entry(bytes, &name, index)
             .ok_or_else(|| format!("{name}: entry {index} has a foreign header"))?;
         if bytes != entry_bytes(&name, index, incarnation) {
@@ -273,10 +273,10 @@ fn verify_journal(snap: &Snapshot, id: &[u8]) -> Result<u64, String> {
     if len > 0 {
         let last = journal
             .entry(len - 1)
-            .map_err(|e| format!("{name}: entry: {e}"))?;
+            .map_err(|e| format!("{name}: entry: {}", DisplayChain(&e)))?;
         let first_past = journal
             .entry(len)
-            .map_err(|e| format!("{name}: entry: {e}"))?;
+            .map_err(|e| format!("{name}: entry: {}", DisplayChain(&e)))?;
         if last.is_none() || first_past.is_some() {
             return Err(format!("{name}: entry() disagrees with len {len}"));
         }
@@ -370,14 +370,16 @@ fn verify_final(snap: &Snapshot, expected: &BTreeMap<String, Invocation>) -> Res
         let journal = snap
             .journal(id.as_bytes())
             .ok_or(format!("{id}: missing"))?;
-        let meta = journal.metadata().map_err(|e| format!("{id}: {e}"))?;
+        let meta = journal
+            .metadata()
+            .map_err(|e| format!("{id}: {}", DisplayChain(&e)))?;
         if meta != Some(inv.metadata().as_bytes()) || journal.len() != inv.len() {
             return Err(format!(
                 "{id}: metadata or length differs from the writer's"
             ));
         }
         for (i, item) in journal.entries(..).enumerate() {
-            let (index, bytes) = item.map_err(|e| format!("{id}: {e}"))?;
+            let (index, bytes) = item.map_err(|e| format!("{id}: {}", DisplayChain(&e)))?;
             if index != i as u64 || bytes != entry_bytes(id, index, inv.incs[i]) {
                 return Err(format!("{id}: entry {index} differs from the writer's"));
             }
@@ -435,7 +437,8 @@ fn demo() -> Result<(), String> {
     // By default the store lives in a temporary directory removed at exit;
     // `--keep DIR` puts it in DIR (which must not hold a store yet) and
     // leaves it there, e.g. for `journal-dump`.
-    let tmp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let tmp =
+        tempfile::tempdir().map_err(|e| format!("temporary directory: {}", DisplayChain(&e)))?;
     let dir = match keep {
         Some(dir) if dir.join("MANIFEST").exists() => {
             return Err(format!(
@@ -456,7 +459,7 @@ fn demo() -> Result<(), String> {
         SEGMENT_SIZE >> 20
     );
     println!("store directory: {}", dir.display());
-    let store = Store::open(&dir, options()).map_err(|e| format!("open: {e}"))?;
+    let store = Store::open(&dir, options()).map_err(|e| format!("open: {}", DisplayChain(&e)))?;
     let run = Run {
         stop: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
@@ -547,7 +550,9 @@ fn demo() -> Result<(), String> {
         oldest_pin.as_secs_f64() * 1e3,
         mb(peak_pinned_only)
     );
-    let compaction = store.compact().map_err(|e| format!("compact: {e}"))?;
+    let compaction = store
+        .compact()
+        .map_err(|e| format!("compact: {}", DisplayChain(&e)))?;
     println!(
         "compaction    {} runs now, {} segments rewritten, {:.1} MB copied, longest writer pause {:.1} ms",
         compaction.runs,
@@ -560,10 +565,13 @@ fn demo() -> Result<(), String> {
     verify_final(&last, &expected).map_err(|e| format!("before close: {e}"))?;
     drop(last);
     print_stats("before close", &store.stats());
-    store.close().map_err(|e| format!("close: {e}"))?;
+    store
+        .close()
+        .map_err(|e| format!("close: {}", DisplayChain(&e)))?;
 
     let t = Instant::now();
-    let store = Store::open(&dir, options()).map_err(|e| format!("reopen: {e}"))?;
+    let store =
+        Store::open(&dir, options()).map_err(|e| format!("reopen: {}", DisplayChain(&e)))?;
     let reopen = t.elapsed();
     let snap = store.snapshot();
     verify_final(&snap, &expected).map_err(|e| format!("after reopen: {e}"))?;
@@ -574,6 +582,8 @@ fn demo() -> Result<(), String> {
         reopen.as_secs_f64() * 1e3,
         expected.len()
     );
-    store.close().map_err(|e| format!("close: {e}"))?;
+    store
+        .close()
+        .map_err(|e| format!("close: {}", DisplayChain(&e)))?;
     Ok(())
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
-use crate::log_writer::{clone_io, LogWriter, MAX_GROUP_BYTES};
+use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
 use crate::options::SyncMode;
 use crate::record::{record_len, PlannedOp, OP_HEADER_LEN};
@@ -146,7 +146,7 @@ impl Committer {
     }
 
     /// Why writes stopped, if they did.
-    pub fn stopped_cause(&self) -> Option<String> {
+    pub fn stopped_cause(&self) -> Option<Arc<Error>> {
         self.gate.cause()
     }
 
@@ -245,7 +245,7 @@ impl Committer {
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         if let Err(e) = self.check_stopped() {
-            return batches.iter().map(|_| Err(clone_io(&e))).collect();
+            return batches.iter().map(|_| Err(e.clone())).collect();
         }
         let (results, fatal) = log.commit_group(batches);
         self.note_compaction_due(&mut log);

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Result alias used throughout journalstore.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -11,7 +12,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 ///
 /// Journal ids are carried as raw bytes; `Display` prints them as UTF-8 when
 /// they are, and as hex otherwise.
-#[derive(Debug)]
+///
+/// `Display` describes this error only, never the error it wraps: that one
+/// is [`source`](std::error::Error::source) (the `io::Error` of
+/// [`Error::Io`], the original failure of [`Error::WritesStopped`]), as the
+/// `std::error::Error` convention asks, so a reporter that walks the chain
+/// prints every layer once. [`DisplayChain`] prints the whole chain on one
+/// line.
+///
+/// `Error` is `Clone`, and cloning is cheap: the wrapped errors are shared
+/// (`Arc`), and the rest is a path, a journal id or a short text. A clone
+/// prints the same, and its `source` is the same object. Group commit hands
+/// one failure to every batch of the group this way.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O call failed.
@@ -20,8 +33,9 @@ pub enum Error {
         op: &'static str,
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error, shared so that the error can be cloned;
+        /// also returned by `source()`.
+        source: Arc<io::Error>,
     },
     /// Bytes on disk are not what the engine wrote: a checksum mismatch, a
     /// record that does not decode, a missing file, an inconsistency between
@@ -82,12 +96,14 @@ pub enum Error {
         /// The journal's `end_index` at that point of the batch.
         actual: u64,
     },
-    /// A trim or truncate outside what the journal allows
-    /// (trim past `end_index`, truncate below `first_index`).
+    /// An index past the format's limit (`record::MAX_INDEX`): a trim or
+    /// truncate to it, or an append to a journal whose end is there. Any
+    /// other index is valid for a trim or truncate (see
+    /// [`WriteBatch::trim_prefix`](crate::WriteBatch::trim_prefix)).
     InvalidRange {
         /// The journal.
         journal: Vec<u8>,
-        /// "trim_prefix", "truncate", or "append" past the largest index.
+        /// "trim_prefix", "truncate" or "append".
         op: &'static str,
         /// The index given.
         index: u64,
@@ -101,8 +117,9 @@ pub enum Error {
     /// An earlier write or sync failed, so the store no longer knows what is
     /// durable; it stays readable but refuses writes until reopened.
     WritesStopped {
-        /// The error that stopped writes, as text.
-        cause: String,
+        /// The error that stopped writes (an [`Error::Io`] as a rule);
+        /// also returned by `source()`.
+        cause: Arc<Error>,
     },
     /// The store was closed.
     Closed,
@@ -120,7 +137,19 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            source: Arc::new(source),
+        }
+    }
+
+    /// The error for a write refused because `cause` stopped writes. A
+    /// `WritesStopped` cause is not wrapped again: the chain names the
+    /// original failure once.
+    pub(crate) fn writes_stopped(cause: &Error) -> Self {
+        match cause {
+            Error::WritesStopped { .. } => cause.clone(),
+            other => Error::WritesStopped {
+                cause: Arc::new(other.clone()),
+            },
         }
     }
 
@@ -165,8 +194,8 @@ impl fmt::Display for DisplayId<'_> {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { op, path, source } => {
-                write!(f, "I/O error during {op} on {}: {source}", path.display())
+            Error::Io { op, path, .. } => {
+                write!(f, "I/O error during {op} on {}", path.display())
             }
             Error::Corruption {
                 path,
@@ -232,10 +261,9 @@ impl fmt::Display for Error {
                 DisplayId(journal)
             ),
             Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
-            Error::WritesStopped { cause } => write!(
-                f,
-                "writes stopped after an earlier failure ({cause}); reopen the store"
-            ),
+            Error::WritesStopped { .. } => {
+                f.write_str("writes stopped after an earlier failure; reopen the store")
+            }
             Error::Closed => f.write_str("store is closed"),
             Error::NotFound { path } => write!(
                 f,
@@ -246,11 +274,47 @@ impl fmt::Display for Error {
     }
 }
 
+/// Prints an error and every error of its [`source`] chain on one line,
+/// outermost first, separated by `": "`: for example
+/// `writes stopped after an earlier failure; reopen the store: I/O error
+/// during sync segment on /data/seg-00000003.jseg: Input/output error (os
+/// error 5)`.
+///
+/// For a user-facing message where the `Display` of one layer says too
+/// little (see [`Error`]); any `std::error::Error` works.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
+            Error::Io { source, .. } => Some(&**source),
+            Error::WritesStopped { cause } => Some(&**cause),
+            Error::Corruption { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::Locked { .. }
+            | Error::InvalidJournalId { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::BatchTooLarge { .. }
+            | Error::UnexpectedIndex { .. }
+            | Error::InvalidRange { .. }
+            | Error::InvalidOptions(_)
+            | Error::Closed
+            | Error::NotFound { .. } => None,
         }
     }
 }
@@ -259,7 +323,8 @@ impl std::error::Error for Error {
 /// (`NotFound`, `InvalidInput` for rejected batches and options,
 /// `InvalidData` for damage, the source's own kind for I/O errors), and the
 /// journalstore error is kept as the payload (`io::Error::get_ref`,
-/// `into_inner`).
+/// `into_inner`). The `io::Error` prints as that error and its `source()` is
+/// that error's source, so the chain below it survives the conversion.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
@@ -278,5 +343,28 @@ impl From<Error> for io::Error {
             Error::WritesStopped { .. } | Error::Closed => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A refusal caused by a refusal names the original failure, once.
+    #[test]
+    fn writes_stopped_is_not_wrapped_twice() {
+        let io = Error::io("sync segment", "seg", io::Error::other("eio"));
+        let once = Error::writes_stopped(&io);
+        let twice = Error::writes_stopped(&once);
+        for e in [&once, &twice] {
+            let cause = e.source().and_then(|s| s.downcast_ref::<Error>());
+            assert!(matches!(cause, Some(Error::Io { .. })), "{e:?}");
+        }
+        assert_eq!(
+            DisplayChain(&twice).to_string(),
+            "writes stopped after an earlier failure; reopen the store: \
+             I/O error during sync segment on seg: eio"
+        );
     }
 }

@@ -100,7 +100,7 @@ pub mod work;
 pub use batch::WriteBatch;
 pub use checkpoint::CheckpointReport;
 pub use compaction::CompactionReport;
-pub use error::{DisplayId, Error, Result};
+pub use error::{DisplayChain, DisplayId, Error, Result};
 pub use options::{Options, SyncMode};
 pub use snapshot::{Entries, Journal, Snapshot};
 pub use stats::Stats;

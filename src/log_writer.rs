@@ -160,8 +160,8 @@ impl LogWriter {
         self.buf_start = self.write_pos;
         let mut fatal = Ok(());
         for batch in batches {
-            if fatal.is_err() {
-                results.push(Err(stopped_error(&fatal)));
+            if let Err(e) = &fatal {
+                results.push(Err(Error::writes_stopped(e)));
                 continue;
             }
             match self.encode_batch(batch) {
@@ -169,7 +169,7 @@ impl LogWriter {
                 // The batch that hit the failure (in a roll) gets the I/O
                 // error itself; the batches after it, `WritesStopped`.
                 Err(e @ Error::Io { .. }) => {
-                    results.push(Err(clone_io(&e)));
+                    results.push(Err(e.clone()));
                     fatal = Err(e);
                 }
                 Err(e) => results.push(Err(e)),
@@ -188,7 +188,7 @@ impl LogWriter {
         if let Err(e) = &fatal {
             for r in results.iter_mut() {
                 if r.is_ok() {
-                    *r = Err(clone_io(e));
+                    *r = Err(e.clone());
                 }
             }
         }
@@ -335,7 +335,7 @@ impl LogWriter {
         let record = match plan(&self.index, batch).and_then(|plan| self.encode_record(&plan)) {
             Ok(record) => record,
             Err(e @ Error::Io { .. }) => {
-                let cause = Err(clone_io(&e));
+                let cause = Err(e.clone());
                 return (Err(e), cause);
             }
             Err(e) => return (Err(e), Ok(())),
@@ -346,7 +346,7 @@ impl LogWriter {
             self.write_pos -= record.record_len as u64;
             self.appended -= record.record_len as u64;
             self.next_lsn -= 1;
-            let cause = Err(clone_io(&e));
+            let cause = Err(e.clone());
             return (Err(e), cause);
         }
         self.apply_record(&record);
@@ -557,30 +557,5 @@ impl LogWriter {
             Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
         self.manifest = manifest;
         Ok(())
-    }
-}
-
-/// A copy of an I/O error for another caller (`io::Error` is not `Clone`);
-/// any other error becomes `WritesStopped` with its text.
-pub(crate) fn clone_io(e: &Error) -> Error {
-    match e {
-        Error::Io { op, path, source } => Error::Io {
-            op,
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        other => Error::WritesStopped {
-            cause: other.to_string(),
-        },
-    }
-}
-
-/// The error of a batch that came after the failure `fatal` in its group.
-fn stopped_error(fatal: &Result<()>) -> Error {
-    Error::WritesStopped {
-        cause: match fatal {
-            Err(e) => e.to_string(),
-            Ok(()) => "unknown".into(),
-        },
     }
 }

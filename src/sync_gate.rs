@@ -1,6 +1,6 @@
 //! The single gate every sync of the active segment goes through.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::mutex::lock;
@@ -15,9 +15,13 @@ use crate::segment::Segment;
 /// could succeed over data the first lost), and after a failure no later
 /// sync may count as success: every sync runs under this gate's lock and
 /// fails once a failure is recorded, and so do writes (`Committer`).
+///
+/// The failure is kept as the error itself, never a `WritesStopped` (which
+/// would only wrap it again), so every later `WritesStopped` has it as its
+/// `source()`, with its own chain (the `io::Error`) intact.
 #[derive(Debug, Default)]
 pub(crate) struct SyncGate {
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<Arc<Error>>>,
 }
 
 impl SyncGate {
@@ -26,19 +30,23 @@ impl SyncGate {
         let mut failed = lock(&self.failed);
         if let Some(cause) = &*failed {
             return Err(Error::WritesStopped {
-                cause: cause.clone(),
+                cause: Arc::clone(cause),
             });
         }
         segment.file().and_then(|f| f.sync_data()).map_err(|e| {
             let e = Error::io("sync segment", &segment.path, e);
-            *failed = Some(e.to_string());
+            *failed = Some(Arc::new(e.clone()));
             e
         })
     }
 
-    /// Records a failure (the first one is kept).
+    /// Records a failure (the first one is kept). A `WritesStopped` is
+    /// recorded as its cause.
     pub fn fail(&self, cause: &Error) {
-        lock(&self.failed).get_or_insert_with(|| cause.to_string());
+        lock(&self.failed).get_or_insert_with(|| match cause {
+            Error::WritesStopped { cause } => Arc::clone(cause),
+            other => Arc::new(other.clone()),
+        });
     }
 
     /// `Err(WritesStopped)` once a failure is recorded.
@@ -50,7 +58,7 @@ impl SyncGate {
     }
 
     /// The recorded failure.
-    pub fn cause(&self) -> Option<String> {
+    pub fn cause(&self) -> Option<Arc<Error>> {
         lock(&self.failed).clone()
     }
 }

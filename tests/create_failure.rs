@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use common::{files_on_disk, listed};
 use journalstore::io::{Fault, SimFs};
-use journalstore::{Options, Store, SyncMode, WriteBatch};
+use journalstore::{DisplayChain, Options, Store, SyncMode, WriteBatch};
 
 const SEGMENT_SIZE: u64 = 8 << 10;
 
@@ -96,9 +96,10 @@ fn failed_segment_creation_leaves_no_file() {
             sim.clear_faults();
             sim.inject(fault);
             let err = store.compact().expect_err(&ctx);
+            let chain = DisplayChain(&err).to_string();
             assert!(
-                err.to_string().contains("simulated"),
-                "{ctx}: unexpected error {err}"
+                chain.contains("simulated"),
+                "{ctx}: unexpected error {chain}"
             );
             assert_only_listed(&dir, &ctx);
             assert_eq!(store.stats().segments, segments, "{ctx}");

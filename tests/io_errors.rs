@@ -31,7 +31,7 @@ use std::sync::Arc;
 use common::{random_batch, to_batch, Model, Op, Rng};
 use journalstore::inspect;
 use journalstore::io::{CrashMode, Fault, SimFs};
-use journalstore::{Error, Options, Snapshot, Store, SyncMode};
+use journalstore::{DisplayChain, Error, Options, Snapshot, Store, SyncMode};
 
 const SEGMENT: u64 = 8 << 10;
 /// The journal whose metadata numbers the batches (see `counter`).
@@ -95,7 +95,14 @@ fn check_fault_error(e: &Error, dir: &Path, kind: ErrorKind, ctx: &str) -> bool 
             true
         }
         Error::WritesStopped { cause } => {
-            assert!(cause.contains("simulated"), "{ctx}: {e:?}");
+            // The cause is the failure itself, with its own chain.
+            let cause: &Error = cause;
+            assert!(check_fault_error(cause, dir, kind, ctx), "{ctx}: {e:?}");
+            let source = std::error::Error::source(e);
+            assert!(
+                source.is_some_and(|s| std::ptr::addr_eq(s, cause)),
+                "{ctx}: source() is not the cause"
+            );
             false
         }
         other => panic!("{ctx}: unexpected error {other:?}"),
@@ -209,8 +216,9 @@ fn run(case: Case, seed: u64) -> bool {
     for _ in 0..3 {
         let ops = valid_batch(&mut rng, &models[acked], acked + 1);
         match store.write(&to_batch(&ops)) {
-            Err(Error::WritesStopped { cause }) => {
-                assert!(cause.contains("simulated"), "{ctx}: {cause}")
+            Err(e @ Error::WritesStopped { .. }) => {
+                let chain = DisplayChain(&e).to_string();
+                assert!(chain.contains("simulated"), "{ctx}: {chain}")
             }
             other => panic!("{ctx}: write after the failure: {other:?}"),
         }

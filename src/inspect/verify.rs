@@ -17,7 +17,7 @@ use super::read_only::open_read_only;
 use super::scan::{
     manifest_path, read_manifest, segment_files, ManifestInfo, ScanItem, SegmentFile,
 };
-use crate::error::Error;
+use crate::error::{DisplayChain, Error};
 use crate::manifest::MANIFEST_TMP_FILE;
 use crate::record::RECORD_HEADER_LEN;
 use crate::recovery::check_sealed_len;
@@ -108,7 +108,7 @@ impl Problem {
                 format!("format version {found}; this build reads version {supported}"),
             ),
             Error::Io { op, path, source } => Problem::new(path, 0, format!("{op}: {source}")),
-            other => Problem::new(fallback, 0, other.to_string()),
+            other => Problem::new(fallback, 0, DisplayChain(&other).to_string()),
         }
     }
 }

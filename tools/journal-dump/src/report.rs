@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use journalstore::inspect::{
     self, ManifestInfo, OpInfo, Problem, ScanItem, SegmentFile, SegmentHeaderInfo,
 };
-use journalstore::Error;
+use journalstore::{DisplayChain, Error};
 use serde::Serialize;
 
 /// A journal id: `utf8` is the id as text when it is valid UTF-8 (else
@@ -88,9 +88,13 @@ impl ProblemOut {
                 reason: reason.clone(),
                 repaired_at_open: false,
             },
-            Error::UnsupportedVersion { path, .. } => ProblemOut::new(path, 8, e.to_string()),
-            Error::Io { path, .. } => ProblemOut::new(path, 0, e.to_string()),
-            other => ProblemOut::new(fallback, 0, other.to_string()),
+            // The whole chain: an I/O error's own layer names the operation
+            // and the file, its source the OS error.
+            Error::UnsupportedVersion { path, .. } => {
+                ProblemOut::new(path, 8, DisplayChain(e).to_string())
+            }
+            Error::Io { path, .. } => ProblemOut::new(path, 0, DisplayChain(e).to_string()),
+            other => ProblemOut::new(fallback, 0, DisplayChain(other).to_string()),
         }
     }
 }
@@ -216,7 +220,7 @@ pub fn status(dir: &Path) -> StatusOut {
         Ok(None) => {}
         Err(e) => {
             out.state = "unreadable";
-            out.error = Some(e.to_string());
+            out.error = Some(DisplayChain(&e).to_string());
         }
         Ok(Some(s)) => {
             let age_ms =
@@ -1256,4 +1260,35 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
         Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
     }
     Report::Salvage(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// An engine error in a report names every layer of its chain once, so
+    /// the OS error of an `Error::Io` is shown.
+    #[test]
+    fn problem_from_error_shows_every_layer_once() {
+        let os = std::io::Error::from_raw_os_error(5);
+        let os_text = os.to_string();
+        let io = Error::Io {
+            op: "sync segment",
+            path: Path::new("/data/seg-00000001.jseg").to_owned(),
+            source: Arc::new(os),
+        };
+        let p = ProblemOut::from_error(&io, Path::new("/data"));
+        assert_eq!(p.file, "/data/seg-00000001.jseg");
+        assert_eq!(p.reason, format!("{io}: {os_text}"));
+
+        let stopped = Error::WritesStopped {
+            cause: Arc::new(io.clone()),
+        };
+        let p = ProblemOut::from_error(&stopped, Path::new("/data"));
+        assert_eq!(p.file, "/data");
+        for layer in [stopped.to_string(), io.to_string(), os_text] {
+            assert_eq!(p.reason.matches(&layer).count(), 1, "{layer:?} in {p:?}");
+        }
+    }
 }
