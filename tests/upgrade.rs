@@ -17,6 +17,9 @@
 //! - `kind_6_in_a_version_1_segment_is_read`: the writer never puts kind 6
 //!   in a version-1 segment, and readers need not check it (section 8):
 //!   the engine decodes it by the version-2 rules.
+//! - `empty_version_1_active_segment_is_sealed_and_freed`: an active
+//!   version-1 segment without records is sealed at 64, rolled from and
+//!   freed by the same open.
 //!
 //! A segment header of a version this build does not read is covered by
 //! `tests/bad_input.rs` (`segment_with_unknown_version_is_unsupported`).
@@ -244,4 +247,37 @@ fn kind_6_in_a_version_1_segment_is_read() {
     let store = Store::open(&old.dir, options()).unwrap();
     assert_eq!(content(&store.snapshot()), want);
     store.close().unwrap();
+}
+
+/// A version-1 store whose active segment holds no record (a store just
+/// created by a version-1 build; made here by rewriting the version field
+/// of a new store's only segment, with its header CRC): the open seals it
+/// at 64 and rolls, and the sealed segment, holding nothing, is freed by
+/// the same open.
+#[test]
+fn empty_version_1_active_segment_is_sealed_and_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    Store::open(&dir, options()).unwrap().close().unwrap();
+    let seg1 = dir.join("seg-00000001.jseg");
+    let mut bytes = std::fs::read(&seg1).unwrap();
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg1, bytes).unwrap();
+    assert_eq!(segment_version(&seg1), 1);
+
+    let store = Store::open(&dir, options()).unwrap();
+    assert_eq!(store.snapshot().journal_count(), 0);
+    store.close().unwrap();
+    let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    let listed: Vec<(String, Option<u64>)> = m
+        .segments
+        .iter()
+        .map(|s| (s.file_name.clone(), s.sealed_len))
+        .collect();
+    assert_eq!(listed, [("seg-00000002.jseg".to_owned(), None)]);
+    assert!(!seg1.exists(), "the freed segment's file is removed");
+    assert_eq!(segment_version(&dir.join("seg-00000002.jseg")), 2);
 }
