@@ -19,6 +19,12 @@
 //!   `JOURNALSTORE_REGENERATE_VECTORS=1 cargo test --test vectors`.
 //! - `format_constants_are_the_specs`: the public format constants have the
 //!   values the spec gives (some, like `MAX_INDEX`, never show in a vector).
+//!
+//! [`FROZEN`] lists stores written by older builds (`format-spec/vectors/v1/`,
+//! version-1 segments): no generator writes them, so their bytes never
+//! change; the spec reader decodes them like the others (their `.txt` is
+//! rewritten on regeneration, their bytes never), and `tests/upgrade.rs`
+//! opens them with the engine.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,9 +66,10 @@ const VECTORS: &[Vector] = &[
     Vector {
         name: "all-ops",
         about: "every operation kind in one segment: appends, an empty entry, metadata \
-                (also creating a journal), trim_prefix, truncate, delete_journal, a \
-                non-UTF-8 journal id, and a batch whose operations all change nothing \
-                (a record without operations)",
+                (also creating a journal), trim_prefix, truncate, delete_journal, \
+                clear_metadata (of the journal set_metadata created: it stays, without \
+                metadata), a non-UTF-8 journal id, and a batch whose operations all change \
+                nothing (a record without operations)",
         build: build_all_ops,
     },
     Vector {
@@ -97,7 +104,31 @@ const VECTORS: &[Vector] = &[
                 at the end of the data claims every record (section 4.4)",
         build: build_sync_mark,
     },
+    Vector {
+        name: "journal-bounds",
+        about: "journals at any index (format version 2): a journal created at index 1 by \
+                trim_prefix then appended to; a trim past the end (the journal emptied and \
+                moved); a truncate below first (bounds move backwards); a trim creating a \
+                journal that stays empty; metadata set to empty (present) next to \
+                metadata cleared by clear_metadata (absent); a clear of absent metadata \
+                (a no-op, not written)",
+        build: build_journal_bounds,
+    },
 ];
+
+/// A store written by an older build: checked in once, never regenerated.
+struct Frozen {
+    /// Its directory under `format-spec/vectors/` (also names its `.txt`).
+    name: &'static str,
+    about: &'static str,
+}
+
+const FROZEN: &[Frozen] = &[Frozen {
+    name: "v1/all-ops",
+    about: "the all-ops vector as written by the last build of format version 1 (segment \
+            version 1, no operation kind 6); kept byte for byte as an old store that \
+            newer builds must read (section 8)",
+}];
 
 fn write(store: &Store, f: impl FnOnce(&mut WriteBatch)) {
     let mut b = WriteBatch::new();
@@ -132,13 +163,19 @@ fn build_all_ops(dir: &Path) {
     write(&store, |b| {
         b.delete_journal(b"d");
     });
-    // Trim of a journal that does not exist, delete of one that does not:
-    // nothing to change, so the record holds no operation.
+    // Truncate, clear and delete of a journal that does not exist: nothing
+    // to change, so the record holds no operation.
     write(&store, |b| {
-        b.trim_prefix(b"nope", 3).delete_journal(b"d");
+        b.truncate(b"nope", 3)
+            .clear_metadata(b"nope")
+            .delete_journal(b"d");
     });
     write(&store, |b| {
         b.append(b"a", b"again");
+    });
+    // The metadata of "m" goes; the journal stays, with no metadata.
+    write(&store, |b| {
+        b.clear_metadata(b"m");
     });
     store.close().unwrap();
 }
@@ -241,6 +278,48 @@ fn build_sync_mark(dir: &Path) {
     store.close().unwrap();
 }
 
+fn build_journal_bounds(dir: &Path) {
+    let store = Store::open(dir, options()).unwrap();
+    // A journal created at index 1 (as a Raft log starting at 1), then
+    // appended to: entries 1 and 2.
+    write(&store, |b| {
+        b.trim_prefix(b"raft", 1);
+    });
+    write(&store, |b| {
+        b.append(b"raft", b"one").append(b"raft", b"two");
+    });
+    // A trim past the end (a follower installing a snapshot): the journal is
+    // emptied and moved to 10, and continues there.
+    write(&store, |b| {
+        b.trim_prefix(b"raft", 10).append(b"raft", b"ten");
+    });
+    // A truncate below first: emptied at 4, bounds move backwards.
+    write(&store, |b| {
+        b.truncate(b"raft", 4).append(b"raft", b"four");
+    });
+    // A trim of a missing journal creates it, empty, at 7.
+    write(&store, |b| {
+        b.trim_prefix(b"empty-at-7", 7);
+    });
+    // Metadata set to empty is present; cleared metadata is absent.
+    write(&store, |b| {
+        b.set_metadata(b"meta-empty", b"")
+            .set_metadata(b"meta-cleared", b"soon gone")
+            .append(b"meta-cleared", b"entry");
+    });
+    write(&store, |b| {
+        b.clear_metadata(b"meta-cleared");
+    });
+    // Nothing to clear any more, and nothing on a missing journal: neither
+    // is written, so the record holds only the append.
+    write(&store, |b| {
+        b.clear_metadata(b"meta-cleared")
+            .clear_metadata(b"nope")
+            .append(b"meta-cleared", b"after the clear");
+    });
+    store.close().unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // The spec reader.
 
@@ -331,6 +410,7 @@ mod spec {
             3 => "trim_prefix",
             4 => "truncate",
             5 => "delete_journal",
+            6 => "clear_metadata",
             _ => "?",
         }
     }
@@ -353,6 +433,8 @@ mod spec {
     #[derive(Debug)]
     pub struct Segment {
         pub len: usize,
+        /// Format version from the header: 1 or 2 (section 3.1).
+        pub version: u32,
         pub segment_id: u64,
         pub capacity: u64,
         pub base_lsn: u64,
@@ -377,7 +459,8 @@ mod spec {
         if crc(&b[..60]) != header_crc {
             return Err("segment: header crc".into());
         }
-        if u32_at(b, 8) != 1 || u32_at(b, 12) != 64 || b[40..60].iter().any(|&x| x != 0) {
+        let version = u32_at(b, 8);
+        if !(1..=2).contains(&version) || u32_at(b, 12) != 64 || b[40..60].iter().any(|&x| x != 0) {
             return Err("segment: version, header_len or reserved".into());
         }
         let capacity = u64_at(b, 24);
@@ -399,7 +482,7 @@ mod spec {
                 mark = Some(sync_mark(b, pos)?);
                 break;
             }
-            let r = record(b, pos, limit)?;
+            let r = record(b, pos, limit, version)?;
             if r.lsn <= prev_lsn || r.lsn < base_lsn {
                 return Err(format!("record @{pos}: lsn {} does not increase", r.lsn));
             }
@@ -438,6 +521,7 @@ mod spec {
         }
         Ok(Segment {
             len: b.len(),
+            version,
             segment_id: u64_at(b, 16),
             capacity,
             base_lsn,
@@ -469,7 +553,11 @@ mod spec {
         Ok((u64_at(b, pos + 8), synced_through))
     }
 
-    fn record(b: &[u8], pos: usize, limit: usize) -> Res<Record> {
+    /// A batch record (section 4.1) in a segment of format `version`: kind 6
+    /// exists from version 2 on. The writer never puts it in a version-1
+    /// segment; this reader, which checks what the writer produces, rejects
+    /// it there (section 8: readers need not).
+    fn record(b: &[u8], pos: usize, limit: usize, version: u32) -> Res<Record> {
         let err = |what: &str| format!("record @{pos}: {what}");
         let header_crc = u32_at(b, pos);
         if crc(&b[pos + 4..pos + 32]) != header_crc {
@@ -500,7 +588,12 @@ mod spec {
             let (kind, id_len) = (o[0], o[1] as usize);
             let value_len = u32_at(o, 4) as usize;
             let value_crc = u32_at(o, 8);
-            if !(1..=5).contains(&kind) || id_len == 0 || u16_at(o, 2) != 0 || u32_at(o, 12) != 0 {
+            let max_kind = if version >= 2 { 6 } else { 5 };
+            if !(1..=max_kind).contains(&kind)
+                || id_len == 0
+                || u16_at(o, 2) != 0
+                || u32_at(o, 12) != 0
+            {
                 return Err(err("op kind, id length or reserved"));
             }
             let (first, end) = (u64_at(o, 16), u64_at(o, 24));
@@ -512,7 +605,7 @@ mod spec {
             let ok = match kind {
                 1 => end > first && crc(&value) == value_crc,
                 2 => first <= end && crc(&value) == value_crc,
-                3 | 4 => first <= end && value_len == 0 && value_crc == 0,
+                3 | 4 | 6 => first <= end && value_len == 0 && value_crc == 0,
                 _ => first == 0 && end == 0 && value_len == 0 && value_crc == 0,
             };
             if !ok {
@@ -551,7 +644,8 @@ mod spec {
     pub struct Journal {
         pub first: u64,
         pub entries: Vec<Option<Vec<u8>>>,
-        pub metadata: Vec<u8>,
+        /// `None`: never set, or cleared by a `clear_metadata`.
+        pub metadata: Option<Vec<u8>>,
     }
 
     /// Replays operations in order as section 9.2 says, then checks 9.3.
@@ -570,7 +664,7 @@ mod spec {
             let j = js.entry(op.id.clone()).or_insert(Journal {
                 first: op.first,
                 entries: Vec::new(),
-                metadata: Vec::new(),
+                metadata: None,
             });
             let end = if op.kind == 1 { op.end - 1 } else { op.end };
             let j_end = |j: &Journal| j.first + j.entries.len() as u64;
@@ -589,7 +683,8 @@ mod spec {
             }
             match op.kind {
                 1 => j.entries.push(Some(op.value.clone())),
-                2 => j.metadata = op.value.clone(),
+                2 => j.metadata = Some(op.value.clone()),
+                6 => j.metadata = None,
                 _ => {}
             }
         }
@@ -696,7 +791,8 @@ fn decode(
         let _ = writeln!(w, "\n{f} ({} bytes, {state})", seg.len);
         let _ = writeln!(
             w,
-            "  @0   header: magic \"JSTRSEG\\0\", version 1, header_len 64, segment_id {}, capacity {}, base_lsn {}, reserved 0, crc {:#010x}",
+            "  @0   header: magic \"JSTRSEG\\0\", version {}, header_len 64, segment_id {}, capacity {}, base_lsn {}, reserved 0, crc {:#010x}",
+            seg.version,
             seg.segment_id, seg.capacity, seg.base_lsn, seg.header_crc
         );
         for r in &seg.records {
@@ -789,7 +885,9 @@ fn decode(
             show_bytes(id),
             j.first,
             j.first + j.entries.len() as u64,
-            show_bytes(&j.metadata)
+            j.metadata
+                .as_deref()
+                .map_or_else(|| "absent".to_owned(), show_bytes)
         );
         for (i, e) in j.entries.iter().enumerate() {
             let _ = writeln!(
@@ -841,40 +939,40 @@ fn engine_journals(dir: &Path) -> BTreeMap<Vec<u8>, spec::Journal> {
                 spec::Journal {
                     first: j.first_index(),
                     entries: j.entries(..).map(|e| Some(e.unwrap().1.to_vec())).collect(),
-                    metadata: j.metadata().unwrap().unwrap_or_default().to_vec(),
+                    metadata: j.metadata().unwrap().map(<[u8]>::to_vec),
                 },
             )
         })
         .collect()
 }
 
-/// Each checked-in vector decodes by the spec to exactly its `.txt`; the
-/// spec's replay and the engine agree on its journals; the engine's scan
-/// sees the same records at the same offsets.
+/// Each checked-in vector, frozen ones included, decodes by the spec to
+/// exactly its `.txt`; the spec's replay and the engine agree on its
+/// journals; the engine's scan sees the same records at the same offsets.
 #[test]
 fn vectors_decode_as_documented() {
     if std::env::var_os(REGENERATE).is_some() {
         // The other test is rewriting the files.
         return;
     }
-    for v in VECTORS {
-        let dir = vectors_dir().join(v.name);
-        let (text, journals) =
-            decode(&dir, v.about, v.name).unwrap_or_else(|e| panic!("{}: {e}", v.name));
-        let want = std::fs::read_to_string(vectors_dir().join(format!("{}.txt", v.name)))
-            .unwrap_or_else(|e| panic!("{}.txt: {e}", v.name));
+    let all = VECTORS
+        .iter()
+        .map(|v| (v.name, v.about))
+        .chain(FROZEN.iter().map(|f| (f.name, f.about)));
+    for (name, about) in all {
+        let dir = vectors_dir().join(name);
+        let (text, journals) = decode(&dir, about, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = std::fs::read_to_string(vectors_dir().join(format!("{name}.txt")))
+            .unwrap_or_else(|e| panic!("{name}.txt: {e}"));
         assert!(
             text == want,
-            "vector {}: decoded content differs from {}.txt\n--- decoded:\n{text}\n{}",
-            v.name,
-            v.name,
+            "vector {name}: decoded content differs from {name}.txt\n--- decoded:\n{text}\n{}",
             regenerate_hint()
         );
         assert_eq!(
             engine_journals(&dir),
             journals,
-            "vector {}: the engine and the spec's replay disagree",
-            v.name
+            "vector {name}: the engine and the spec's replay disagree"
         );
         let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
         for s in &m.segments {
@@ -896,17 +994,25 @@ fn vectors_decode_as_documented() {
                 .iter()
                 .map(|r| (r.offset as u64, r.lsn, r.ops.len()))
                 .collect();
-            assert_eq!(mine, theirs, "vector {} {}", v.name, s.file_name);
+            assert_eq!(mine, theirs, "vector {name} {}", s.file_name);
         }
     }
 }
 
 /// The generator writes the same bytes twice in a row, and the same bytes
 /// as the checked-in vectors: a format change cannot go unnoticed. With
-/// `JOURNALSTORE_REGENERATE_VECTORS=1` it rewrites the vectors instead.
+/// `JOURNALSTORE_REGENERATE_VECTORS=1` it rewrites the vectors instead, and
+/// the `.txt` of each frozen vector from its unchanged bytes.
 #[test]
 fn vectors_are_what_the_engine_writes() {
     let regenerate = std::env::var_os(REGENERATE).is_some();
+    if regenerate {
+        for f in FROZEN {
+            let (text, _) = decode(&vectors_dir().join(f.name), f.about, f.name)
+                .unwrap_or_else(|e| panic!("frozen vector {}: {e}", f.name));
+            std::fs::write(vectors_dir().join(format!("{}.txt", f.name)), text).unwrap();
+        }
+    }
     for v in VECTORS {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -984,7 +1090,8 @@ fn vectors_are_what_the_engine_writes() {
 #[test]
 fn format_constants_are_the_specs() {
     use journalstore::record::*;
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(READABLE_VERSIONS, [1, 2]);
     assert_eq!(SEGMENT_MAGIC, *b"JSTRSEG\0");
     assert_eq!(inspect::MANIFEST_MAGIC, *b"JSTRMAN\0");
     assert_eq!(SEGMENT_HEADER_LEN, 64);
@@ -999,6 +1106,7 @@ fn format_constants_are_the_specs() {
         (OpKind::TrimPrefix, 3, "trim_prefix"),
         (OpKind::Truncate, 4, "truncate"),
         (OpKind::Delete, 5, "delete_journal"),
+        (OpKind::ClearMetadata, 6, "clear_metadata"),
     ];
     for (kind, byte, name) in kinds {
         assert_eq!(kind as u8, byte);
@@ -1006,7 +1114,7 @@ fn format_constants_are_the_specs() {
         assert_eq!(kind.name(), name);
     }
     assert_eq!(OpKind::from_u8(0), None);
-    assert_eq!(OpKind::from_u8(6), None);
+    assert_eq!(OpKind::from_u8(7), None);
     assert_eq!(inspect::MANIFEST_FILE_NAME, "MANIFEST");
     assert_eq!(inspect::MANIFEST_TMP_FILE_NAME, "MANIFEST.tmp");
     assert_eq!(inspect::segment_file_name_of(0x2a), "seg-0000002a.jseg");
@@ -1022,4 +1130,7 @@ fn format_constants_are_the_specs() {
         .unwrap()
         .close()
         .unwrap();
+    // The manifest keeps its own layout version (sections 6 and 8).
+    let m = inspect::read_manifest(&tmp.path().join("t/MANIFEST")).unwrap();
+    assert_eq!(m.version, 1);
 }

@@ -34,9 +34,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Format version, generation, segments with live space, journals,
-    /// entries, bytes, oldest and newest LSN; and the STATUS file an open
-    /// store rewrites (its pinned snapshots, which only it can see).
+    /// Format versions (segments, manifest), generation, segments with
+    /// their versions and live space, journals, entries, bytes, oldest and
+    /// newest LSN; and the STATUS file an open store rewrites (its pinned
+    /// snapshots, which only it can see).
     Summary {
         /// The store directory.
         dir: PathBuf,

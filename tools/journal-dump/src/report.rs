@@ -136,7 +136,16 @@ pub struct Summary {
     /// "replay" (the engine's read-only open succeeded) or "salvage_scan"
     /// (it failed; figures come from a scan of the intact records).
     pub source: &'static str,
+    /// The newest segment format version among the segment headers read
+    /// (the version a reader needs); `None` if no header could be read.
+    /// Segment versions and the manifest's layout version are numbered
+    /// apart: see `segment_versions` and `manifest_version`.
     pub format_version: Option<u32>,
+    /// The manifest's layout version (format-spec section 6), if it decodes.
+    pub manifest_version: Option<u32>,
+    /// The distinct format versions of the segment headers read, ascending:
+    /// `[1, 2]` for a store written before and after an upgrade.
+    pub segment_versions: Vec<u32>,
     pub generation: Option<u64>,
     pub next_segment_id: Option<u32>,
     pub lsn_floor: Option<u64>,
@@ -260,6 +269,9 @@ pub struct SegmentSummary {
     pub state: &'static str,
     /// The file's size in bytes.
     pub size: u64,
+    /// The format version in its header; `None` if the header cannot be
+    /// read or fails its checks (magic, checksum).
+    pub version: Option<u32>,
     /// End of its records (sealed length, or the active segment's end of
     /// data), header included.
     pub written: Option<u64>,
@@ -287,6 +299,8 @@ pub fn summary(dir: &Path) -> Report {
         dir: dir.display().to_string(),
         source: "replay",
         format_version: None,
+        manifest_version: None,
+        segment_versions: Vec::new(),
         generation: None,
         next_segment_id: None,
         lsn_floor: None,
@@ -311,7 +325,7 @@ pub fn summary(dir: &Path) -> Report {
     match inspect::open_read_only(dir) {
         Ok(store) => {
             let m = &store.manifest;
-            r.format_version = Some(m.version);
+            r.manifest_version = Some(m.version);
             r.generation = Some(m.generation);
             r.next_segment_id = Some(m.next_segment_id);
             r.lsn_floor = Some(m.lsn_floor);
@@ -336,6 +350,7 @@ pub fn summary(dir: &Path) -> Report {
                     file: inspect::segment_file_name_of(s.id),
                     state,
                     size: s.capacity,
+                    version: header_version(&dir.join(inspect::segment_file_name_of(s.id))),
                     written: Some(s.written),
                     live_bytes: Some(s.live_bytes),
                     live_items: Some(s.live_items),
@@ -348,6 +363,7 @@ pub fn summary(dir: &Path) -> Report {
                     file: inspect::segment_file_name_of(*id),
                     state: "unlisted",
                     size: std::fs::metadata(path).map_or(0, |md| md.len()),
+                    version: header_version(path),
                     written: None,
                     live_bytes: None,
                     live_items: None,
@@ -378,7 +394,7 @@ pub fn summary(dir: &Path) -> Report {
             r.problems.push(ProblemOut::from_error(&e, dir));
             let manifest = inspect::read_manifest(&inspect::manifest_path(dir)).ok();
             if let Some(m) = &manifest {
-                r.format_version = Some(m.version);
+                r.manifest_version = Some(m.version);
                 r.generation = Some(m.generation);
                 r.next_segment_id = Some(m.next_segment_id);
                 r.lsn_floor = Some(m.lsn_floor);
@@ -399,7 +415,9 @@ pub fn summary(dir: &Path) -> Report {
                 // A sealed segment's data ends where the manifest says; an
                 // active one's where its intact records end.
                 let mut written = sealed;
+                let mut version = None;
                 if let Ok(file) = SegmentFile::read(path) {
+                    version = file.header().ok().map(|h| h.version);
                     for item in file.scan(0, sealed, true) {
                         match item {
                             ScanItem::Record { lsn, .. } => {
@@ -417,6 +435,7 @@ pub fn summary(dir: &Path) -> Report {
                     file: inspect::segment_file_name_of(*id),
                     state,
                     size: std::fs::metadata(path).map_or(0, |md| md.len()),
+                    version,
                     written,
                     live_bytes: None,
                     live_items: None,
@@ -440,8 +459,26 @@ pub fn summary(dir: &Path) -> Report {
             }
         }
     }
+    let mut versions: Vec<u32> = r.segments.iter().filter_map(|s| s.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    r.format_version = versions.last().copied();
+    r.segment_versions = versions;
     r.ok = r.problems.is_empty();
     Report::Summary(r)
+}
+
+/// The format version in the header of the segment file at `path`, read
+/// from its first 64 bytes only (a segment may be gigabytes); `None` if
+/// they cannot be read or are not a header (magic, checksum).
+fn header_version(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64).read_to_end(&mut head))
+        .ok()?;
+    let file = SegmentFile::from_bytes(path, head);
+    file.header().ok().map(|h| h.version)
 }
 
 // ---------------------------------------------------------------------------
@@ -1000,7 +1037,12 @@ pub struct JournalOut {
     pub first_index: Option<u64>,
     pub end_index: Option<u64>,
     pub len: Option<u64>,
+    /// `None` when the journal has no metadata (never set, or removed by
+    /// `clear_metadata`) and when it could not be read (`metadata_error`);
+    /// metadata set to an empty value is `Some`, of length 0.
     pub metadata: Option<ValueOut>,
+    /// Why the metadata could not be read, if it could not.
+    pub metadata_error: Option<String>,
     /// The index range asked for (`--range`), end exclusive.
     pub range_start: u64,
     pub range_end: u64,
@@ -1020,6 +1062,7 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
         end_index: None,
         len: None,
         metadata: None,
+        metadata_error: None,
         range_start: range.start,
         range_end: range.end,
         entries: Vec::new(),
@@ -1033,7 +1076,11 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
                 r.len = Some(j.len());
                 match j.metadata() {
                     Ok(m) => r.metadata = m.map(|m| ValueOut::new(m, encoding)),
-                    Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+                    Err(e) => {
+                        let p = ProblemOut::from_error(&e, dir);
+                        r.metadata_error = Some(p.reason.clone());
+                        r.problems.push(p);
+                    }
                 }
                 let indexes = j.first_index().max(range.start)..;
                 for (index, item) in indexes.zip(j.entries(range.clone())) {

@@ -70,7 +70,21 @@ fn summary(w: &mut dyn Write, r: &Summary) -> io::Result<()> {
             "note         the store does not open; figures below come from a scan of its intact records"
         )?;
     }
-    writeln!(w, "format       version {}", opt(&r.format_version))?;
+    let segment_versions = if r.segment_versions.is_empty() {
+        "-".to_owned()
+    } else {
+        r.segment_versions
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        w,
+        "format       version {} (segments: {segment_versions}; manifest layout {})",
+        opt(&r.format_version),
+        opt(&r.manifest_version)
+    )?;
     writeln!(
         w,
         "generation   {} (next segment id {}, lsn floor {})",
@@ -99,16 +113,17 @@ fn summary(w: &mut dyn Write, r: &Summary) -> io::Result<()> {
     writeln!(w, "segments     {}", r.segments.len())?;
     writeln!(
         w,
-        "  {:>8}  {:<17}  {:<8}  {:>10}  {:>10}  {:>10}  {:>6}",
-        "id", "file", "state", "size", "written", "live", "live%"
+        "  {:>8}  {:<17}  {:<8}  {:>7}  {:>10}  {:>10}  {:>10}  {:>6}",
+        "id", "file", "state", "version", "size", "written", "live", "live%"
     )?;
     for s in &r.segments {
         writeln!(
             w,
-            "  {:>8}  {:<17}  {:<8}  {:>10}  {:>10}  {:>10}  {:>6}",
+            "  {:>8}  {:<17}  {:<8}  {:>7}  {:>10}  {:>10}  {:>10}  {:>6}",
             s.id,
             s.file,
             s.state,
+            opt(&s.version),
             s.size,
             opt(&s.written),
             opt(&s.live_bytes),
@@ -352,9 +367,10 @@ fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
             opt(&r.end_index),
             opt(&r.len)
         )?;
-        match &r.metadata {
-            Some(m) => writeln!(w, "metadata  {} ({} bytes)", value(m), m.len)?,
-            None => writeln!(w, "metadata  (none)")?,
+        match (&r.metadata, &r.metadata_error) {
+            (Some(m), _) => writeln!(w, "metadata  {} ({} bytes)", value(m), m.len)?,
+            (None, Some(err)) => writeln!(w, "metadata  UNREADABLE: {err}")?,
+            (None, None) => writeln!(w, "metadata  absent (never set, or cleared)")?,
         }
         for e in &r.entries {
             match (&e.value, &e.error) {

@@ -37,7 +37,8 @@ fn options() -> Options {
 struct Expected {
     first: u64,
     entries: Vec<Vec<u8>>,
-    metadata: Vec<u8>,
+    /// `None`: never set, or cleared.
+    metadata: Option<Vec<u8>>,
 }
 
 type State = BTreeMap<Vec<u8>, Expected>;
@@ -101,7 +102,7 @@ fn build_store(dir: &Path) -> State {
         Expected {
             first: 5,
             entries: (5..35).map(|i| entry("alpha", i)).collect(),
-            metadata: b"m2".to_vec(),
+            metadata: Some(b"m2".to_vec()),
         },
     );
     state.insert(
@@ -109,13 +110,13 @@ fn build_store(dir: &Path) -> State {
         Expected {
             first: 0,
             entries: vec![vec![0, 1, 2, 0xff]],
-            metadata: vec![0xfe; 3],
+            metadata: Some(vec![0xfe; 3]),
         },
     );
     state.insert(
         b"meta-only".to_vec(),
         Expected {
-            metadata: b"just metadata".to_vec(),
+            metadata: Some(b"just metadata".to_vec()),
             ..Expected::default()
         },
     );
@@ -151,7 +152,7 @@ fn read_state(dir: &Path) -> State {
                     .entries(..)
                     .map(|e| e.expect("entry").1.to_vec())
                     .collect(),
-                metadata: j.metadata().expect("metadata").unwrap_or_default().to_vec(),
+                metadata: j.metadata().expect("metadata").map(<[u8]>::to_vec),
             },
         );
     }
@@ -274,7 +275,12 @@ fn every_command_on_a_healthy_store() {
 
     // summary
     let s = runs["summary"].1.json();
-    assert_eq!(s["format_version"], 1);
+    assert_eq!(s["format_version"], journalstore::record::FORMAT_VERSION);
+    assert_eq!(s["manifest_version"], 1);
+    assert_eq!(
+        s["segment_versions"],
+        serde_json::json!([journalstore::record::FORMAT_VERSION])
+    );
     assert_eq!(s["source"], "replay");
     assert_eq!(s["journals"], expected.len() as u64);
     let entries: usize = expected.values().map(|e| e.entries.len()).sum();
@@ -487,6 +493,8 @@ fn json_shapes_are_stable() {
             "dir",
             "source",
             "format_version",
+            "manifest_version",
+            "segment_versions",
             "generation",
             "next_segment_id",
             "lsn_floor",
@@ -518,6 +526,7 @@ fn json_shapes_are_stable() {
             "end_index",
             "len",
             "metadata",
+            "metadata_error",
             "range_start",
             "range_end",
             "entries",
@@ -576,6 +585,7 @@ fn json_shapes_are_stable() {
             "live_ratio",
             "size",
             "state",
+            "version",
             "written"
         ]
     );
@@ -641,6 +651,275 @@ fn json_shapes_are_stable() {
             "command", "dir", "entries", "journals", "lost", "ok", "out", "problems", "records",
             "torn", "unlisted", "written"
         ]
+    );
+}
+
+/// Journals at any index and metadata absent vs empty (format version 2):
+/// a journal created at 1 by `trim_prefix`, a trim past the end, a truncate
+/// below first, a trim creating a journal that stays empty, metadata set to
+/// empty next to metadata removed by `clear_metadata`. Every command reads
+/// them as the engine does, and `salvage` rebuilds them exactly.
+#[test]
+fn journals_at_any_index_and_absent_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, options()).expect("open");
+    let write = |f: &dyn Fn(&mut WriteBatch)| {
+        let mut b = WriteBatch::new();
+        f(&mut b);
+        store.write(&b).expect("write");
+    };
+    write(&|b| {
+        b.trim_prefix(b"raft", 1);
+    });
+    write(&|b| {
+        b.append(b"raft", b"one").append(b"raft", b"two");
+    });
+    write(&|b| {
+        b.append(b"follower", b"old 0")
+            .append(b"follower", b"old 1");
+    });
+    write(&|b| {
+        b.trim_prefix(b"follower", 100)
+            .append(b"follower", b"hundred");
+    });
+    write(&|b| {
+        b.append(b"back", b"0")
+            .append(b"back", b"1")
+            .append(b"back", b"2");
+    });
+    write(&|b| {
+        b.trim_prefix(b"back", 2).truncate(b"back", 1);
+    });
+    write(&|b| {
+        b.trim_prefix(b"empty-at-7", 7);
+    });
+    write(&|b| {
+        b.set_metadata(b"meta-empty", b"")
+            .set_metadata(b"meta-cleared", b"soon gone")
+            .append(b"meta-cleared", b"entry");
+    });
+    write(&|b| {
+        b.clear_metadata(b"meta-cleared");
+    });
+    store.close().expect("close");
+
+    let mut expected = State::new();
+    let mut put = |id: &[u8], first: u64, entries: &[&[u8]], metadata: Option<&[u8]>| {
+        expected.insert(
+            id.to_vec(),
+            Expected {
+                first,
+                entries: entries.iter().map(|e| e.to_vec()).collect(),
+                metadata: metadata.map(<[u8]>::to_vec),
+            },
+        );
+    };
+    put(b"raft", 1, &[b"one", b"two"], None);
+    put(b"follower", 100, &[b"hundred"], None);
+    put(b"back", 1, &[], None);
+    put(b"empty-at-7", 7, &[], None);
+    put(b"meta-empty", 0, &[], Some(b""));
+    put(b"meta-cleared", 0, &[b"entry"], None);
+    assert_eq!(read_state(&dir), expected);
+    let before = files(&dir);
+
+    // summary and verify.
+    let s = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    let s = s.json();
+    assert_eq!(s["journals"], expected.len() as u64);
+    assert_eq!(s["entries"], 4);
+    assert_eq!(s["metadata_bytes"], 0);
+    let v = dump(&[&"verify", &dir, &"--json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+
+    // segments: the clear is an operation of kind clear_metadata with the
+    // journal's unchanged bounds and no index; the trims and truncates
+    // carry the bounds they leave.
+    let segs = dump(&[&"segments", &dir, &"--json"]).json();
+    let ops: Vec<Value> = segs["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|seg| seg["items"].as_array().unwrap().clone())
+        .filter(|i| i["type"] == "record")
+        .flat_map(|i| i["ops"].as_array().unwrap().clone())
+        .collect();
+    let find = |kind: &str, id: &str| -> Vec<(u64, u64, Value)> {
+        ops.iter()
+            .filter(|o| o["kind"] == kind && o["journal"]["utf8"] == id)
+            .map(|o| {
+                (
+                    o["first"].as_u64().unwrap(),
+                    o["end"].as_u64().unwrap(),
+                    o["index"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        find("clear_metadata", "meta-cleared"),
+        [(0, 1, Value::Null)]
+    );
+    assert_eq!(find("trim_prefix", "raft"), [(1, 1, Value::from(1))]);
+    assert_eq!(
+        find("trim_prefix", "follower"),
+        [(100, 100, Value::from(100))]
+    );
+    assert_eq!(find("truncate", "back"), [(1, 1, Value::from(1))]);
+    assert_eq!(find("trim_prefix", "empty-at-7"), [(7, 7, Value::from(7))]);
+    let text = dump(&[&"segments", &dir]);
+    assert!(text.stdout.contains("clear_metadata"), "{}", text.stdout);
+
+    // journal: bounds at any index; metadata absent (null) vs empty.
+    let j = |id: &str| dump(&[&"journal", &dir, &id, &"--json"]).json();
+    let raft = j("raft");
+    assert_eq!(
+        (raft["first_index"].clone(), raft["end_index"].clone()),
+        (1.into(), 3.into())
+    );
+    let idx: Vec<u64> = raft["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [1, 2]);
+    let empty7 = j("empty-at-7");
+    assert_eq!(empty7["found"], true);
+    assert_eq!(
+        (empty7["first_index"].clone(), empty7["len"].clone()),
+        (7.into(), 0.into())
+    );
+    let cleared = j("meta-cleared");
+    assert_eq!(cleared["metadata"], Value::Null);
+    assert_eq!(cleared["metadata_error"], Value::Null);
+    let empty = j("meta-empty");
+    assert_eq!(empty["metadata"]["len"], 0);
+    assert_eq!(empty["metadata"]["value"], "");
+    let text = |id: &str| dump(&[&"journal", &dir, &id]).stdout;
+    assert!(
+        text("meta-cleared").contains("metadata  absent"),
+        "{}",
+        text("meta-cleared")
+    );
+    assert!(
+        text("meta-empty").contains("metadata  \"\" (0 bytes)"),
+        "{}",
+        text("meta-empty")
+    );
+    assert_eq!(files(&dir), before, "a read command changed the store");
+
+    // salvage keeps the bounds and tells absent from empty metadata.
+    let out = tmp.path().join("salvaged");
+    let run = dump(&[&"salvage", &dir, &out, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(read_state(&out), expected);
+}
+
+/// `summary` of the frozen version-1 store (`format-spec/vectors/v1/`):
+/// segment version 1, manifest layout 1; after the engine opened it (and
+/// rolled to a version-2 segment), both segment versions show, per segment
+/// and in `segment_versions`, and `format_version` is the newest.
+#[test]
+fn summary_shows_segment_versions_across_an_upgrade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let frozen = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../format-spec/vectors/v1/all-ops");
+    copy_dir(&frozen, &dir);
+    let versions = |s: &Value| -> Vec<Value> {
+        s["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|seg| seg["version"].clone())
+            .collect()
+    };
+
+    let s = dump(&[&"summary", &dir, &"--json"]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    let s = s.json();
+    assert_eq!(s["format_version"], 1);
+    assert_eq!(s["manifest_version"], 1);
+    assert_eq!(s["segment_versions"], serde_json::json!([1]));
+    assert_eq!(versions(&s), [Value::from(1)]);
+    let j = dump(&[&"journal", &dir, &"--hex-id", &"fffe", &"--json"]).json();
+    assert_eq!(j["metadata"], Value::Null, "never set: absent");
+
+    Store::open(&dir, options())
+        .expect("open")
+        .close()
+        .expect("close");
+    let s = dump(&[&"summary", &dir, &"--json"]).json();
+    assert_eq!(s["format_version"], 2);
+    assert_eq!(s["manifest_version"], 1);
+    assert_eq!(s["segment_versions"], serde_json::json!([1, 2]));
+    assert_eq!(versions(&s), [Value::from(1), Value::from(2)]);
+    let text = dump(&[&"summary", &dir]).stdout;
+    assert!(
+        text.contains("format       version 2 (segments: 1, 2; manifest layout 1)"),
+        "{text}"
+    );
+}
+
+/// A metadata value that fails its own checksum (record checksums made
+/// right) is damage: `verify` reports it, and `salvage`, which cannot
+/// recover it, should say so rather than write the journal as one whose
+/// metadata was never set. Ignored: `inspect::Salvaged::journal` turns a
+/// metadata value that fails its checksum into `None`, and the salvage
+/// report's `lost` covers entries only, so the salvage exits 0 and the
+/// copy reads as "no metadata".
+#[test]
+#[ignore = "engine: salvage drops a damaged metadata value without reporting it"]
+fn salvage_reports_a_damaged_metadata_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    let mut found = None;
+    for s in &m.segments {
+        let path = dir.join(&s.file_name);
+        let file = SegmentFile::read(&path).unwrap();
+        for item in file.scan(0, s.sealed_len, false) {
+            if let ScanItem::Record {
+                offset,
+                payload_len,
+                ops,
+                ..
+            } = item
+            {
+                if let Some(op) = ops
+                    .iter()
+                    .find(|o| o.kind == "set_metadata" && o.journal == b"meta-only")
+                {
+                    found = Some((
+                        path.clone(),
+                        offset as usize,
+                        payload_len as usize,
+                        op.offset,
+                    ));
+                }
+            }
+        }
+    }
+    let (path, r, payload_len, op) = found.expect("the set_metadata of meta-only");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The value starts after the op header and the 9-byte id "meta-only".
+    bytes[op as usize + 32 + 9] ^= 1;
+    let payload_crc = crc32fast::hash(&bytes[r + 32..r + 32 + payload_len]);
+    bytes[r + 4..r + 8].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[r + 4..r + 32]);
+    bytes[r..r + 4].copy_from_slice(&header_crc.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+
+    assert_eq!(dump(&[&"verify", &dir]).code, 1, "verify sees the damage");
+    let out = tmp.path().join("salvaged");
+    let run = dump(&[&"salvage", &dir, &out, &"--json"]);
+    assert_eq!(
+        run.code, 1,
+        "salvage lost a metadata value and must say so:\n{}",
+        run.stdout
     );
 }
 
