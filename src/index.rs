@@ -17,8 +17,9 @@
 //! held, and recovery's memory must follow the bytes it reads.
 //!
 //! Liveness: an entry, a metadata value, and the journal's latest operation
-//! when that is a trim or truncate (its *anchor*, which recovery needs to
-//! restore the bounds) are live. Every time an operation makes a live item
+//! when that is a trim, truncate or clear_metadata (its *anchor*, which
+//! recovery needs to restore the bounds when no entry or metadata carries
+//! them) are live. Every time an operation makes a live item
 //! dead, the tracker hears who killed what, so segments can be freed safely
 //! (see `live.rs`).
 

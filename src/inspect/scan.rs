@@ -166,7 +166,8 @@ pub struct SegmentHeaderInfo {
 pub struct OpInfo {
     /// Byte offset of the op header in the file.
     pub offset: u64,
-    /// `append`, `set_metadata`, `trim_prefix`, `truncate` or `delete_journal`.
+    /// `append`, `set_metadata`, `trim_prefix`, `truncate`, `delete_journal`
+    /// or `clear_metadata`.
     pub kind: &'static str,
     /// The journal id.
     pub journal: Vec<u8>,

@@ -101,11 +101,14 @@ impl Problem {
             Error::UnsupportedVersion {
                 path,
                 found,
-                supported,
+                supported: _,
             } => Problem::new(
                 path,
                 8,
-                format!("format version {found}; this build reads version {supported}"),
+                format!(
+                    "format version {found}; this build reads versions {:?}",
+                    crate::record::READABLE_VERSIONS
+                ),
             ),
             Error::Io { op, path, source } => Problem::new(path, 0, format!("{op}: {source}")),
             other => Problem::new(fallback, 0, DisplayChain(&other).to_string()),
