@@ -84,6 +84,7 @@ mod manifest;
 mod mutex;
 mod options;
 mod plan;
+mod progress;
 #[doc(hidden)]
 pub mod record;
 mod recovery;
@@ -101,7 +102,7 @@ pub use batch::WriteBatch;
 pub use checkpoint::CheckpointReport;
 pub use compaction::CompactionReport;
 pub use error::{DisplayId, Error, Result};
-pub use options::{Options, SyncMode};
+pub use options::{Options, SyncMode, WriteOptions};
 pub use snapshot::{Entries, Journal, Snapshot};
 pub use stats::Stats;
 pub use store::Store;
