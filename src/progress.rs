@@ -8,9 +8,12 @@
 //!   (`Committer::current` makes the version on demand in the buffered path).
 //! - `durable` is raised only after a successful fdatasync that covered
 //!   every record up to it (the active segment's records up to it, and the
-//!   sealed segments before, each synced by its roll); it never exceeds
-//!   `acked` by more than what open recovered (both start at the recovered
-//!   LSN, which open makes durable).
+//!   sealed segments before, each synced by its roll). Both start at the
+//!   LSN open recovered, which open makes durable. `durable` may run ahead
+//!   of `acked`: a group's sync raises it before the group is acknowledged,
+//!   and a batch whose write failed after its bytes were synced (a failed
+//!   sync mark or roll later in its group) is durable though never
+//!   acknowledged.
 //! - Every raise, a stop of writes and close wake the waiters: a waiter
 //!   checks its condition with the state lock held, and a raise stores the
 //!   watermark before it takes that lock, so no wake-up is lost.
