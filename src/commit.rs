@@ -191,15 +191,20 @@ impl Committer {
 
     /// Returns once every batch up to `lsn` is durable: at once if a sync
     /// covered it already; else, after waiting for `lsn` to be
-    /// acknowledged if it is not yet, as a request in the queue, whose
-    /// leader syncs once for every request and batch of its group, and
-    /// syncs nothing if a sync that ran while the request waited covered it.
+    /// acknowledged if it is not yet, and for an explicit sync under way
+    /// that covers it, as a request in the queue, whose leader syncs once
+    /// for every request and batch of its group, and syncs nothing if a
+    /// sync that ran while the request waited covered it.
     pub fn sync_to(&self, lsn: u64) -> Result<()> {
         if self.progress.durable() >= lsn {
             return Ok(());
         }
         if self.progress.acked() < lsn {
             self.wait_for(lsn, None)?;
+        }
+        self.progress.await_syncs_covering(lsn);
+        if self.progress.durable() >= lsn {
+            return Ok(());
         }
         self.check_stopped()?;
         self.enqueue(Request::SyncTo(lsn)).map(|_| ())
@@ -410,14 +415,20 @@ impl Committer {
             self.check_stopped()?;
             (log.active().clone(), log.write_pos, log.next_lsn - 1)
         };
-        if let Err(e) = self.gate.sync(&segment) {
+        // `sync_to` callers wait for this sync rather than repeat it.
+        self.progress.begin_sync(lsn);
+        let synced = self.gate.sync(&segment);
+        if synced.is_ok() {
+            // Every record up to `lsn` was written to `segment` below
+            // `pos`, or to a segment sealed (and so synced) before it.
+            self.progress.made_durable(lsn);
+        }
+        self.progress.end_sync(lsn);
+        if let Err(e) = synced {
             // Recorded by the gate already; this wakes the waiters.
             self.stop(&e);
             return Err(e);
         }
-        // Every record up to `lsn` was written to `segment` below `pos`, or
-        // to a segment sealed (and so synced) before it.
-        self.progress.made_durable(lsn);
         let mut log = lock(&self.log);
         if log.active().id == segment.id && log.synced_pos < pos {
             log.synced_pos = pos;

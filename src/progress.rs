@@ -41,6 +41,9 @@ struct State {
     waiters: usize,
     /// Writes stopped after an I/O failure: no watermark moves again.
     stopped: bool,
+    /// The LSNs that the explicit syncs under way (`Committer::sync`, run
+    /// outside the queue) will make durable if they succeed.
+    syncing: Vec<u64>,
     closed: bool,
 }
 
@@ -84,6 +87,37 @@ impl Progress {
     pub fn made_durable(&self, lsn: u64) {
         self.durable.fetch_max(lsn, Ordering::AcqRel);
         self.notify(|_| {});
+    }
+
+    /// An explicit sync that will make every batch up to `lsn` durable
+    /// starts (see `await_syncs_covering`); `end_sync` must follow.
+    pub fn begin_sync(&self, lsn: u64) {
+        lock(&self.state).syncing.push(lsn);
+    }
+
+    /// The sync `begin_sync(lsn)` announced is over, after `made_durable`
+    /// if it succeeded.
+    pub fn end_sync(&self, lsn: u64) {
+        self.notify(|s| {
+            if let Some(at) = s.syncing.iter().position(|&t| t == lsn) {
+                s.syncing.swap_remove(at);
+            }
+        });
+    }
+
+    /// Waits while an explicit sync under way covers `lsn` and has not
+    /// made it durable yet, so that the caller need not sync again.
+    pub fn await_syncs_covering(&self, lsn: u64) {
+        let mut state = lock(&self.state);
+        state.waiters += 1;
+        while self.durable() < lsn
+            && !state.stopped
+            && !state.closed
+            && state.syncing.iter().any(|&t| t >= lsn)
+        {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.waiters -= 1;
     }
 
     /// Writes stopped: waiters for what cannot come any more fail.
