@@ -334,9 +334,12 @@ impl Committer {
         if let Err(e) = self.check_stopped() {
             return group
                 .iter()
-                .map(|w| match covered(&w.request, durable) {
-                    true => Ok(durable),
-                    false => Err(clone_io(&e)),
+                .map(|w| {
+                    if covered(&w.request, durable) {
+                        Ok(durable)
+                    } else {
+                        Err(clone_io(&e))
+                    }
                 })
                 .collect();
         }
@@ -376,6 +379,7 @@ impl Committer {
         group
             .iter()
             .map(|w| match &w.request {
+                // `commit_group` gives one verdict per batch.
                 Request::Write(_) => results.next().unwrap_or(Err(Error::Closed)),
                 Request::SyncTo(_) => match &synced {
                     Ok(lsn) => Ok(*lsn),

@@ -8,6 +8,11 @@ use crate::record::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
 /// When `Store::write` returns relative to the data reaching the disk.
+///
+/// One write can choose otherwise with
+/// [`Store::write_with`](crate::Store::write_with); batches written without
+/// a sync are made durable by [`Store::sync_to`](crate::Store::sync_to) or
+/// [`Store::sync`](crate::Store::sync) in every mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
     /// `write` returns after the batch is fdatasync'ed. Concurrent writers

@@ -14,6 +14,11 @@
 //!   and a batch whose write failed after its bytes were synced (a failed
 //!   sync mark or roll later in its group) is durable though never
 //!   acknowledged.
+//! - An explicit sync (`Committer::sync`, outside the queue) announces the
+//!   LSN it covers while it runs and raises `durable` before it withdraws
+//!   the announcement, so a `sync_to` that waited for it finds its LSN
+//!   durable or the failure recorded in the `SyncGate`, which a failed
+//!   sync records before it returns.
 //! - Every raise, a stop of writes and close wake the waiters: a waiter
 //!   checks its condition with the state lock held, and a raise stores the
 //!   watermark before it takes that lock, so no wake-up is lost.
