@@ -49,7 +49,7 @@
 //! (encode, write, sync, roll, free) with `sync_gate`, → `record` (on-disk
 //! encoding) → `segment` (one mapped file) and `manifest` (generations);
 //! `progress` holds the acknowledged and durable LSNs that `sync_to` and
-//! `wait_for` wait on. With the `tokio` feature, [`tokio`] runs the
+//! `wait_for` wait on. With the `tokio` feature, `tokio` runs the
 //! blocking calls on tokio's blocking pool.
 //! Read path: `snapshot` → `Generation::segment` → `Segment::read_value`,
 //! pinning a `version`. In-memory state: `index` with `locs`, and `live`

@@ -5,7 +5,7 @@
 //! fdatasync, on the writer's lock, on a condition variable. Called from an
 //! async task they would stall every task of that executor thread (all of
 //! them, on a current-thread runtime). [`AsyncStore`] runs each of them
-//! with [`tokio::task::spawn_blocking`](::tokio::task::spawn_blocking),
+//! with [`tokio::task::spawn_blocking`],
 //! tokio's answer for blocking I/O: the call runs on the runtime's blocking
 //! thread pool and the task awaits its result, so the executor threads
 //! never block. Calls that do not block on I/O ([`Store::snapshot`],
