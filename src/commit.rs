@@ -1,38 +1,49 @@
 //! Group commit: the queue of writers and the published version.
 //!
-//! Under `SyncMode::Always`, writers queue their batches; the writer at the
-//! head of the queue becomes the leader and commits every queued batch as
-//! one group (LevelDB style), so that one fdatasync serves them all
-//! (`LogWriter::commit_group`), then publishes a new [`Version`] that
-//! snapshots pick up. Followers wait on a condition variable and return the
-//! leader's verdict. Under `Never` and `Interval` there is no sync to share,
-//! and handing a batch to a leader would cost a sleep and a wake-up per
-//! batch: each writer commits its own batch as a group of one under the
-//! writer's lock, applies it to the index only once its write succeeded, and
-//! does not publish a version: `Committer::current` makes one when a
-//! snapshot finds the published version older than the newest acknowledged
-//! batch. A published version makes the writer copy the index nodes it
-//! touches next, which is most of a small buffered batch's cost.
+//! A batch written with `sync: true` (the default under `SyncMode::Always`)
+//! and a `sync_to` request go through the queue: the request at the head
+//! becomes the leader and commits every queued batch as one group (LevelDB
+//! style), so that one fdatasync serves them all and every request queued
+//! with them (`LogWriter::commit_group`), then publishes a new [`Version`]
+//! that snapshots pick up. Followers wait on a condition variable and
+//! return the leader's verdict. A batch written with `sync: false` (the
+//! default under `Never` and `Interval`) has no sync to share, and handing
+//! it to a leader would cost a sleep and a wake-up per batch: its writer
+//! commits it as a group of one under the writer's lock, applies it to the
+//! index only once its write succeeded, and does not publish a version:
+//! `Committer::current` makes one when a snapshot finds the published
+//! version older than the newest acknowledged batch. A published version
+//! makes the writer copy the index nodes it touches next, which is most of
+//! a small buffered batch's cost.
 //!
 //! Invariants:
-//! - A version is published only after its records are written (and synced
-//!   under `SyncMode::Always`): a snapshot never shows what a power loss
-//!   could take back from an acknowledged write.
+//! - A version is published only after its records are written. A batch
+//!   written with `sync: true` is published (and acknowledged) only after
+//!   its group's sync: a snapshot never shows it while a power loss could
+//!   take it back. A batch written with `sync: false` is visible as soon as
+//!   it is written, in every `SyncMode`: a snapshot may show it before it is
+//!   durable, and so may show batches a power loss takes back.
+//! - Neither a `sync: true` write nor `sync_to` returns `Ok` before every
+//!   byte of the batches it covers is durable: the `Progress` durable LSN
+//!   is raised only after a successful sync covering it, and a roll syncs
+//!   the segment it seals, so it counts across segments.
 //! - After a failed write or sync, writes stop (`Error::WritesStopped`) until
 //!   reopen, checked under the writer's lock; the last published version
-//!   stays readable.
+//!   stays readable, and a `sync_to` or `sync: true` write not yet covered
+//!   by a successful sync fails: no later sync may count (see [`SyncGate`]).
 //! - Replaced versions are dropped after the locks are released
 //!   ([`Retired`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
-use crate::options::SyncMode;
+use crate::progress::{Progress, Waited};
 use crate::record::{record_len, PlannedOp, OP_HEADER_LEN};
 use crate::sync_gate::SyncGate;
 use crate::version::{Retired, Version};
@@ -40,10 +51,19 @@ use crate::version::{Retired, Version};
 /// Most batches committed as one group.
 const MAX_GROUP_BATCHES: usize = 512;
 
-/// One writer waiting in the queue.
+/// What a queued caller asks the leader for.
+#[derive(Debug)]
+enum Request {
+    /// Write this batch and sync it.
+    Write(WriteBatch),
+    /// Make every batch up to this LSN durable.
+    SyncTo(u64),
+}
+
+/// One caller waiting in the queue.
 #[derive(Debug)]
 struct Waiter {
-    batch: WriteBatch,
+    request: Request,
     result: Mutex<Option<Result<u64>>>,
 }
 
@@ -59,17 +79,12 @@ pub(crate) struct Committer {
     /// Records why writes stopped (after an I/O failure) and serialises the
     /// active segment's syncs; the same gate as `LogWriter::sync_gate`.
     gate: Arc<SyncGate>,
+    /// The acknowledged and durable LSNs and their waiters; the same as
+    /// `LogWriter::progress`. A published version older than the
+    /// acknowledged LSN is stale (see `current`).
+    progress: Arc<Progress>,
     /// Held by a compaction from choosing its run to switching over.
     pub(crate) compacting: Mutex<()>,
-    /// Whether writers queue for a leader (`SyncMode::Always`). Otherwise
-    /// each writer commits its own batch and publishing is lazy: a version
-    /// is made when a snapshot asks for one (see `current`), not after every
-    /// batch, because each published version makes the writer copy the
-    /// index nodes it touches next, which is most of a small batch's cost.
-    group_commit: bool,
-    /// LSN of the newest acknowledged batch (buffered modes): a published
-    /// version older than this is stale.
-    acked: AtomicU64,
     /// Whether a write made compaction due since `take_compaction_due`
     /// last looked (see `LogWriter::compaction_due`).
     compaction_due: AtomicBool,
@@ -78,16 +93,15 @@ pub(crate) struct Committer {
 impl Committer {
     pub fn new(log: LogWriter) -> Committer {
         let version = log.version();
-        let group_commit = log.sync == SyncMode::Always;
         let gate = log.sync_gate.clone();
+        let progress = log.progress.clone();
         Committer {
-            acked: AtomicU64::new(version.lsn),
-            group_commit,
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
             log: Mutex::new(log),
             current: Mutex::new(version),
             gate,
+            progress,
             compacting: Mutex::new(()),
             compaction_due: AtomicBool::new(false),
         }
@@ -108,13 +122,13 @@ impl Committer {
     }
 
     /// The latest version: it holds every batch acknowledged before the
-    /// call. In the buffered modes it is made here when the published one
-    /// is stale, which waits for the writer's lock; the writer publishes
+    /// call. After `sync: false` writes it is made here when the published
+    /// one is stale, which waits for the writer's lock; the writer publishes
     /// before the slow steps it takes under that lock (rolls, frees,
     /// compaction switches), so the wait is one small batch at most.
     pub fn current(&self) -> Arc<Version> {
         let published = lock(&self.current).clone();
-        if published.lsn >= self.acked.load(Ordering::Acquire) {
+        if published.lsn >= self.progress.acked() {
             return published;
         }
         let mut retired = Retired::default();
@@ -135,9 +149,11 @@ impl Committer {
         Some(self.publish(log.version()))
     }
 
-    /// Stops writes after an I/O failure (see the module comment).
+    /// Stops writes after an I/O failure (see the module comment) and
+    /// wakes the waiters for what can no longer come.
     pub(crate) fn stop(&self, cause: &Error) {
         self.gate.fail(cause);
+        self.progress.stop();
     }
 
     /// `Err(WritesStopped)` once writes have stopped.
@@ -150,17 +166,82 @@ impl Committer {
         self.gate.cause()
     }
 
-    /// Writes one batch (see the module comment).
-    pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+    /// LSN of the newest acknowledged batch.
+    pub fn last_lsn(&self) -> u64 {
+        self.progress.acked()
+    }
+
+    /// LSN up to which every batch is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.progress.durable()
+    }
+
+    /// Writes one batch, synced with its group if `sync` (see the module
+    /// comment).
+    pub fn write(&self, batch: &WriteBatch, sync: bool) -> Result<u64> {
         self.check_stopped()?;
-        if !self.group_commit {
+        if !sync {
             // With no sync to share, a queue would only add a hand-off
             // between threads (a sleep and a wake-up) to every batch: each
             // writer commits its own batch under the writer's lock.
             return self.commit_direct(batch);
         }
+        self.enqueue(Request::Write(batch.clone()))
+    }
+
+    /// Returns once every batch up to `lsn` is durable: at once if a sync
+    /// covered it already; else, after waiting for `lsn` to be
+    /// acknowledged if it is not yet, and for an explicit sync under way
+    /// that covers it, as a request in the queue, whose leader syncs once
+    /// for every request and batch of its group, and syncs nothing if a
+    /// sync that ran while the request waited covered it.
+    pub fn sync_to(&self, lsn: u64) -> Result<()> {
+        if self.progress.durable() >= lsn {
+            return Ok(());
+        }
+        if self.progress.acked() < lsn {
+            self.wait_for(lsn, None)?;
+        }
+        self.progress.await_syncs_covering(lsn);
+        if self.progress.durable() >= lsn {
+            return Ok(());
+        }
+        self.check_stopped()?;
+        self.enqueue(Request::SyncTo(lsn)).map(|_| ())
+    }
+
+    /// Waits until a batch with an LSN of at least `lsn` is acknowledged
+    /// (`Ok(true)`) or `deadline` passes (`Ok(false)`); fails once writes
+    /// stopped or the store closed without it.
+    pub fn wait_for(&self, lsn: u64, deadline: Option<Instant>) -> Result<bool> {
+        self.wait(deadline, |acked, _| acked >= lsn)
+    }
+
+    /// Like `wait_for`, until every batch up to `lsn` is durable.
+    pub fn wait_for_durable(&self, lsn: u64, deadline: Option<Instant>) -> Result<bool> {
+        self.wait(deadline, |_, durable| durable >= lsn)
+    }
+
+    fn wait(&self, deadline: Option<Instant>, reached: impl Fn(u64, u64) -> bool) -> Result<bool> {
+        match self.progress.wait_until(deadline, reached) {
+            Waited::Reached => Ok(true),
+            Waited::TimedOut => Ok(false),
+            // `stop` records the cause in the gate before it wakes anyone.
+            Waited::Stopped => Err(self.check_stopped().err().unwrap_or(Error::Closed)),
+            Waited::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Wakes every waiter with `Error::Closed` (the store is closing).
+    pub fn close_waiters(&self) {
+        self.progress.close();
+    }
+
+    /// Queues `request` and returns its verdict, leading a group if it
+    /// comes to the head of the queue.
+    fn enqueue(&self, request: Request) -> Result<u64> {
         let me = Arc::new(Waiter {
-            batch: batch.clone(),
+            request,
             result: Mutex::new(None),
         });
         let mut queue = lock(&self.queue);
@@ -182,13 +263,14 @@ impl Committer {
             if group.len() == MAX_GROUP_BATCHES || bytes >= MAX_GROUP_BYTES {
                 break;
             }
-            bytes += w.batch.len() * OP_HEADER_LEN;
+            if let Request::Write(batch) = &w.request {
+                bytes += batch.len() * OP_HEADER_LEN;
+            }
             group.push(w.clone());
         }
         drop(queue);
 
-        let batches: Vec<&WriteBatch> = group.iter().map(|w| &w.batch).collect();
-        let results = self.commit(&batches);
+        let results = self.commit(&group);
 
         let mut queue = lock(&self.queue);
         for (w, r) in group.iter().zip(results) {
@@ -201,7 +283,7 @@ impl Committer {
         result.unwrap_or(Err(Error::Closed))
     }
 
-    /// Commits one batch in a buffered mode, publishing lazily.
+    /// Commits one batch without a sync, publishing lazily.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
@@ -219,7 +301,7 @@ impl Committer {
         let fatal = fatal.and_then(|()| {
             if result.is_ok() {
                 log.dirty = true;
-                self.acked.store(log.next_lsn - 1, Ordering::Release);
+                self.progress.acknowledge(log.next_lsn - 1);
             }
             let ids = log.freeable();
             if !ids.is_empty() {
@@ -237,20 +319,53 @@ impl Committer {
         result
     }
 
-    fn commit(&self, batches: &[&WriteBatch]) -> Vec<Result<u64>> {
+    /// Commits a group of queued requests: writes its batches and syncs
+    /// them with everything written before. Returns each request's verdict,
+    /// in order: a batch's LSN, or for a `sync_to` request the LSN its sync
+    /// covered.
+    fn commit(&self, group: &[Arc<Waiter>]) -> Vec<Result<u64>> {
         // Versions replaced here are dropped once the writer's lock is
         // released: the drop frees the index nodes the writer copied since
         // (a good part of a small batch's cost), which need not hold up the
         // next writer.
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
+        let durable = self.progress.durable();
         if let Err(e) = self.check_stopped() {
-            return batches.iter().map(|_| Err(e.clone())).collect();
+            return group
+                .iter()
+                .map(|w| {
+                    if covered(&w.request, durable) {
+                        Ok(durable)
+                    } else {
+                        Err(e.clone())
+                    }
+                })
+                .collect();
         }
-        let (results, fatal) = log.commit_group(batches);
+        let batches: Vec<&WriteBatch> = group
+            .iter()
+            .filter_map(|w| match &w.request {
+                Request::Write(batch) => Some(batch),
+                Request::SyncTo(_) => None,
+            })
+            .collect();
+        if batches.is_empty() && group.iter().all(|w| covered(&w.request, durable)) {
+            // A sync that ran while these requests queued covered them.
+            return group.iter().map(|_| Ok(durable)).collect();
+        }
+        let (results, fatal) = log.commit_group(&batches);
         self.note_compaction_due(&mut log);
+        let synced = match &fatal {
+            Ok(()) => Ok(log.next_lsn - 1),
+            Err(e) => Err(e.clone()),
+        };
         let fatal = fatal.and_then(|()| {
-            retired.push(self.publish(log.version()));
+            if results.iter().any(Result::is_ok) || log.dirty {
+                log.dirty = false;
+                retired.push(self.publish(log.version()));
+                self.progress.acknowledge(log.next_lsn - 1);
+            }
             if log.free_segments()? {
                 retired.push(self.publish(log.version()));
             }
@@ -260,7 +375,18 @@ impl Committer {
             self.stop(&e);
         }
         drop(log);
-        results
+        let mut results = results.into_iter();
+        group
+            .iter()
+            .map(|w| match &w.request {
+                // `commit_group` gives one verdict per batch.
+                Request::Write(_) => results.next().unwrap_or(Err(Error::Closed)),
+                Request::SyncTo(_) => match &synced {
+                    Ok(lsn) => Ok(*lsn),
+                    Err(e) => Err(e.clone()),
+                },
+            })
+            .collect()
     }
 
     /// Writes one record of trusted operations, bypassing validation and the
@@ -269,7 +395,9 @@ impl Committer {
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         let lsn = log.commit_trusted(ops)?;
+        log.dirty = false;
         retired.push(self.publish(log.version()));
+        self.progress.acknowledge(lsn);
         drop(log);
         Ok(lsn)
     }
@@ -286,12 +414,25 @@ impl Committer {
     /// on meanwhile; it fails, like every later call, once any sync or
     /// write has failed (see [`SyncGate`]).
     pub fn sync(&self) -> Result<()> {
-        let (segment, pos) = {
+        let (segment, pos, lsn) = {
             let log = lock(&self.log);
             self.check_stopped()?;
-            (log.active().clone(), log.write_pos)
+            (log.active().clone(), log.write_pos, log.next_lsn - 1)
         };
-        self.gate.sync(&segment)?;
+        // `sync_to` callers wait for this sync rather than repeat it.
+        self.progress.begin_sync(lsn);
+        let synced = self.gate.sync(&segment);
+        if synced.is_ok() {
+            // Every record up to `lsn` was written to `segment` below
+            // `pos`, or to a segment sealed (and so synced) before it.
+            self.progress.made_durable(lsn);
+        }
+        self.progress.end_sync(lsn);
+        if let Err(e) = synced {
+            // Recorded by the gate already; this wakes the waiters.
+            self.stop(&e);
+            return Err(e);
+        }
         let mut log = lock(&self.log);
         if log.active().id == segment.id && log.synced_pos < pos {
             log.synced_pos = pos;
@@ -311,4 +452,10 @@ impl Committer {
         let log = lock(&self.log);
         self.gate.sync(log.active())
     }
+}
+
+/// Whether a sync already covered `request` (a `sync_to` request up to the
+/// durable LSN).
+fn covered(request: &Request, durable: u64) -> bool {
+    matches!(request, Request::SyncTo(lsn) if *lsn <= durable)
 }

@@ -47,7 +47,10 @@
 //! Module map. Write path: `store` (open, write, snapshot, close) →
 //! `commit` (the group-commit queue) → `plan` (validation) → `log_writer`
 //! (encode, write, sync, roll, free) with `sync_gate`, → `record` (on-disk
-//! encoding) → `segment` (one mapped file) and `manifest` (generations).
+//! encoding) → `segment` (one mapped file) and `manifest` (generations);
+//! `progress` holds the acknowledged and durable LSNs that `sync_to` and
+//! `wait_for` wait on. With the `tokio` feature, `tokio` runs the
+//! blocking calls on tokio's blocking pool.
 //! Read path: `snapshot` → `Generation::segment` → `Segment::read_value`,
 //! pinning a `version`. In-memory state: `index` with `locs`, and `live`
 //! (space accounting); `recovery` rebuilds it at open; `compaction` and
@@ -84,6 +87,7 @@ mod manifest;
 mod mutex;
 mod options;
 mod plan;
+mod progress;
 #[doc(hidden)]
 pub mod record;
 mod recovery;
@@ -93,6 +97,8 @@ mod stats;
 mod status;
 mod store;
 mod sync_gate;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod version;
 #[doc(hidden)]
 pub mod work;
@@ -101,7 +107,7 @@ pub use batch::WriteBatch;
 pub use checkpoint::CheckpointReport;
 pub use compaction::CompactionReport;
 pub use error::{DisplayChain, DisplayId, Error, Result};
-pub use options::{Options, SyncMode};
+pub use options::{Options, SyncMode, WriteOptions};
 pub use snapshot::{Entries, Journal, Snapshot};
 pub use stats::Stats;
 pub use store::Store;

@@ -10,6 +10,10 @@
 //! - `synced_pos <= write_pos`, and every byte of the active segment below
 //!   `synced_pos` is durable; a record's `synced_through` is `synced_pos`
 //!   when it was encoded, and a sync mark claims it only after the sync.
+//! - Every sync of the active segment runs with the encoded records
+//!   flushed, so a successful one makes every batch up to `next_lsn - 1`
+//!   durable (the segments before it were synced when their roll sealed
+//!   them) and raises `progress`'s durable LSN to it.
 //! - A segment is dropped from the manifest only after the records that
 //!   made it dead are durable.
 //! - After an I/O error the working state is ahead of what is durable: the
@@ -28,6 +32,7 @@ use crate::live::Accounting;
 use crate::manifest::{Generation, ListedSegment, Manifest};
 use crate::options::SyncMode;
 use crate::plan::plan;
+use crate::progress::Progress;
 #[cfg(doc)]
 use crate::record::RECORD_KIND_SYNC_MARK;
 use crate::record::{
@@ -63,6 +68,8 @@ pub(crate) struct LogWriter {
     /// Every sync of the active segment goes through it; shared with the
     /// `Committer`, whose `stop` it also records.
     pub sync_gate: Arc<SyncGate>,
+    /// The acknowledged and durable LSNs; shared with the `Committer`.
+    pub progress: Arc<Progress>,
     pub next_lsn: u64,
     /// The latest state, including batches not yet published.
     pub index: Index,
@@ -120,6 +127,8 @@ impl LogWriter {
             write_pos,
             synced_pos: write_pos,
             sync_gate: Arc::new(SyncGate::default()),
+            // Open makes what it recovered durable before writing.
+            progress: Arc::new(Progress::new(next_lsn - 1)),
             next_lsn,
             index,
             acct,
@@ -152,8 +161,10 @@ impl LogWriter {
         })
     }
 
-    /// Commits a group. Returns each batch's result; `Err` when the group hit
-    /// an I/O error, after which nothing more may be written.
+    /// Commits a group and syncs it, with every record written before (the
+    /// queue path: batches written with `sync: true` and `sync_to`
+    /// requests). Returns each batch's result; `Err` when the group hit an
+    /// I/O error, after which nothing more may be written.
     pub fn commit_group(&mut self, batches: &[&WriteBatch]) -> (Vec<Result<u64>>, Result<()>) {
         let mut results = Vec::with_capacity(batches.len());
         self.buf.clear();
@@ -177,12 +188,14 @@ impl LogWriter {
         }
         if fatal.is_ok() {
             fatal = self.flush().and_then(|()| {
-                if self.sync == SyncMode::Always {
-                    self.sync_active()?;
-                    self.write_sync_mark()
-                } else {
-                    Ok(())
+                // Nothing new since the last sync (a group of `sync_to`
+                // requests): no sync, and no mark repeating the last one.
+                let unsynced = self.synced_pos != self.write_pos;
+                self.sync_active()?;
+                if unsynced {
+                    self.write_sync_mark()?;
                 }
+                Ok(())
             });
         }
         if let Err(e) = &fatal {
@@ -416,10 +429,14 @@ impl LogWriter {
     /// fdatasyncs the active segment up to `write_pos`.
     pub fn sync_active(&mut self) -> Result<()> {
         if self.synced_pos == self.write_pos {
-            return self.sync_gate.check();
+            // Every record is durable already (see the module comment).
+            self.sync_gate.check()?;
+            self.progress.made_durable(self.next_lsn - 1);
+            return Ok(());
         }
         self.sync_gate.sync(self.active())?;
         self.synced_pos = self.write_pos;
+        self.progress.made_durable(self.next_lsn - 1);
         Ok(())
     }
 
@@ -448,6 +465,7 @@ impl LogWriter {
     pub fn seal_and_roll(&mut self) -> Result<()> {
         self.sync_gate.sync(self.active())?;
         self.synced_pos = self.write_pos;
+        self.progress.made_durable(self.next_lsn - 1);
         self.roll()
     }
 

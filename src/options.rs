@@ -8,6 +8,11 @@ use crate::record::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
 /// When `Store::write` returns relative to the data reaching the disk.
+///
+/// One write can choose otherwise with
+/// [`Store::write_with`](crate::Store::write_with); batches written without
+/// a sync are made durable by [`Store::sync_to`](crate::Store::sync_to) or
+/// [`Store::sync`](crate::Store::sync) in every mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
     /// `write` returns after the batch is fdatasync'ed. Concurrent writers
@@ -19,6 +24,52 @@ pub enum SyncMode {
     Never,
     /// Like `Never`, plus a background thread syncs at this interval.
     Interval(Duration),
+}
+
+/// How one write is made durable: the argument of
+/// [`Store::write_with`](crate::Store::write_with).
+///
+/// - `sync: true`: the batch is durable when the write returns `Ok`, under
+///   any [`SyncMode`]. Concurrent writers with `sync: true` share one
+///   fdatasync (group commit). A snapshot shows the batch only once it is
+///   durable.
+/// - `sync: false`: the write returns once the batch is written (in the OS
+///   page cache) and visible to new snapshots, not yet durable: a power
+///   loss may take it back (with every later batch: what survives is a
+///   prefix in LSN order). [`Store::sync_to`](crate::Store::sync_to) makes
+///   it durable later.
+///
+/// [`Store::write`](crate::Store::write) is `write_with` with `sync: true`
+/// under [`SyncMode::Always`] and `sync: false` under `Never` and
+/// `Interval`. The default here is `sync: true`, the safe choice.
+///
+/// ```
+/// # fn main() -> journalstore::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use journalstore::{Store, WriteBatch, WriteOptions};
+///
+/// let store = Store::open(tmp.path(), Default::default())?;
+/// let mut batch = WriteBatch::new();
+/// batch.append(b"raft-log", b"entry 1");
+/// // Visible now, durable later: e.g. a Raft leader appends, sends the
+/// // entry to its followers, and syncs meanwhile.
+/// let lsn = store.write_with(&batch, WriteOptions { sync: false })?;
+/// assert!(store.snapshot().lsn() >= lsn);
+/// store.sync_to(lsn)?;
+/// assert!(store.durable_lsn() >= lsn);
+/// assert!(WriteOptions::default().sync);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Whether the write returns only once the batch is durable.
+    pub sync: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { sync: true }
+    }
 }
 
 /// Options for [`Store::open`](crate::Store::open).

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::WriteBatch;
 use crate::checkpoint::{self, CheckpointReport};
@@ -12,7 +12,7 @@ use crate::commit::Committer;
 use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
 use crate::mutex::lock;
-use crate::options::{Options, SyncMode};
+use crate::options::{Options, SyncMode, WriteOptions};
 use crate::recovery;
 use crate::segment::DirOwner;
 use crate::snapshot::{Pins, Snapshot};
@@ -120,14 +120,46 @@ impl Store {
     /// Writes `batch` atomically and returns its LSN. With
     /// [`SyncMode::Always`] the batch is durable when this returns.
     ///
+    /// The same as [`write_with`](Self::write_with) with `sync: true` under
+    /// [`SyncMode::Always`] and `sync: false` under `Never` and `Interval`.
+    ///
     /// The whole batch is rejected, and nothing of it written, if any
     /// operation is invalid against the state left by the batches before it
     /// and by its own earlier operations.
     pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+        let sync = self.inner.options.sync == SyncMode::Always;
+        self.write_with(batch, WriteOptions { sync })
+    }
+
+    /// Writes `batch` atomically, durable on return or not as `options`
+    /// says, and returns its LSN; otherwise like [`write`](Self::write).
+    ///
+    /// With `sync: true` the batch is durable when this returns `Ok`, under
+    /// any [`SyncMode`] (concurrent such writes share one fdatasync), and
+    /// visible to snapshots only from then on. With `sync: false` it returns
+    /// once the batch is written and visible to new snapshots, not yet
+    /// durable, in every `SyncMode` (under `Always` too): see
+    /// [`sync_to`](Self::sync_to) and [`WriteOptions`].
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use journalstore::{Options, Store, SyncMode, WriteBatch, WriteOptions};
+    ///
+    /// // A buffered store, and one write that must not be lost.
+    /// let options = Options { sync: SyncMode::Never, ..Options::default() };
+    /// let store = Store::open(tmp.path(), options)?;
+    /// let mut batch = WriteBatch::new();
+    /// batch.append(b"inv-1", b"step 1 done");
+    /// let lsn = store.write_with(&batch, WriteOptions { sync: true })?;
+    /// assert!(store.durable_lsn() >= lsn);
+    /// # Ok(()) }
+    /// ```
+    pub fn write_with(&self, batch: &WriteBatch, options: WriteOptions) -> Result<u64> {
         let _call = self.begin_call()?;
         let o = &self.inner.options;
         batch.validate(o.max_entry_size, o.max_metadata_size)?;
-        let lsn = self.inner.committer.write(batch)?;
+        let lsn = self.inner.committer.write(batch, options.sync)?;
         if self.inner.committer.take_compaction_due() {
             self.inner.on_compaction_due();
         }
@@ -146,6 +178,159 @@ impl Store {
     pub fn sync(&self) -> Result<()> {
         let _call = self.begin_call()?;
         self.inner.committer.sync()
+    }
+
+    /// Returns once every batch with an LSN up to `lsn` is durable.
+    ///
+    /// If a sync already covered `lsn` ([`durable_lsn`](Self::durable_lsn)
+    /// `>= lsn`), it returns at once and does no I/O. Otherwise it is served
+    /// by group commit like a `sync: true` write: it waits for the group
+    /// under way, if any, returns if that group's sync covered `lsn`, and
+    /// else syncs (once for every `sync_to` and `sync: true` write queued
+    /// with it). A sync covers every batch written before it, in every
+    /// segment: a segment is synced when a roll seals it.
+    ///
+    /// An `lsn` not yet written ([`last_lsn`](Self::last_lsn) `< lsn`) is
+    /// waited for: the call returns once a batch with that LSN has been
+    /// written and made durable, and fails if the store closes first.
+    ///
+    /// Fails with [`Error::WritesStopped`] once a write or sync has failed,
+    /// unless a sync before the failure covered `lsn`: a failed sync may
+    /// have dropped the bytes, and no later sync may count
+    /// (README, "Guarantees"). With [`Error::Closed`] once the store is
+    /// closed.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use journalstore::{Store, WriteBatch, WriteOptions};
+    ///
+    /// let store = Store::open(tmp.path(), Default::default())?;
+    /// let mut last = 0;
+    /// for i in 0..3u64 {
+    ///     let mut batch = WriteBatch::new();
+    ///     batch.append_at(b"raft-log", i, format!("entry {i}").as_bytes());
+    ///     last = store.write_with(&batch, WriteOptions { sync: false })?;
+    /// }
+    /// store.sync_to(last)?; // one fdatasync for the three batches
+    /// assert!(store.durable_lsn() >= last);
+    /// # Ok(()) }
+    /// ```
+    pub fn sync_to(&self, lsn: u64) -> Result<()> {
+        let _call = self.begin_call()?;
+        self.inner.committer.sync_to(lsn)
+    }
+
+    /// The LSN up to which every batch is known durable: written and
+    /// covered by a successful fdatasync (or recovered at open, which makes
+    /// what it recovered durable). It only grows; a failed sync leaves it
+    /// where the last successful one put it.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use journalstore::{Options, Store, SyncMode, WriteBatch};
+    ///
+    /// let options = Options { sync: SyncMode::Never, ..Options::default() };
+    /// let store = Store::open(tmp.path(), options)?;
+    /// let mut batch = WriteBatch::new();
+    /// batch.append(b"j", b"e");
+    /// let lsn = store.write(&batch)?; // buffered: not durable yet
+    /// assert!(store.durable_lsn() < lsn);
+    /// store.sync()?;
+    /// assert_eq!(store.durable_lsn(), lsn);
+    /// # Ok(()) }
+    /// ```
+    pub fn durable_lsn(&self) -> u64 {
+        self.inner.committer.durable_lsn()
+    }
+
+    /// The LSN of the newest acknowledged batch: every batch up to it is
+    /// visible to a snapshot taken now. 0 for a new store. A `sync: true`
+    /// write counts once it is durable (when it returns), a `sync: false`
+    /// one once it is written.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let store = journalstore::Store::open(tmp.path(), Default::default())?;
+    /// assert_eq!(store.last_lsn(), 0);
+    /// let mut batch = journalstore::WriteBatch::new();
+    /// batch.append(b"j", b"e");
+    /// let lsn = store.write(&batch)?;
+    /// assert_eq!(store.last_lsn(), lsn);
+    /// assert_eq!(store.snapshot().lsn(), lsn);
+    /// # Ok(()) }
+    /// ```
+    pub fn last_lsn(&self) -> u64 {
+        self.inner.committer.last_lsn()
+    }
+
+    /// Waits until a batch with an LSN of at least `lsn` is visible to new
+    /// snapshots ([`last_lsn`](Self::last_lsn) `>= lsn`): `Ok(true)`, at
+    /// once if it is already. `Ok(false)` if `timeout` (`None`: no limit)
+    /// passes first. Writers wake it when they acknowledge a batch; it does
+    /// not poll.
+    ///
+    /// Fails with [`Error::Closed`] if the store closes first (close wakes
+    /// every waiter), and with [`Error::WritesStopped`] if writes stop
+    /// first (no batch can come any more). It writes nothing, so it does
+    /// not hold up [`close`](Self::close).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use journalstore::{Store, WriteBatch};
+    ///
+    /// let store = Arc::new(Store::open(tmp.path(), Default::default())?);
+    /// let next = store.last_lsn() + 1;
+    /// let follower = {
+    ///     let store = store.clone();
+    ///     std::thread::spawn(move || store.wait_for(next, None))
+    /// };
+    /// let mut batch = WriteBatch::new();
+    /// batch.append(b"j", b"e");
+    /// store.write(&batch)?;
+    /// assert!(follower.join().unwrap()?);
+    /// assert!(store.snapshot().lsn() >= next);
+    /// // Nothing more is written: the wait times out.
+    /// assert!(!store.wait_for(next + 1, Some(Duration::from_millis(10)))?);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for(&self, lsn: u64, timeout: Option<Duration>) -> Result<bool> {
+        self.inner.committer.wait_for(lsn, deadline(timeout))
+    }
+
+    /// Like [`wait_for`](Self::wait_for), until every batch up to `lsn` is
+    /// durable ([`durable_lsn`](Self::durable_lsn) `>= lsn`). It syncs
+    /// nothing itself: with `sync: false` writes something else must
+    /// ([`sync_to`](Self::sync_to), [`sync`](Self::sync), the
+    /// `SyncMode::Interval` thread, a `sync: true` write).
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::sync::Arc;
+    /// use journalstore::{Store, WriteBatch, WriteOptions};
+    ///
+    /// let store = Arc::new(Store::open(tmp.path(), Default::default())?);
+    /// let mut batch = WriteBatch::new();
+    /// batch.append(b"j", b"e");
+    /// let lsn = store.write_with(&batch, WriteOptions { sync: false })?;
+    /// let acker = {
+    ///     let store = store.clone();
+    ///     std::thread::spawn(move || store.wait_for_durable(lsn, None))
+    /// };
+    /// store.sync_to(lsn)?;
+    /// assert!(acker.join().unwrap()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_durable(&self, lsn: u64, timeout: Option<Duration>) -> Result<bool> {
+        self.inner
+            .committer
+            .wait_for_durable(lsn, deadline(timeout))
     }
 
     /// Rewrites every run of segments whose live ratio is below
@@ -224,6 +409,10 @@ impl Store {
             }
             *closed = true;
         }
+        // Waiters hold no call open (except `sync_to` waiting for its LSN
+        // to be written, which the wake-up ends): wake them before waiting
+        // for the calls.
+        self.inner.committer.close_waiters();
         // Every call that saw the store open has finished once this is
         // held; the ones after it see it closed.
         let _alone = self.inner.calls.write().unwrap_or_else(|e| e.into_inner());
@@ -248,6 +437,12 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// The instant `timeout` from now; `None` (no limit) for `None` or a
+/// timeout too far off to represent.
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// How often the compaction thread looks for work (it also wakes when a
