@@ -111,3 +111,10 @@ pub use options::{Options, SyncMode, WriteOptions};
 pub use snapshot::{Entries, Journal, Snapshot};
 pub use stats::Stats;
 pub use store::Store;
+
+/// The README's Rust blocks, compiled and run as doc tests so that the
+/// quick start stays true (its async block needs the `tokio` feature;
+/// `.ci/run` runs them with it).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
