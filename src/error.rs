@@ -283,6 +283,17 @@ impl fmt::Display for Error {
 /// For a user-facing message where the `Display` of one layer says too
 /// little (see [`Error`]); any `std::error::Error` works.
 ///
+/// ```
+/// use journalstore::{DisplayChain, Error, Options, Store};
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let missing = tmp.path().join("no-store-here");
+/// let options = Options { create_if_missing: false, ..Options::default() };
+/// let err: Error = Store::open(&missing, options).unwrap_err();
+/// let io: std::io::Error = err.into(); // the chain survives the conversion
+/// eprintln!("open failed: {}", DisplayChain(&io));
+/// assert!(DisplayChain(&io).to_string().starts_with("no store at"));
+/// ```
+///
 /// [`source`]: std::error::Error::source
 #[derive(Debug, Clone, Copy)]
 pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
