@@ -197,6 +197,36 @@ fn bench_reads(c: &mut Criterion) {
         })
     });
 
+    // Readers taking a fresh snapshot per point read, on 1, 2 and 4
+    // threads at once: each iteration is one read on every thread, so a
+    // flat time per iteration means reads scale with threads (nothing they
+    // share serialises them), and a time growing with the threads means
+    // they wait for each other.
+    for threads in [1usize, 2, 4] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("fresh_snapshot_point_x{threads}"), |b| {
+            let store = &get().1;
+            b.iter_custom(|iters| {
+                let started = std::time::Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        s.spawn(move || {
+                            let mut rng = fastrand::Rng::with_seed(t as u64);
+                            for _ in 0..iters {
+                                let snapshot = store.snapshot();
+                                let id = journal_id(rng.u64(..READ_JOURNALS));
+                                let journal = snapshot.journal(&id).unwrap();
+                                let index = rng.u64(..READ_ENTRIES);
+                                black_box(journal.entry(index).unwrap().unwrap().len());
+                            }
+                        });
+                    }
+                });
+                started.elapsed()
+            })
+        });
+    }
+
     group.throughput(Throughput::Bytes(READ_ENTRY_SIZE as u64));
     group.bench_function("point", |b| {
         let snapshot = &get().2;

@@ -37,6 +37,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use crate::batch::WriteBatch;
@@ -73,9 +75,10 @@ pub(crate) struct Committer {
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     cv: Condvar,
     pub(crate) log: Mutex<LogWriter>,
-    /// The version snapshots start from. Its lock is held only to swap or
-    /// clone the `Arc`, never across I/O.
-    pub(crate) current: Mutex<Arc<Version>>,
+    /// The version snapshots start from. Loading it takes no lock
+    /// (`ArcSwap`), so readers taking snapshots never wait for each other or
+    /// for the writer.
+    pub(crate) current: ArcSwap<Version>,
     /// Records why writes stopped (after an I/O failure) and serialises the
     /// active segment's syncs; the same gate as `LogWriter::sync_gate`.
     gate: Arc<SyncGate>,
@@ -99,7 +102,7 @@ impl Committer {
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
             log: Mutex::new(log),
-            current: Mutex::new(version),
+            current: ArcSwap::new(version),
             gate,
             progress,
             compacting: Mutex::new(()),
@@ -127,14 +130,14 @@ impl Committer {
     /// before the slow steps it takes under that lock (rolls, frees,
     /// compaction switches), so the wait is one small batch at most.
     pub fn current(&self) -> Arc<Version> {
-        let published = lock(&self.current).clone();
+        let published = self.current.load_full();
         if published.lsn >= self.progress.acked() {
             return published;
         }
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         retired.push(self.publish_dirty(&mut log));
-        let version = lock(&self.current).clone();
+        let version = self.current.load_full();
         drop(log);
         version
     }
@@ -406,7 +409,7 @@ impl Committer {
     /// replaces, to be retired outside the locks (see [`Retired`]).
     #[must_use = "the replaced version should be dropped outside the locks"]
     pub(crate) fn publish(&self, version: Arc<Version>) -> Arc<Version> {
-        std::mem::replace(&mut *lock(&self.current), version)
+        self.current.swap(version)
     }
 
     /// Makes everything written so far durable, then leaves a sync mark.

@@ -617,7 +617,7 @@ impl Committer {
             // working state once a lazy publish is made: every group
             // publishes (or marks the state dirty) before it lets go.
             retired.push(self.publish_dirty(&mut log));
-            let version = lock(&self.current).clone();
+            let version = self.current.load_full();
             match log.plan_compaction(policy, version) {
                 Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
                 None => return Ok(None),

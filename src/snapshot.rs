@@ -18,19 +18,48 @@ use crate::manifest::Generation;
 use crate::mutex::lock;
 use crate::version::Version;
 
+/// Shards of the pin registry. Consecutive snapshots land in different
+/// shards, so threads taking and dropping snapshots at once rarely meet on
+/// one lock.
+const PIN_SHARDS: usize = 32;
+
+/// When a live snapshot was taken and the generation it pins.
+type Pin = (Instant, Arc<Generation>);
+
 /// The snapshots alive, for `Store::stats`: when each was taken and the
-/// generation it pins. Registering is one short lock that no writer takes.
+/// generation it pins. There is no registry-wide lock: registering and
+/// unregistering lock one shard (chosen by the snapshot's serial) for a
+/// map insert or remove, and no writer takes any of them.
 #[derive(Debug, Default)]
 pub(crate) struct Pins {
     next: AtomicU64,
-    pub live: Mutex<HashMap<u64, (Instant, Arc<Generation>)>>,
+    shards: [Mutex<HashMap<u64, Pin>>; PIN_SHARDS],
 }
 
 impl Pins {
+    fn shard(&self, serial: u64) -> &Mutex<HashMap<u64, Pin>> {
+        &self.shards[(serial % PIN_SHARDS as u64) as usize]
+    }
+
     fn register(&self, generation: &Arc<Generation>) -> u64 {
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.live).insert(serial, (Instant::now(), generation.clone()));
+        lock(self.shard(serial)).insert(serial, (Instant::now(), generation.clone()));
         serial
+    }
+
+    fn unregister(&self, serial: u64) {
+        lock(self.shard(serial)).remove(&serial);
+    }
+
+    /// The pins alive at one point: every shard is locked (in order, the
+    /// only place that holds more than one) before any is read, so no
+    /// snapshot dropped and replaced during the scan is counted twice.
+    pub fn live(&self) -> Vec<Pin> {
+        let shards: Vec<_> = self.shards.iter().map(lock).collect();
+        shards
+            .iter()
+            .flat_map(|shard| shard.values().cloned())
+            .collect()
     }
 }
 
@@ -153,7 +182,7 @@ impl Clone for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        lock(&self.pins.live).remove(&self.serial);
+        self.pins.unregister(self.serial);
     }
 }
 

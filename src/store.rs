@@ -465,14 +465,14 @@ impl Inner {
         let (lsn, journals) = if log.dirty {
             (log.next_lsn - 1, log.index.len())
         } else {
-            let published = lock(&self.committer.current).clone();
+            let published = self.committer.current.load_full();
             (published.lsn, published.index.len())
         };
         let generation = &log.generation;
-        let pins = lock(&self.pins.live);
-        let oldest = pins.values().min_by_key(|(t, _)| *t);
+        let pins = self.pins.live();
+        let oldest = pins.iter().min_by_key(|(t, _)| *t);
         let mut pinned_only = std::collections::HashMap::new();
-        for (_, g) in pins.values() {
+        for (_, g) in &pins {
             for s in &g.segments {
                 if generation.segment(s.id).is_none() {
                     pinned_only.insert(s.id, s.capacity);

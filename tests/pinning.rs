@@ -354,3 +354,42 @@ fn reopen_while_an_old_snapshot_is_alive() {
     let store = Store::open(&dir, options()).unwrap();
     model.assert_matches(&store.snapshot(), "second reopen");
 }
+
+/// Threads taking, cloning and dropping snapshots at once while another
+/// reads the stats: every snapshot is counted while it lives (a thread
+/// holding `HELD` snapshots sees at least those) and none after it is
+/// dropped (the count returns to exactly zero).
+#[test]
+fn concurrent_snapshots_are_counted_while_alive_and_released() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 2_000;
+    const HELD: usize = 3;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), options()).unwrap();
+    let mut batch = journalstore::WriteBatch::new();
+    batch.append(b"j", b"entry");
+    store.write(&batch).unwrap();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..ROUNDS {
+                    let held: Vec<_> = (0..HELD).map(|_| store.snapshot()).collect();
+                    let clone = held[0].clone();
+                    assert!(store.stats().pinned_snapshots > HELD);
+                    assert_eq!(clone.journal(b"j").unwrap().len(), 1);
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        s.spawn(|| {
+            while done.load(std::sync::atomic::Ordering::SeqCst) < THREADS {
+                let stats = store.stats();
+                assert!(stats.pinned_snapshots <= THREADS * (HELD + 1));
+            }
+        });
+    });
+    let stats = store.stats();
+    assert_eq!(stats.pinned_snapshots, 0, "{stats:?}");
+    assert_eq!(stats.oldest_pinned_age, None);
+}
