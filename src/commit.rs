@@ -43,6 +43,7 @@ use std::time::Instant;
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
+use crate::index_checkpoint::IndexCheckpoint;
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
 use crate::progress::{Progress, Waited};
@@ -115,6 +116,28 @@ impl Committer {
     pub fn take_compaction_due(&self) -> bool {
         self.compaction_due.load(Ordering::Relaxed)
             && self.compaction_due.swap(false, Ordering::Relaxed)
+    }
+
+    /// The state an index checkpoint records, taken under the writer's
+    /// lock: everything written so far and where it ends. Not yet durable:
+    /// the caller syncs before storing it.
+    pub(crate) fn index_checkpoint_state(&self) -> Result<IndexCheckpoint> {
+        let log = lock(&self.log);
+        self.check_stopped()?;
+        Ok(IndexCheckpoint {
+            generation: log.manifest.generation,
+            last_lsn: log.next_lsn - 1,
+            active_end: log.write_pos,
+            segments: log.manifest.segments.clone(),
+            index: log.index.clone(),
+            acct: log.acct.clone(),
+            appended: log.appended,
+        })
+    }
+
+    /// Bytes of records appended since open.
+    pub(crate) fn appended(&self) -> u64 {
+        lock(&self.log).appended
     }
 
     /// Passes on, under the writer's lock, what the last commit noted.

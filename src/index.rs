@@ -49,6 +49,11 @@ pub(crate) struct JournalState {
     /// Sum of the lengths of the entries held (stored ones: a placeholder,
     /// which only recovery has and must remove, counts nothing).
     pub entry_bytes: u64,
+    /// Set when an entry whose length could not be read (its segment was
+    /// freed: replay from an index checkpoint only) was dropped:
+    /// `entry_bytes` is then too large until recovery counts it again
+    /// from the entries left (`recount_entry_bytes`).
+    pub entry_bytes_unknown: bool,
 }
 
 impl JournalState {
@@ -98,6 +103,11 @@ impl Index {
         self.journals.len()
     }
 
+    /// Sets the state of journal `id` (an index checkpoint being loaded).
+    pub fn insert(&mut self, id: JournalKey, state: JournalState) {
+        self.journals.insert(id, Arc::new(state));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&JournalKey, &JournalState)> {
         self.journals.iter().map(|(k, s)| (k, &**s))
     }
@@ -132,6 +142,7 @@ impl Index {
                 metadata: None,
                 anchor: None,
                 entry_bytes: 0,
+                entry_bytes_unknown: false,
             };
             self.journals.insert(Arc::from(op.id), Arc::new(state));
         }
@@ -168,6 +179,29 @@ impl Index {
             OpKind::Delete => {}
         }
         Ok(())
+    }
+
+    /// Counts `entry_bytes` again, from the lengths `size_of` reads, for
+    /// the journals that dropped an entry of unknown length.
+    pub fn recount_entry_bytes(&mut self, size_of: &dyn Fn(Loc) -> u64) {
+        let ids: Vec<JournalKey> = self
+            .journals
+            .iter()
+            .filter(|(_, s)| s.entry_bytes_unknown)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in ids {
+            let framing = crate::record::op_len(id.len(), 0) as u64;
+            if let Some(state) = self.get_mut(&id) {
+                state.entry_bytes = state
+                    .entries
+                    .stored()
+                    .filter(|l| !l.is_missing())
+                    .map(|l| size_of(*l).saturating_sub(framing))
+                    .sum();
+                state.entry_bytes_unknown = false;
+            }
+        }
     }
 
     /// Recovery's final check: every journal must have exactly the bounds
@@ -218,9 +252,13 @@ fn force_bounds(
     tracker: &mut dyn Liveness,
 ) -> Result<(), &'static str> {
     let mut dropped = 0u64;
+    let mut unknown = false;
     let mut kill_entry = |victim: Loc| {
         if !victim.is_missing() {
-            dropped += tracker.dead(killer, victim).saturating_sub(framing);
+            match tracker.dead(killer, victim) {
+                0 => unknown = true,
+                len => dropped += len.saturating_sub(framing),
+            }
         }
     };
     let above = state.end().saturating_sub(end.max(state.first));
@@ -231,6 +269,7 @@ fn force_bounds(
         state.first += below;
     }
     state.entry_bytes = state.entry_bytes.saturating_sub(dropped);
+    state.entry_bytes_unknown |= unknown;
     if state.entries.is_empty() {
         state.first = end;
     }

@@ -78,6 +78,7 @@ mod commit;
 mod compaction;
 mod error;
 mod index;
+mod index_checkpoint;
 pub mod inspect;
 pub mod io;
 mod live;

@@ -163,6 +163,16 @@ impl Locs {
         }
     }
 
+    /// The locations `v`, in the representation `push_back` would have
+    /// reached (built in one step).
+    pub fn from_vec(v: Vec<Loc>) -> Locs {
+        if v.len() <= SMALL_MAX {
+            Locs::Small(v)
+        } else {
+            Locs::Large(Vector::from(v))
+        }
+    }
+
     pub fn push_back(&mut self, loc: Loc) {
         match self {
             Locs::Small(v) if v.len() < SMALL_MAX => {

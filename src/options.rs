@@ -114,6 +114,15 @@ pub struct Options {
     /// [`inspect::read_status`](crate::inspect::read_status) (also written
     /// at open and close). Default every 10 seconds; `None` writes none.
     pub status_interval: Option<Duration>,
+    /// Index checkpoints: the in-memory index written to a file at clean
+    /// close and in the background each time this many bytes were
+    /// appended, so that open replays only the log written after the
+    /// newest one instead of the whole store (README, "Open"). Open does
+    /// not checksum the records a checkpoint covers: their values are
+    /// checked on every read, their headers when compaction copies them.
+    /// Default `None` (none written; open uses one it finds), while the
+    /// checkpoint's format is provisional (see `CHANGELOG.md`).
+    pub index_checkpoint_bytes: Option<u64>,
     /// The I/O layer. Default: the real file system.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -132,6 +141,7 @@ impl Default for Options {
             background_compaction: true,
             compaction_rate_limit: None,
             status_interval: Some(Duration::from_secs(10)),
+            index_checkpoint_bytes: None,
             fs: Arc::new(RealFs),
         }
     }
@@ -175,6 +185,12 @@ impl Options {
                     "SyncMode::Interval needs a non-zero duration".into(),
                 ));
             }
+        }
+        if self.index_checkpoint_bytes == Some(0) {
+            return Err(Error::InvalidOptions(
+                "index_checkpoint_bytes needs a non-zero size (None turns index checkpoints off)"
+                    .into(),
+            ));
         }
         if self.status_interval.is_some_and(|d| d.is_zero()) {
             return Err(Error::InvalidOptions(

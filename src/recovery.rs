@@ -17,12 +17,13 @@
 //! - Files named like segments that the manifest does not list are leftovers
 //!   of an interrupted roll or free, and are removed.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{Index, JournalKey, Loc};
+use crate::index_checkpoint::{self, IndexCheckpoint};
 use crate::io::{FileSystem, OpenMode};
 use crate::live::Accounting;
 use crate::log_writer::LogWriter;
@@ -102,7 +103,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
     };
 
     let segments = open_segments(&fs, dir, Some(&owner), &manifest, OpenMode::ReadWrite)?;
-    let replay = replay(&segments, &manifest)?;
+    let replay = replay(&*fs, dir, &segments, &manifest)?;
     // New LSNs go above every LSN replayed, the manifest's floor, and the
     // active segment's base LSN (a record below it would be rejected as a
     // torn tail at the next open: an acknowledged write lost). Checked here,
@@ -312,14 +313,64 @@ pub(crate) struct Replay {
     pub dirty_tail: bool,
 }
 
-/// Replays every record of `segments` (in manifest order) into an index.
-pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<Replay> {
+/// Replays the log into an index: from an index checkpoint that
+/// `manifest` continues if `dir` holds one (`index_checkpoint.rs`),
+/// otherwise, or if replaying from it fails, every record of `segments`.
+pub(crate) fn replay(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    manifest: &Manifest,
+) -> Result<Replay> {
+    // A checkpoint is at most a few words per entry of the whole store.
+    let max_len = segments.iter().map(|s| s.capacity).sum::<u64>() + (1 << 20);
+    if let Some(start) = index_checkpoint::load(fs, dir, manifest, max_len) {
+        if let Ok(replay) = replay_from(segments, manifest, Some(start)) {
+            crate::work::index_checkpoint_loaded();
+            return Ok(replay);
+        }
+    }
+    replay_from(segments, manifest, None)
+}
+
+/// Replays `segments` (in manifest order) into an index, starting from
+/// `start` (a checkpoint and the position of its active segment in
+/// `manifest.segments`) or from nothing.
+fn replay_from(
+    segments: &[Arc<Segment>],
+    manifest: &Manifest,
+    start: Option<(IndexCheckpoint, usize)>,
+) -> Result<Replay> {
     let mut index = Index::default();
     let mut acct = Accounting::default();
     // Each journal's bounds as its latest operation recorded them.
     let mut latest: HashMap<JournalKey, (u64, u64)> = HashMap::new();
     let mut last_lsn = 0u64;
     let mut active_end = SEGMENT_HEADER_LEN as u64;
+    // Where replay begins: segment `first_segment` at `first_pos`.
+    let (mut first_segment, mut first_pos) = (0, SEGMENT_HEADER_LEN);
+    // Segments the checkpoint knew that were freed since: no location may
+    // point into them once the tail is replayed.
+    let mut freed = HashSet::new();
+    if let Some((checkpoint, at)) = start {
+        let listed: HashSet<u32> = manifest.segments.iter().map(|s| s.id).collect();
+        freed = checkpoint
+            .segments
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| !listed.contains(id))
+            .collect();
+        index = checkpoint.index;
+        acct = checkpoint.acct;
+        acct.remove(&freed.iter().copied().collect::<Vec<_>>());
+        for (id, state) in index.iter() {
+            latest.insert(id.clone(), (state.first, state.end()));
+        }
+        last_lsn = checkpoint.last_lsn;
+        first_segment = at;
+        first_pos = usize::try_from(checkpoint.active_end)
+            .map_err(|_| Error::corruption(dir_of(segments), 0, "index checkpoint position"))?;
+    }
     let mut dirty_tail = false;
     let by_id: HashMap<u32, &Arc<Segment>> = segments.iter().map(|s| (s.id, s)).collect();
     let size_of = |loc: Loc| -> u64 { by_id.get(&loc.segment).map_or(0, |s| s.op_len(loc.offset)) };
@@ -334,11 +385,25 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
     };
     read_ahead(0);
     for (k, (segment, listed)) in segments.iter().zip(&manifest.segments).enumerate() {
+        if k < first_segment {
+            continue;
+        }
         let sealed = listed.sealed_len;
         read_ahead(k + 1);
         acct.add_segment(segment.id);
         let limit = sealed.unwrap_or(segment.capacity) as usize;
-        let mut pos = SEGMENT_HEADER_LEN;
+        let mut pos = if k == first_segment {
+            first_pos
+        } else {
+            SEGMENT_HEADER_LEN
+        };
+        if pos < SEGMENT_HEADER_LEN || pos % RECORD_ALIGN != 0 || pos > limit {
+            return Err(Error::corruption(
+                &segment.path,
+                pos as u64,
+                "replay starts outside the segment's records",
+            ));
+        }
         let mut stop = None;
         while pos + RECORD_HEADER_LEN <= limit {
             let record = match check_record(&**segment, pos, limit, last_lsn) {
@@ -389,6 +454,7 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
             }
             last_lsn = record.header.lsn.get();
             pos = record.next_offset();
+            crate::work::records_replayed(1);
         }
         match sealed {
             Some(len) => {
@@ -443,6 +509,25 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
         // in its resident set after an open.
         segment.release();
     }
+    if !freed.is_empty() {
+        index.recount_entry_bytes(&size_of);
+        let dangling = index.iter().find(|(_, state)| {
+            state
+                .entries
+                .stored()
+                .chain(state.metadata.iter())
+                .chain(state.anchor.iter())
+                .any(|loc| !loc.is_missing() && freed.contains(&loc.segment))
+        });
+        if let Some((journal, _)) = dangling {
+            return Err(Error::Corruption {
+                path: dir_of(segments),
+                offset: 0,
+                journal: Some(journal.to_vec()),
+                reason: "the index checkpoint holds a location in a freed segment".into(),
+            });
+        }
+    }
     if let Some((journal, missing)) = index.find_missing(&latest) {
         return Err(Error::Corruption {
             path: segments.last().map(|s| s.path.clone()).unwrap_or_default(),
@@ -460,6 +545,15 @@ pub(crate) fn replay(segments: &[Arc<Segment>], manifest: &Manifest) -> Result<R
         active_end,
         dirty_tail,
     })
+}
+
+/// The store directory, for errors about the store as a whole.
+fn dir_of(segments: &[Arc<Segment>]) -> PathBuf {
+    segments
+        .last()
+        .and_then(|s| s.path.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Whether any byte of the active segment after `end` is not zero. Only

@@ -11,6 +11,7 @@ use crate::checkpoint::{self, CheckpointReport};
 use crate::commit::Committer;
 use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
+use crate::index_checkpoint;
 use crate::mutex::lock;
 use crate::options::{Options, SyncMode, WriteOptions};
 use crate::recovery;
@@ -50,6 +51,9 @@ struct Inner {
     /// The directory lock, held until close; segment files are removed
     /// only under it (see `DirOwner`).
     owner: Arc<DirOwner>,
+    /// Serialises index checkpoints (they share a tmp file); holds
+    /// `LogWriter::appended` as of the last one.
+    index_checkpointed: Mutex<u64>,
 }
 
 impl Store {
@@ -71,6 +75,7 @@ impl Store {
             closed_cv: Condvar::new(),
             compaction_due: AtomicBool::new(false),
             owner,
+            index_checkpointed: Mutex::new(0),
             options,
         });
         let store = Store {
@@ -87,6 +92,25 @@ impl Store {
             start("journalstore-sync", every, None, |inner| {
                 let _ = inner.committer.sync();
             })?;
+        }
+        if inner.options.index_checkpoint_bytes.is_some() {
+            // Looks once a second whether `every` bytes were appended since
+            // the last checkpoint; a failure is retried at the next look
+            // (a failed sync stops writes, and with them checkpoints).
+            start(
+                "journalstore-index",
+                INDEX_CHECKPOINT_CHECK,
+                None,
+                |inner| {
+                    let Some(every) = inner.options.index_checkpoint_bytes else {
+                        return;
+                    };
+                    let last = *lock(&inner.index_checkpointed);
+                    if inner.committer.appended() >= last.saturating_add(every) {
+                        let _ = inner.write_index_checkpoint();
+                    }
+                },
+            )?;
         }
         if inner.options.background_compaction {
             start(
@@ -357,6 +381,33 @@ impl Store {
         )
     }
 
+    /// Writes an index checkpoint now: the in-memory index, as of
+    /// everything written so far, to a file that the next open loads
+    /// before replaying only what is written after it (README, "Open").
+    /// Syncs first, as the checkpoint may only describe durable records.
+    /// The store also writes one at clean close and every
+    /// [`Options::index_checkpoint_bytes`] appended.
+    ///
+    /// ```
+    /// # fn main() -> journalstore::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use journalstore::{Options, Store, SyncMode, WriteBatch};
+    /// let options = || Options { sync: SyncMode::Never, ..Options::default() };
+    /// let store = Store::open(tmp.path(), options())?;
+    /// let mut batch = WriteBatch::new();
+    /// batch.append(b"j", b"entry");
+    /// store.write(&batch)?;
+    /// store.write_index_checkpoint()?;
+    /// drop(store);
+    /// let store = Store::open(tmp.path(), options())?; // loads it, replays nothing
+    /// assert_eq!(store.snapshot().journal(b"j").unwrap().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn write_index_checkpoint(&self) -> Result<()> {
+        let _call = self.begin_call()?;
+        self.inner.write_index_checkpoint()
+    }
+
     /// Current figures.
     pub fn stats(&self) -> Stats {
         self.inner.stats()
@@ -424,7 +475,18 @@ impl Store {
         // After a failed write or sync (possibly in the sync thread, where
         // nobody saw it) what was acknowledged may not be durable: say so
         // rather than report a clean close.
+        // The index as of the last record, checkpointed once the close's
+        // sync made that record durable (a failure costs only a longer
+        // replay at the next open).
+        let checkpoint = self
+            .inner
+            .options
+            .index_checkpoint_bytes
+            .and_then(|_| self.inner.committer.index_checkpoint_state().ok());
         let result = self.inner.committer.sync_for_close();
+        if let (Ok(()), Some(checkpoint)) = (&result, checkpoint) {
+            let _ = index_checkpoint::store(&*self.inner.options.fs, &self.inner.dir, &checkpoint);
+        }
         // The last word, while the lock is still held (the next opener
         // writes its own); it records whether writes had stopped.
         self.inner.write_status(false);
@@ -445,6 +507,9 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
+/// How often the index checkpoint thread looks whether one is due.
+const INDEX_CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
+
 /// How often the compaction thread looks for work (it also wakes when a
 /// write seals a segment).
 const COMPACTION_CHECK: Duration = Duration::from_millis(200);
@@ -453,6 +518,16 @@ const COMPACTION_CHECK: Duration = Duration::from_millis(200);
 const STALL_STEPS: usize = 64;
 
 impl Inner {
+    /// Takes the index's state, syncs what it covers, and stores it.
+    fn write_index_checkpoint(&self) -> Result<()> {
+        let mut last = lock(&self.index_checkpointed);
+        let checkpoint = self.committer.index_checkpoint_state()?;
+        self.committer.sync()?;
+        index_checkpoint::store(&*self.options.fs, &self.dir, &checkpoint)?;
+        *last = checkpoint.appended;
+        Ok(())
+    }
+
     fn stats(&self) -> Stats {
         // Every figure from one point, under the writer's lock. There the
         // published version is the working state, unless the buffered modes

@@ -25,6 +25,10 @@ pub struct Work {
     /// Placeholder items recovery's index stored for entries that no
     /// replayed record holds (each item stands for a run of entries).
     pub placeholder_items: u64,
+    /// Records recovery replayed (what an index checkpoint saves).
+    pub records_replayed: u64,
+    /// Index checkpoints recovery started from.
+    pub index_checkpoints_loaded: u64,
 }
 
 thread_local! {
@@ -33,6 +37,8 @@ thread_local! {
             resync_crc_bytes: 0,
             manifest_id_comparisons: 0,
             placeholder_items: 0,
+            records_replayed: 0,
+            index_checkpoints_loaded: 0,
         })
     };
 }
@@ -61,4 +67,12 @@ pub(crate) fn manifest_id_comparisons(n: u64) {
 
 pub(crate) fn placeholder_items(n: u64) {
     add(|w| w.placeholder_items = w.placeholder_items.saturating_add(n));
+}
+
+pub(crate) fn records_replayed(n: u64) {
+    add(|w| w.records_replayed = w.records_replayed.saturating_add(n));
+}
+
+pub(crate) fn index_checkpoint_loaded() {
+    add(|w| w.index_checkpoints_loaded += 1);
 }

@@ -46,6 +46,8 @@ fn options() -> Options {
         // pid and a time, and is no part of the format.
         background_compaction: false,
         status_interval: None,
+        // Index checkpoints have vectors of their own (format-spec 13).
+        index_checkpoint_bytes: None,
         ..Options::default()
     }
 }

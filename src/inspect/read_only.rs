@@ -89,7 +89,7 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
     let manifest = Manifest::load(&*fs, dir)?
         .ok_or_else(|| Error::corruption(manifest_path(dir), 0, "no manifest: not a store"))?;
     let segments = open_segments(&fs, dir, None, &manifest, OpenMode::ReadOnly)?;
-    let replay = replay(&segments, &manifest)?;
+    let replay = replay(&*fs, dir, &segments, &manifest)?;
     let oldest_lsn = segments
         .iter()
         .filter_map(|s| {

@@ -1,0 +1,315 @@
+//! Index checkpoints: open from one gives exactly what a full replay gives,
+//! and replays only the log after it; a damaged, stale or unusable one is
+//! ignored (full replay), never trusted; power loss at every step of
+//! writing one loses nothing; a damaged value is still `Corruption` on its
+//! first read.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{random_batch, to_batch, Model, Op, Rng};
+use journalstore::io::{CrashMode, SimFs};
+use journalstore::{work, Error, Options, Store, SyncMode};
+
+fn options() -> Options {
+    Options {
+        sync: SyncMode::Never,
+        segment_size: 8 << 10,
+        background_compaction: false,
+        status_interval: None,
+        // Written at close; the background writer never triggers here.
+        index_checkpoint_bytes: Some(1 << 40),
+        ..Options::default()
+    }
+}
+
+/// The index checkpoint files in `dir`.
+fn checkpoint_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jidx"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Opens `dir` and returns the store and this thread's recovery work.
+fn open(dir: &Path, options: Options) -> (Store, work::Work) {
+    work::take();
+    let store = Store::open(dir, options).unwrap();
+    (store, work::take())
+}
+
+fn step(store: &Store, model: &mut Model, rng: &mut Rng, ctx: &str) {
+    let ops = random_batch(rng, model, 16, 300);
+    let expect_ok = model.clone().apply(&ops).is_ok();
+    match (expect_ok, store.write(&to_batch(&ops))) {
+        (true, Ok(_)) => model.apply(&ops).unwrap(),
+        (false, Err(_)) => {}
+        (ok, r) => panic!("{ctx}: model says ok={ok}, store says {r:?}"),
+    }
+}
+
+/// Random workloads with compactions, explicit checkpoints and reopens
+/// (clean ones, which write a checkpoint, and drops after a checkpoint
+/// went stale): after every reopen the store equals the model, a reopen
+/// that loaded a checkpoint replayed fewer records than a full replay of
+/// the same files, and the live-space figure equals the full replay's.
+#[test]
+fn open_from_a_checkpoint_equals_a_full_replay() {
+    let mut loaded = 0;
+    for seed in 0..4u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let mut rng = Rng::new(seed);
+        let mut model = Model::default();
+        let mut store = Store::open(&dir, options()).unwrap();
+        for n in 0..1500 {
+            let ctx = format!("seed {seed} step {n}");
+            step(&store, &mut model, &mut rng, &ctx);
+            if rng.chance(2) {
+                store.compact().unwrap();
+            }
+            if rng.chance(2) {
+                store.write_index_checkpoint().unwrap();
+            }
+            if rng.chance(1) {
+                let live = store.stats().live_bytes;
+                store.close().unwrap();
+                let (reopened, work) = open(&dir, options());
+                store = reopened;
+                model.assert_matches(&store.snapshot(), &format!("{ctx}: reopened"));
+                assert_eq!(store.stats().live_bytes, live, "{ctx}: live bytes");
+                if work.index_checkpoints_loaded == 1 {
+                    loaded += 1;
+                    // The same files without the checkpoint: a full replay.
+                    let copy = tmp.path().join(format!("copy-{n}"));
+                    store.checkpoint(&copy).unwrap();
+                    for f in checkpoint_files(&copy) {
+                        std::fs::remove_file(f).unwrap();
+                    }
+                    let (full, full_work) = open(&copy, options());
+                    assert_eq!(full_work.index_checkpoints_loaded, 0);
+                    assert!(
+                        work.records_replayed <= full_work.records_replayed,
+                        "{ctx}: {work:?} vs {full_work:?}"
+                    );
+                    model.assert_matches(&full.snapshot(), &format!("{ctx}: full replay"));
+                    assert_eq!(full.stats().live_bytes, live, "{ctx}: live bytes");
+                    drop(full);
+                    std::fs::remove_dir_all(&copy).unwrap();
+                }
+            }
+        }
+    }
+    assert!(
+        loaded > 10,
+        "only {loaded} reopens started from a checkpoint"
+    );
+}
+
+/// After a checkpoint: rolls, frees of segments that held entries the
+/// checkpoint has (trimmed in the tail), and a crash-like drop with no
+/// new checkpoint. Open loads the old checkpoint, replays only the tail,
+/// and gives the written state.
+#[test]
+fn the_tail_after_a_checkpoint_is_replayed_across_rolls_and_frees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let no_close_checkpoint = || Options {
+        index_checkpoint_bytes: None,
+        ..options()
+    };
+    let store = Store::open(&dir, no_close_checkpoint()).unwrap();
+    let mut model = Model::default();
+    let mut write = |store: &Store, ops: Vec<Op>| {
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+    };
+    for i in 0..60u32 {
+        let e = format!("old {i} {}", "o".repeat(200)).into_bytes();
+        write(&store, vec![Op::Append(b"old".to_vec(), None, e)]);
+    }
+    store.write_index_checkpoint().unwrap();
+    let before = journalstore::inspect::read_manifest(&journalstore::inspect::manifest_path(&dir))
+        .unwrap()
+        .segments
+        .len();
+    // The tail: the old entries die and their segments are freed; new
+    // ones roll through several segments.
+    write(&store, vec![Op::Trim(b"old".to_vec(), 58)]);
+    for i in 0..80u32 {
+        let e = format!("new {i} {}", "n".repeat(200)).into_bytes();
+        write(&store, vec![Op::Append(b"new".to_vec(), None, e)]);
+    }
+    drop(store);
+    let manifest =
+        journalstore::inspect::read_manifest(&journalstore::inspect::manifest_path(&dir)).unwrap();
+    assert!(manifest.segments.len() >= 2 && before >= 2, "{manifest:?}");
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 1, "{work:?}");
+    assert!(work.records_replayed <= 81 + 1, "{work:?}");
+    model.assert_matches(&store.snapshot(), "after the tail");
+}
+
+/// A checkpoint that is cut short, has a flipped byte, names a generation
+/// the manifest has not reached, or is stale (a compaction moved entries
+/// since) is not used: open replays everything and gives the right state.
+#[test]
+fn damaged_or_unusable_checkpoints_fall_back_to_a_full_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, options()).unwrap();
+    let mut model = Model::default();
+    let mut rng = Rng::new(7);
+    for n in 0..400 {
+        step(&store, &mut model, &mut rng, &format!("step {n}"));
+    }
+    store.close().unwrap();
+    let [file] = &checkpoint_files(&dir)[..] else {
+        panic!("one checkpoint expected: {:?}", checkpoint_files(&dir));
+    };
+    let original = std::fs::read(file).unwrap();
+    let (store, work) = open(&dir, options());
+    assert_eq!(work.index_checkpoints_loaded, 1);
+    drop(store);
+    let no_close_checkpoint = || Options {
+        index_checkpoint_bytes: None,
+        ..options()
+    };
+    let mut damaged: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [0, 10, 64, original.len() / 2, original.len() - 1] {
+        damaged.push((format!("cut at {cut}"), original[..cut].to_vec()));
+    }
+    for at in [3, 20, 61, 70, original.len() / 3, original.len() - 5] {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x04;
+        damaged.push((format!("flip at {at}"), bytes));
+    }
+    for (what, bytes) in damaged {
+        std::fs::write(file, &bytes).unwrap();
+        let (store, work) = open(&dir, no_close_checkpoint());
+        assert_eq!(work.index_checkpoints_loaded, 0, "{what}");
+        model.assert_matches(&store.snapshot(), &what);
+        drop(store);
+    }
+    // A generation the manifest has not reached is never chosen.
+    std::fs::write(file, &original).unwrap();
+    let future = dir.join("index-00000000ffffffff.jidx");
+    std::fs::rename(file, &future).unwrap();
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 0, "future generation");
+    model.assert_matches(&store.snapshot(), "future generation");
+    drop(store);
+    std::fs::rename(&future, file).unwrap();
+    // Stale: a compaction moved live entries after it was written.
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 1);
+    let report = store.compact().unwrap();
+    assert!(report.runs > 0, "{report:?}");
+    drop(store);
+    assert!(!checkpoint_files(&dir).is_empty());
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 0, "stale after compaction");
+    model.assert_matches(&store.snapshot(), "stale after compaction");
+}
+
+/// Power loss after every number of file operations of
+/// `write_index_checkpoint` (and of the close that follows): whatever
+/// survives (no checkpoint, a tmp file, a checkpoint without its
+/// directory entry, a complete one), open gives every acknowledged batch.
+#[test]
+fn power_loss_at_every_step_of_writing_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim_options = |sim: &SimFs| Options {
+        sync: SyncMode::Always,
+        index_checkpoint_bytes: None,
+        fs: Arc::new(sim.clone()),
+        ..options()
+    };
+    let mut model = Model::default();
+    let mut rng = Rng::new(3);
+    {
+        let store = Store::open(&dir, sim_options(&SimFs::new())).unwrap();
+        for n in 0..200 {
+            step(&store, &mut model, &mut rng, &format!("step {n}"));
+        }
+        store.close().unwrap();
+    }
+    let mut completed = false;
+    for n in 0..200u64 {
+        let ctx = format!("power loss after {n} operations");
+        let sim = SimFs::new();
+        let store = Store::open(&dir, sim_options(&sim)).unwrap();
+        step(&store, &mut model, &mut rng, &ctx);
+        sim.fail_after(n);
+        let result = store.write_index_checkpoint();
+        drop(store);
+        for keep in [false, true] {
+            let mode = if keep {
+                CrashMode::KeepPrefix {
+                    writes: sim.pending_writes() / 2,
+                    torn_bytes: 40,
+                }
+            } else {
+                CrashMode::DropUnsynced
+            };
+            // Both modes from the same disk: the second crash applies to
+            // what the first left (a no-op after a reboot).
+            sim.crash(&dir, mode).unwrap();
+        }
+        let (store, work) = open(&dir, sim_options(&SimFs::new()));
+        model.assert_matches(&store.snapshot(), &ctx);
+        drop(store);
+        if result.is_ok() {
+            assert_eq!(work.index_checkpoints_loaded, 1, "{ctx}: {work:?}");
+            completed = true;
+            break;
+        }
+    }
+    assert!(completed, "the checkpoint never completed");
+}
+
+/// With a checkpoint, open does not read the values it covers; a flipped
+/// byte in one is `Corruption` on the first read of that entry (and the
+/// other entries read fine).
+#[test]
+fn a_damaged_value_is_corruption_on_its_first_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, options()).unwrap();
+    let mut batch = journalstore::WriteBatch::new();
+    for i in 0..40u32 {
+        batch.clear();
+        batch.append(b"j", format!("value-{i:04}-{}", "v".repeat(300)).as_bytes());
+        store.write(&batch).unwrap();
+    }
+    store.close().unwrap();
+    // Flip a byte inside entry 3's value, wherever it is.
+    let needle = b"value-0003-";
+    let mut hit = None;
+    for (id, path) in journalstore::inspect::segment_files(&dir).unwrap() {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            bytes[at + needle.len() + 5] ^= 0x01;
+            std::fs::write(&path, &bytes).unwrap();
+            hit = Some(id);
+        }
+    }
+    assert!(hit.is_some(), "value not found");
+    let (store, work) = open(&dir, options());
+    assert_eq!(work.index_checkpoints_loaded, 1, "{work:?}");
+    let snap = store.snapshot();
+    let j = snap.journal(b"j").unwrap();
+    match j.entry(3) {
+        Err(Error::Corruption { journal, .. }) => assert_eq!(journal.as_deref(), Some(&b"j"[..])),
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    for i in (0..40).filter(|&i| i != 3) {
+        assert!(j.entry(i).unwrap().is_some(), "entry {i}");
+    }
+}
