@@ -12,7 +12,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-60}"
-targets=(segment_decode manifest_decode ops_model crash_recovery corrupt_open)
+targets=(segment_decode manifest_decode index_checkpoint_decode ops_model crash_recovery corrupt_open)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -362,6 +362,7 @@ fn replay_from(
             .collect();
         index = checkpoint.index;
         acct = checkpoint.acct;
+        check_live_items(&index, &acct, dir_of(segments))?;
         acct.remove(&freed.iter().copied().collect::<Vec<_>>());
         for (id, state) in index.iter() {
             latest.insert(id.clone(), (state.first, state.end()));
@@ -545,6 +546,38 @@ fn replay_from(
         active_end,
         dirty_tail,
     })
+}
+
+/// Fails unless each segment's count of live items in `acct` is the number
+/// of locations in `index` that point into it: the accounting decides
+/// which segments are freed, so a checkpoint whose two halves disagree is
+/// not used. O(entries), in memory only.
+fn check_live_items(index: &Index, acct: &Accounting, dir: PathBuf) -> Result<()> {
+    let mut counts: HashMap<u32, u64> = HashMap::new();
+    for (_, state) in index.iter() {
+        let locs = state
+            .entries
+            .stored()
+            .chain(state.metadata.iter())
+            .chain(state.anchor.iter());
+        for loc in locs {
+            *counts.entry(loc.segment).or_default() += 1;
+        }
+    }
+    let agree = acct
+        .segments
+        .iter()
+        .all(|(id, u)| counts.remove(id).unwrap_or(0) == u.live_items)
+        && counts.is_empty();
+    if agree {
+        Ok(())
+    } else {
+        Err(Error::corruption(
+            dir,
+            0,
+            "index checkpoint: live items disagree with the index",
+        ))
+    }
 }
 
 /// The store directory, for errors about the store as a whole.

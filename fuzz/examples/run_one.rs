@@ -11,6 +11,7 @@ fn main() {
     let run: fn(&[u8]) = match target.as_str() {
         "segment_decode" => journalstore_fuzz::segment_decode,
         "manifest_decode" => journalstore_fuzz::manifest_decode,
+        "index_checkpoint_decode" => journalstore_fuzz::index_checkpoint_decode,
         "ops_model" => journalstore_fuzz::ops_model,
         "crash_recovery" => journalstore_fuzz::crash_recovery,
         "corrupt_open" => journalstore_fuzz::corrupt_open,

@@ -54,6 +54,26 @@ fn main() {
             }
         }
     }
+    // The genuine checkpoint: whole (bit 0 clear), checksums recomputed
+    // (bit 1), cut short, and as a list of flips (bit 0 set).
+    let checkpoint = journalstore_fuzz::template_checkpoint();
+    for control in [0u8, 2] {
+        let mut seed = vec![control];
+        seed.extend_from_slice(&checkpoint);
+        write(
+            "index_checkpoint_decode",
+            &format!("genuine-control{control}"),
+            &seed,
+        );
+    }
+    let mut cut = vec![2u8];
+    cut.extend_from_slice(&checkpoint[..checkpoint.len() / 2]);
+    write("index_checkpoint_decode", "cut-half", &cut);
+    write(
+        "index_checkpoint_decode",
+        "flips",
+        &[1, 70, 0, 0x08, 40, 1, 0x80],
+    );
     // Seeded: the same seeds on every run.
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     for target in ["ops_model", "crash_recovery", "corrupt_open"] {

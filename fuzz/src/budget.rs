@@ -72,7 +72,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// allocation (which cannot unwind to a caller that knows).
 static LABEL: Mutex<String> = Mutex::new(String::new());
 
-
 /// Says why an allocation is about to fail, without allocating (this runs
 /// inside the allocator): a fixed text and the number, written straight to
 /// standard error.

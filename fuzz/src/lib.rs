@@ -13,6 +13,7 @@
 //! | [`ops_model()`] | `ops_model.rs` | the whole engine: batches, snapshots, sync, reopen, against the in-memory model |
 //! | [`crash_recovery()`] | `crash_recovery.rs` | power loss at any I/O operation with any tearing (`SimFs`), then recovery |
 //! | [`corrupt_open()`] | `corrupt_open.rs` | byte flips, truncations, copies and deletions in a valid store's files, then recovery |
+//! | [`index_checkpoint_decode()`] | `index_checkpoint_decode.rs` | index checkpoint decoding, and recovery of a real store whose checkpoint is the input |
 //!
 //! What more than one target uses lives in `common/`: the stores' options,
 //! scratch directories and byte-level helpers (`common/mod.rs`), reading a
@@ -36,6 +37,7 @@ mod model;
 
 mod corrupt_open;
 mod crash_recovery;
+mod index_checkpoint_decode;
 mod manifest_decode;
 mod ops_model;
 mod segment_decode;
@@ -44,6 +46,7 @@ pub use common::template::template_files;
 pub use common::SEGMENT_SIZE;
 pub use corrupt_open::corrupt_open;
 pub use crash_recovery::crash_recovery;
+pub use index_checkpoint_decode::{index_checkpoint_decode, template_checkpoint};
 pub use manifest_decode::manifest_decode;
 pub use ops_model::ops_model;
 pub use segment_decode::segment_decode;

@@ -64,6 +64,15 @@ fn manifest_decode() {
     replay("manifest_decode", journalstore_fuzz::manifest_decode);
 }
 
+/// Index checkpoint decoding and recovery of a store with an arbitrary one.
+#[test]
+fn index_checkpoint_decode() {
+    replay(
+        "index_checkpoint_decode",
+        journalstore_fuzz::index_checkpoint_decode,
+    );
+}
+
 /// Batches, snapshots, sync and reopen against the model.
 #[test]
 fn ops_model() {

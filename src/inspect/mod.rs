@@ -15,16 +15,21 @@
 //! - `read_only.rs`: [`open_read_only`], recovery's checks and replay on
 //!   read-only mappings;
 //! - `verify.rs`: [`verify`], every checksum and cross-reference;
+//! - `index_checkpoint.rs`: [`decode_index_checkpoint`];
 //! - `salvage.rs`: [`Salvaged`] and [`salvage`], the intact records copied
 //!   into a new store;
 //! - the status file's reader ([`read_status`], [`StatusInfo`]) lives with
 //!   its writer in the crate's `status` module.
 
+mod index_checkpoint;
 mod read_only;
 mod salvage;
 mod scan;
 mod verify;
 
+pub use index_checkpoint::{
+    decode_index_checkpoint, index_checkpoint_file_name, IndexCheckpointInfo,
+};
 pub use read_only::{open_read_only, ReadOnlyStore, SegmentLiveness};
 pub use salvage::{salvage, SalvageReport, Salvaged, SalvagedJournal};
 pub use scan::{
