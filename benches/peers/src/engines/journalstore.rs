@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use journalstore::{Options, Store, SyncMode, WriteBatch};
+use journalstore::{Options, Store, SyncMode, WriteBatch, WriteOptions};
 
 use super::{consume, Engine, Op};
 use crate::Res;
@@ -70,5 +70,25 @@ impl Engine for Js {
 
     fn sync(&self) -> Res<()> {
         Ok(self.0.sync()?)
+    }
+
+    /// What `journalstore-openraft`'s log store does for an append: the
+    /// entry at its index of the group's journal, written visible but not
+    /// synced, then `sync_to` its LSN (the adapter hands that to its
+    /// flusher thread; concurrent `sync_to` calls share one fdatasync
+    /// either way, across groups).
+    fn append_raft(&self, group: u64, index: u64, entry: &[u8]) -> Res<()> {
+        let id = format!("raft/{group:020}/log");
+        let mut wb = WriteBatch::new();
+        // As the adapter: an empty log continues at the entry's index (a
+        // Raft log starts at 1).
+        let end = self.0.snapshot().journal(id.as_bytes()).map_or(0, |j| j.end_index());
+        if index > end {
+            wb.trim_prefix(id.as_bytes(), index);
+        }
+        wb.append_at(id.as_bytes(), index, entry);
+        let lsn = self.0.write_with(&wb, WriteOptions { sync: false })?;
+        self.0.sync_to(lsn)?;
+        Ok(())
     }
 }
