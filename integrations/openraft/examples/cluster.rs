@@ -82,9 +82,11 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>
-    {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
         raft.append_entries(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -98,7 +100,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
         raft.install_snapshot(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -109,7 +114,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
         raft.vote(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -207,21 +215,27 @@ async fn run() -> Result<bool, BoxError> {
     nodes[&1].raft.initialize(members).await?;
     let metrics = step(
         "election",
-        nodes[&1].raft.wait(None).metrics(
-            |m| m.current_leader.is_some(),
-            "a leader",
-        ),
+        nodes[&1]
+            .raft
+            .wait(None)
+            .metrics(|m| m.current_leader.is_some(), "a leader"),
     )
     .await??;
     let leader_id = metrics.current_leader.ok_or("no leader")?;
-    println!("elected: node {leader_id} leads term {}", metrics.current_term);
+    println!(
+        "elected: node {leader_id} leads term {}",
+        metrics.current_term
+    );
     let leader = nodes[&leader_id].raft.clone();
 
     let [first, second, third] = PHASES;
     let rate = step("first writes", write(&leader, 0, first)).await??;
     println!("wrote {first} commands through the leader, 3 nodes up: {rate:.0} commands/s");
 
-    let stopped = *dirs.keys().find(|&&id| id != leader_id).ok_or("no follower")?;
+    let stopped = *dirs
+        .keys()
+        .find(|&&id| id != leader_id)
+        .ok_or("no follower")?;
     let node = nodes.remove(&stopped).ok_or("no such node")?;
     stop(stopped, node, &router).await?;
     println!("stopped node {stopped} (store closed)");

@@ -123,7 +123,9 @@ impl RaftStore {
     pub fn state_machine(&self, group: u64) -> Result<KvStateMachine, Error> {
         let group = Group::new(self.shared.clone(), group, "snapshot");
         let state = match read_snapshot(&group)? {
-            Some((_, bytes)) => serde_json::from_slice(&bytes).map_err(|e| snapshot_read_err(&e))?,
+            Some((_, bytes)) => {
+                serde_json::from_slice(&bytes).map_err(|e| snapshot_read_err(&e))?
+            }
             None => State::default(),
         };
         Ok(KvStateMachine {
@@ -133,10 +135,11 @@ impl RaftStore {
     }
 }
 
-/// The durable snapshot of `group`: its meta and bytes.
-fn read_snapshot(
-    group: &Group,
-) -> Result<Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>, Error> {
+/// A durable snapshot: its meta and bytes.
+type Stored = (SnapshotMeta<NodeId, BasicNode>, Vec<u8>);
+
+/// The durable snapshot of `group`.
+fn read_snapshot(group: &Group) -> Result<Option<Stored>, Error> {
     let snap = group.store().snapshot();
     let Some(journal) = snap.journal(&group.id) else {
         return Ok(None);
@@ -203,7 +206,9 @@ impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
             (inner.state.clone(), inner.built)
         };
         let bytes = serde_json::to_vec(&state).map_err(|e| snapshot_write_err(&e))?;
-        let last = state.last_applied.map_or("none".to_string(), |l| l.to_string());
+        let last = state
+            .last_applied
+            .map_or("none".to_string(), |l| l.to_string());
         let meta = SnapshotMeta {
             last_log_id: state.last_applied,
             last_membership: state.last_membership.clone(),
@@ -224,7 +229,10 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), Error> {
         let inner = lock(&self.inner);
-        Ok((inner.state.last_applied, inner.state.last_membership.clone()))
+        Ok((
+            inner.state.last_applied,
+            inner.state.last_membership.clone(),
+        ))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, Error>

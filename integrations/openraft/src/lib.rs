@@ -51,6 +51,9 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// openraft's storage traits return its `StorageError` (185+ bytes); the
+// helpers return it too, so that `?` carries it unchanged.
+#![allow(clippy::result_large_err)]
 
 pub mod kv;
 
@@ -308,7 +311,10 @@ impl Group {
         rx.await.unwrap_or_else(|_| Err(closed()))
     }
 
-    fn meta<NID: NodeId>(&self, snap: &journalstore::Snapshot) -> Result<GroupMeta<NID>, StorageError<NID>> {
+    fn meta<NID: NodeId>(
+        &self,
+        snap: &journalstore::Snapshot,
+    ) -> Result<GroupMeta<NID>, StorageError<NID>> {
         let Some(journal) = snap.journal(&self.id) else {
             return Ok(GroupMeta::default());
         };
@@ -347,9 +353,8 @@ impl Group {
             .entries(range)
             .map(|e| {
                 let (index, bytes) = e.map_err(|e| read_err(&e))?;
-                serde_json::from_slice(bytes).map_err(|e| {
-                    StorageIOError::read_log_at_index(index, AnyError::new(&e)).into()
-                })
+                serde_json::from_slice(bytes)
+                    .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::new(&e)).into())
             })
             .collect()
     }
@@ -491,7 +496,8 @@ where
         // Without a sync: a committed id lost in a crash only means that
         // fewer entries are re-applied at startup.
         let mut batch = WriteBatch::new();
-        self.group.update_meta(&mut batch, |m| m.committed = committed)?;
+        self.group
+            .update_meta(&mut batch, |m| m.committed = committed)?;
         self.group
             .store()
             .write_with(&batch, WriteOptions { sync: false })
@@ -591,9 +597,7 @@ where
 fn hole<NID: NodeId>(log_id: LogId<NID>, expected: u64) -> StorageError<NID> {
     let e = io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!(
-            "append of {log_id} would leave a hole: the log continues at index {expected}"
-        ),
+        format!("append of {log_id} would leave a hole: the log continues at index {expected}"),
     );
     StorageIOError::write_log_entry(log_id, AnyError::new(&e)).into()
 }

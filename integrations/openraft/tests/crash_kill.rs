@@ -84,7 +84,7 @@ fn next_op(g: u64, k: u64, s: &State) -> Op {
     let mut rng = fastrand::Rng::with_seed((g << 32) ^ k);
     let roll = rng.u64(0..100);
     // Every fourth operation is one that waits (append or vote).
-    let waits = k % 4 == 0;
+    let waits = k.is_multiple_of(4);
     if !waits && roll < 20 && !s.entries.is_empty() {
         let first = s.entries[0].0.index;
         let at = rng.u64(first..s.next_index());
@@ -248,7 +248,13 @@ fn groups_survive_sigkill() {
             .map(|(g, (k, _))| format!("{g}={k} "))
             .collect();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["child_groups", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_groups",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, &dir)
             .env(RESUME_VAR, resume)
             .stdout(Stdio::piped())

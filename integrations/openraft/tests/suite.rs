@@ -2,6 +2,9 @@
 //! the log store and the key-value state machine: for a group alone in its
 //! store, and for groups that share a store with others.
 
+// openraft's `Suite` returns its `StorageError` as it is.
+#![allow(clippy::result_large_err)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use journalstore::Options;
@@ -60,10 +63,8 @@ fn suite_group_in_shared_store() -> Result<(), StorageError<u64>> {
         use openraft::storage::RaftLogStorageExt;
         let mut g0 = stores.log_store::<TypeConfig>(0);
         g0.save_vote(&Vote::new(5, 1)).await?;
-        g0.blocking_append((0..10).map(|i| {
-            openraft::testing::blank_ent::<TypeConfig>(1, 1, i)
-        }))
-        .await
+        g0.blocking_append((0..10).map(|i| openraft::testing::blank_ent::<TypeConfig>(1, 1, i)))
+            .await
     })?;
     drop(rt);
     let builder = Shared {

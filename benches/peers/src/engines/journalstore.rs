@@ -82,7 +82,11 @@ impl Engine for Js {
         let mut wb = WriteBatch::new();
         // As the adapter: an empty log continues at the entry's index (a
         // Raft log starts at 1).
-        let end = self.0.snapshot().journal(id.as_bytes()).map_or(0, |j| j.end_index());
+        let end = self
+            .0
+            .snapshot()
+            .journal(id.as_bytes())
+            .map_or(0, |j| j.end_index());
         if index > end {
             wb.trim_prefix(id.as_bytes(), index);
         }
