@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use journalstore::Options;
 use journalstore_openraft::kv::{KvStateMachine, NodeId, Request, TypeConfig};
 use journalstore_openraft::RaftStore;
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -134,9 +136,12 @@ struct Node {
 async fn start(id: NodeId, dir: &Path, router: &Router) -> Result<Node, BoxError> {
     let config = Config {
         cluster_name: "journalstore-example".into(),
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        // Long election timeouts: a loaded machine (CI) should not delay
+        // heartbeats enough to move leadership (writes would follow a new
+        // leader, but the snapshot step below expects the one that purged).
+        heartbeat_interval: 100,
+        election_timeout_min: 1500,
+        election_timeout_max: 3000,
         // Snapshots only when asked, and the log purged right up to them,
         // so that the restarted node must install one.
         snapshot_policy: SnapshotPolicy::Never,
@@ -173,21 +178,49 @@ async fn step<T>(what: &str, f: impl Future<Output = T>) -> Result<T, BoxError> 
         .map_err(|_| format!("{what}: not done after {STEP_LIMIT:?}").into())
 }
 
+/// Writes one command through node `leader`, following the cluster to a
+/// new leader if leadership moved; returns the node that took it.
+async fn client_write(
+    router: &Router,
+    mut leader: NodeId,
+    request: Request,
+) -> Result<NodeId, BoxError> {
+    loop {
+        let raft = router.get(leader).ok_or("the leader is down")?;
+        match raft.client_write(request.clone()).await {
+            Ok(_) => return Ok(leader),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                leader = match f.leader_id {
+                    Some(id) => id,
+                    None => raft
+                        .wait(Some(STEP_LIMIT))
+                        .metrics(|m| m.current_leader.is_some(), "a new leader")
+                        .await?
+                        .current_leader
+                        .ok_or("no leader")?,
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Writes commands `from..to` through the leader from [`CLIENTS`] clients;
 /// returns the rate in commands per second.
-async fn write(leader: &Raft<TypeConfig>, from: u64, to: u64) -> Result<f64, BoxError> {
+async fn write(router: &Router, leader: NodeId, from: u64, to: u64) -> Result<f64, BoxError> {
     let started = Instant::now();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let raft = leader.clone();
+        let router = router.clone();
         clients.push(tokio::spawn(async move {
+            let mut leader = leader;
             let mut i = from + c;
             while i < to {
                 let request = Request::Set {
                     key: format!("key-{:04}", i % 4000),
                     value: format!("value-{i}"),
                 };
-                raft.client_write(request).await?;
+                leader = client_write(&router, leader, request).await?;
                 i += CLIENTS;
             }
             Ok::<_, BoxError>(())
@@ -229,7 +262,7 @@ async fn run() -> Result<bool, BoxError> {
     let leader = nodes[&leader_id].raft.clone();
 
     let [first, second, third] = PHASES;
-    let rate = step("first writes", write(&leader, 0, first)).await??;
+    let rate = step("first writes", write(&router, leader_id, 0, first)).await??;
     println!("wrote {first} commands through the leader, 3 nodes up: {rate:.0} commands/s");
 
     let stopped = *dirs
@@ -240,7 +273,11 @@ async fn run() -> Result<bool, BoxError> {
     stop(stopped, node, &router).await?;
     println!("stopped node {stopped} (store closed)");
 
-    let rate = step("second writes", write(&leader, first, first + second)).await??;
+    let rate = step(
+        "second writes",
+        write(&router, leader_id, first, first + second),
+    )
+    .await??;
     println!("wrote {second} commands, 2 nodes up: {rate:.0} commands/s");
 
     leader.trigger().snapshot().await?;
@@ -274,7 +311,7 @@ async fn run() -> Result<bool, BoxError> {
 
     let rate = step(
         "third writes",
-        write(&leader, first + second, first + second + third),
+        write(&router, leader_id, first + second, first + second + third),
     )
     .await??;
     println!("wrote {third} commands, 3 nodes up: {rate:.0} commands/s");

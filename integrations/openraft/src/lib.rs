@@ -365,6 +365,29 @@ impl Group {
 ///
 /// `C::Entry` must implement serde's traits (openraft's [`openraft::Entry`]
 /// does, with openraft's `serde` feature).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let tmp = tempfile::tempdir()?;
+/// use journalstore_openraft::{kv::TypeConfig, RaftStore};
+/// use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+/// use openraft::testing::{blank_ent, log_id};
+/// use openraft::RaftLogReader;
+///
+/// let stores = RaftStore::open(tmp.path(), journalstore::Options::default())?;
+/// let mut log = stores.log_store::<TypeConfig>(1);
+/// tokio::runtime::Runtime::new()?.block_on(async {
+///     // Returns once openraft's flush callback has run: durable.
+///     log.blocking_append((1..=3).map(|i| blank_ent::<TypeConfig>(1, 1, i))).await?;
+///     log.purge(log_id(1, 1, 1)).await?;
+///     let state = log.get_log_state().await?;
+///     assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 1)));
+///     assert_eq!(state.last_log_id, Some(log_id(1, 1, 3)));
+///     assert_eq!(log.try_get_log_entries(..).await?.len(), 2);
+///     Ok::<_, openraft::StorageError<u64>>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 pub struct LogStore<C> {
     group: Group,
     _c: PhantomData<fn() -> C>,
