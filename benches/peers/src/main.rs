@@ -78,11 +78,15 @@ fn main() -> Res<()> {
         None,
         false,
     ));
+    for g in ["64", "256"] {
+        plan.push((format!("6 raft groups x{g}"), "raft-groups", Some(g), false));
+    }
     let workload_key = |w: &str| match w {
         "durable" | "durable-64k" => "1",
         "buffered" => "2",
         "read" => "3",
         "churn" => "4",
+        "raft-groups" => "6",
         _ => "5",
     };
 
@@ -93,6 +97,10 @@ fn main() -> Res<()> {
         }
         for engine in &engines {
             if engine.starts_with("raw") && !with_raw {
+                continue;
+            }
+            // Workload 6 compares the two Raft log stores only.
+            if *workload == "raft-groups" && !["journalstore", "raft-engine"].contains(engine) {
                 continue;
             }
             let dir = tempfile::tempdir_in(&base)?;

@@ -67,7 +67,7 @@ pub fn run_info(base: &Path, engines: &[&str]) -> Vec<(String, String)> {
             env_u64("PEERS_RECOVERY_MIB", 256).to_string(),
         ),
         ("engines".into(), engines.join(",")),
-        ("workloads".into(), env("PEERS_WORKLOADS", "1,2,3,4,5")),
+        ("workloads".into(), env("PEERS_WORKLOADS", "1,2,3,4,5,6")),
     ]
 }
 
@@ -85,7 +85,7 @@ fn default_out() -> PathBuf {
 /// The metric each workload is ranked by, and whether higher is better.
 fn headline(label: &str) -> (&'static str, bool) {
     match label.chars().next() {
-        Some('1') | Some('2') => ("ops_per_s", true),
+        Some('1') | Some('2') | Some('6') => ("ops_per_s", true),
         Some('3') => ("journals_per_s", true),
         Some('4') => ("batches_per_s", true),
         _ => ("open_s", false),

@@ -1,4 +1,4 @@
-//! The five workloads, each run inside a child process (`--child WORKLOAD
+//! The six workloads, each run inside a child process (`--child WORKLOAD
 //! ENGINE DIR [ARG]`, see [`run`]). A workload prints its results on
 //! stdout as `metric\tvalue\tunit` lines ([`emit`]); the parent collects
 //! them (`report.rs`).
@@ -26,6 +26,7 @@ pub fn run(args: &[String]) -> Res<()> {
         "fill" => recovery_fill(engine, dir, false),
         "fill-kill" => recovery_fill(engine, dir, true),
         "open" => recovery_open(engine, dir),
+        "raft-groups" => raft_groups_workload(engine, dir, args[3].parse()?),
         other => Err(format!("unknown workload {other}").into()),
     }
 }
@@ -171,6 +172,63 @@ fn append_workload(
     emit(
         "mib_per_s",
         n * entry_len as f64 / elapsed.as_secs_f64() / (1 << 20) as f64,
+        "MiB/s",
+    );
+    emit("p50_us", percentile(&latencies, 0.5) / 1e3, "us");
+    emit("p99_us", percentile(&latencies, 0.99) / 1e3, "us");
+    emit("peak_rss_mib", peak_rss() as f64 / (1 << 20) as f64, "MiB");
+    Ok(())
+}
+
+/// Workload 6: the size of one Raft log entry (a small command).
+const RAFT_ENTRY: usize = 128;
+
+/// Workload 6: `groups` Raft groups in one store, each with its own writer
+/// thread appending one `RAFT_ENTRY`-byte entry at a time to its log and
+/// waiting for it to be durable ([`Engine::append_raft`]), for `secs()`.
+fn raft_groups_workload(engine: &str, dir: &Path, groups: u64) -> Res<()> {
+    let e = engines::open(engine, dir, true)?;
+    let pool = Pool::new();
+    let barrier = Barrier::new(groups as usize + 1);
+    let stop = AtomicBool::new(false);
+    let ops = AtomicU64::new(0);
+    let mut latencies: Vec<u64> = Vec::new();
+    let elapsed = std::thread::scope(|s| -> Res<Duration> {
+        let mut handles = Vec::new();
+        for g in 0..groups {
+            let (e, barrier, stop, ops, pool) = (&e, &barrier, &stop, &ops, &pool);
+            handles.push(s.spawn(move || -> Res<Vec<u64>> {
+                let mut lat = Vec::new();
+                let mut rng = Rng::new(g + 11);
+                barrier.wait();
+                // Raft logs start at index 1.
+                let mut index = 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let entry = pool.slice(&mut rng, RAFT_ENTRY);
+                    let start = Instant::now();
+                    e.append_raft(g + 1, index, entry)?;
+                    lat.push(start.elapsed().as_nanos() as u64);
+                    index += 1;
+                }
+                ops.fetch_add(index - 1, Ordering::Relaxed);
+                Ok(lat)
+            }));
+        }
+        barrier.wait();
+        let start = Instant::now();
+        std::thread::sleep(secs());
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            latencies.extend(h.join().map_err(|_| "writer panicked")??);
+        }
+        Ok(start.elapsed())
+    })?;
+    latencies.sort_unstable();
+    let n = ops.load(Ordering::Relaxed) as f64;
+    emit("ops_per_s", n / elapsed.as_secs_f64(), "op/s");
+    emit(
+        "mib_per_s",
+        n * RAFT_ENTRY as f64 / elapsed.as_secs_f64() / (1 << 20) as f64,
         "MiB/s",
     );
     emit("p50_us", percentile(&latencies, 0.5) / 1e3, "us");

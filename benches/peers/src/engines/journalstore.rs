@@ -1,16 +1,29 @@
 //! journalstore itself.
 
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
-use journalstore::{Options, Store, SyncMode, WriteBatch};
+use journalstore::{Options, Store, SyncMode, WriteBatch, WriteOptions};
 
 use super::{consume, Engine, Op};
 use crate::Res;
 
 /// journalstore with its defaults; `SyncMode::Always` (group commit) when
 /// durable, `SyncMode::Never` (page cache; survives a process crash)
-/// otherwise.
-pub struct Js(Store);
+/// otherwise. Plus, for workload 6, a flusher thread like
+/// `journalstore-openraft`'s (see [`Js::append_raft`]).
+pub struct Js {
+    store: Arc<Store>,
+    flusher: Mutex<Option<mpsc::Sender<Flush>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A request to the flusher: answer on `done` once `lsn` is durable.
+struct Flush {
+    lsn: u64,
+    done: mpsc::SyncSender<journalstore::Result<()>>,
+}
 
 impl Js {
     pub fn open(dir: &Path, durable: bool) -> Res<Js> {
@@ -19,13 +32,46 @@ impl Js {
         } else {
             SyncMode::Never
         };
-        Ok(Js(Store::open(
+        let store = Arc::new(Store::open(
             dir,
             Options {
                 sync,
                 ..Options::default()
             },
-        )?))
+        )?);
+        let (tx, rx) = mpsc::channel::<Flush>();
+        let thread = std::thread::spawn({
+            let store = store.clone();
+            // The adapter's flusher: take every request queued, one
+            // `sync_to` for the greatest LSN, answer them all.
+            move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    group.extend(rx.try_iter());
+                    let lsn = group.iter().map(|f| f.lsn).max().unwrap_or(0);
+                    let result = store.sync_to(lsn);
+                    for f in group {
+                        let _ = f.done.send(result.clone());
+                    }
+                }
+            }
+        });
+        Ok(Js {
+            store,
+            flusher: Mutex::new(Some(tx)),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Js {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.flusher.lock() {
+            tx.take();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -52,12 +98,12 @@ impl Engine for Js {
                 }
             }
         }
-        self.0.write(&wb)?;
+        self.store.write(&wb)?;
         Ok(())
     }
 
     fn read_journal(&self, journal: u64) -> Res<u64> {
-        let snapshot = self.0.snapshot();
+        let snapshot = self.store.snapshot();
         let Some(j) = snapshot.journal(&journal.to_be_bytes()) else {
             return Ok(0);
         };
@@ -69,6 +115,38 @@ impl Engine for Js {
     }
 
     fn sync(&self) -> Res<()> {
-        Ok(self.0.sync()?)
+        Ok(self.store.sync()?)
+    }
+
+    /// What `journalstore-openraft`'s log store does for an append: the
+    /// entry at its index of the group's journal, written visible but not
+    /// synced, then handed to the flusher thread, which answers once a
+    /// `sync_to` covering it returned (one sync serves the requests of all
+    /// groups queued meanwhile).
+    fn append_raft(&self, group: u64, index: u64, entry: &[u8]) -> Res<()> {
+        let id = format!("raft/{group:020}/log");
+        let mut wb = WriteBatch::new();
+        // As the adapter: an empty log continues at the entry's index (a
+        // Raft log starts at 1).
+        let end = self
+            .store
+            .snapshot()
+            .journal(id.as_bytes())
+            .map_or(0, |j| j.end_index());
+        if index > end {
+            wb.trim_prefix(id.as_bytes(), index);
+        }
+        wb.append_at(id.as_bytes(), index, entry);
+        let lsn = self.store.write_with(&wb, WriteOptions { sync: false })?;
+        let (done, answer) = mpsc::sync_channel(1);
+        self.flusher
+            .lock()
+            .map_err(|_| "flusher lock poisoned")?
+            .as_ref()
+            .ok_or("flusher stopped")?
+            .send(Flush { lsn, done })
+            .map_err(|_| "flusher stopped")?;
+        answer.recv().map_err(|_| "flusher stopped")??;
+        Ok(())
     }
 }

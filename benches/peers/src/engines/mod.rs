@@ -58,6 +58,17 @@ pub trait Engine: Send + Sync {
     fn read_journal(&self, journal: u64) -> Res<u64>;
     /// Makes everything written so far durable.
     fn sync(&self) -> Res<()>;
+    /// Workload 6: appends `entry` at `index` of Raft group `group`'s log
+    /// and returns once it is durable, the way a Raft log store on this
+    /// engine does. By default one durable `write` (the engine is opened
+    /// durable).
+    fn append_raft(&self, group: u64, index: u64, entry: &[u8]) -> Res<()> {
+        self.write(&[Op::Append {
+            journal: group,
+            index,
+            value: entry,
+        }])
+    }
 }
 
 /// The engines built into this binary (`raw` and `raw-group` come on top).
