@@ -300,6 +300,34 @@ async fn run() -> Result<bool, BoxError> {
     )
     .await??;
     println!("leader built a snapshot at {snapshot} and purged its log up to it");
+    // The other running node does the same, so that whichever node leads
+    // when the stopped one comes back no longer holds the entries it
+    // misses: it must install a snapshot.
+    for (id, node) in nodes.iter().filter(|(id, _)| **id != leader_id) {
+        node.raft.trigger().snapshot().await?;
+        let m = step(
+            "follower snapshot",
+            node.raft.wait(None).metrics(
+                |m| {
+                    m.snapshot.is_some()
+                        && m.snapshot.map(|s| s.index) == m.last_applied.map(|a| a.index)
+                },
+                "snapshot at last applied",
+            ),
+        )
+        .await??;
+        let at = m.snapshot.ok_or("no snapshot")?;
+        node.raft.trigger().purge_log(at.index).await?;
+        step(
+            "follower purge",
+            node.raft.wait(None).metrics(
+                |m| m.purged.map(|p| p.index) >= Some(at.index),
+                "log purged up to the snapshot",
+            ),
+        )
+        .await??;
+        println!("node {id} built a snapshot at {at} and purged its log up to it");
+    }
 
     let node = start(stopped, &dirs[&stopped], &router).await?;
     let before = node.sm.last_applied();
@@ -336,7 +364,9 @@ async fn run() -> Result<bool, BoxError> {
         );
     }
     let restarted = nodes[&stopped].raft.metrics().borrow().clone();
-    let installed = restarted.snapshot.map(|s| s.index) >= Some(snapshot.index);
+    // Installed: a snapshot beyond anything it applied before it stopped
+    // (it never built one itself: snapshots are only taken when asked).
+    let installed = restarted.snapshot.map(|s| s.index) > before.map(|l| l.index);
     println!(
         "node {stopped} caught up by snapshot install plus log: {}",
         if installed { "yes" } else { "NO" }
