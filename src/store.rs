@@ -108,10 +108,6 @@ impl Store {
         Ok(store)
     }
 
-    pub(crate) fn committer(&self) -> &Committer {
-        &self.inner.committer
-    }
-
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir

@@ -26,7 +26,10 @@ mod scan;
 mod verify;
 
 pub use read_only::{open_read_only, ReadOnlyStore, SegmentLiveness};
-pub use salvage::{salvage, SalvageReport, Salvaged, SalvagedJournal};
+pub use salvage::{
+    salvage, salvage_with, LostRange, SalvageOptions, SalvageProgress, SalvageReport, Salvaged,
+    SalvagedJournal, SuspectJournal, SuspectPolicy,
+};
 pub use scan::{
     decode_manifest, manifest_path, read_manifest, segment_file_name_of, segment_files,
     segment_id_from_file_name, ManifestInfo, ManifestSegment, OpInfo, ScanItem, SegmentFile,

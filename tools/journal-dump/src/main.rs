@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod progress;
 mod report;
 mod text;
 
@@ -106,9 +107,25 @@ enum Command {
         dir: PathBuf,
         /// A new directory for the salvaged store (must not hold a store).
         out_dir: PathBuf,
+        /// What to do with a journal whose salvaged state may differ from
+        /// its last good state (touched by a lost batch, depending on one,
+        /// or with entries or metadata that could not be read): `keep` it
+        /// as salvaged, or `drop` it from the new store. Either way it is
+        /// named in the report and the exit status is 1.
+        #[arg(long, value_enum, default_value = "keep")]
+        suspect: SuspectArg,
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+/// `salvage --suspect`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum SuspectArg {
+    /// Copy suspect journals as salvaged.
+    Keep,
+    /// Leave suspect journals out of the new store.
+    Drop,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -211,7 +228,21 @@ fn main() -> ExitCode {
             )
         }
         Command::Verify { dir, out } => (report::verify(&dir), out.json),
-        Command::Salvage { dir, out_dir, out } => (report::salvage(&dir, &out_dir), out.json),
+        Command::Salvage {
+            dir,
+            out_dir,
+            suspect,
+            out,
+        } => {
+            let policy = match suspect {
+                SuspectArg::Keep => journalstore::inspect::SuspectPolicy::Keep,
+                SuspectArg::Drop => journalstore::inspect::SuspectPolicy::Drop,
+            };
+            let mut bar = progress::Bar::new();
+            let report = report::salvage(&dir, &out_dir, policy, &mut |p| bar.update(p));
+            bar.finish();
+            (report, out.json)
+        }
     };
     let code = if report.ok() {
         ExitCode::SUCCESS

@@ -451,7 +451,7 @@ pub fn summary(dir: &Path) -> Report {
                         if let Some(j) = s.journal(&id) {
                             r.entries += j.entries.len() as u64;
                             r.entry_bytes += j.entries.iter().map(|e| e.len() as u64).sum::<u64>();
-                            r.metadata_bytes += j.metadata.map_or(0, |m| m.len() as u64);
+                            r.metadata_bytes += j.metadata.as_ref().map_or(0, |m| m.len() as u64);
                         }
                     }
                 }
@@ -1114,7 +1114,12 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
                         r.first_index = Some(j.first);
                         r.end_index = Some(j.end);
                         r.len = Some(j.end - j.first);
-                        r.metadata = j.metadata.map(|m| ValueOut::new(m, encoding));
+                        r.metadata = j.metadata.as_deref().map(|m| ValueOut::new(m, encoding));
+                        if j.metadata_lost {
+                            let reason = "the metadata value fails its checksum".to_owned();
+                            r.metadata_error = Some(reason.clone());
+                            r.problems.push(ProblemOut::new(dir, 0, reason));
+                        }
                         for (i, bytes) in j.entries.iter().enumerate() {
                             let index = j.first + i as u64;
                             if range.contains(&index) {
@@ -1196,12 +1201,24 @@ pub struct Salvage {
     pub out: String,
     /// Whether a store was written to `out`.
     pub written: bool,
+    /// "keep" or "drop": what was done with suspect journals.
+    pub suspect_policy: &'static str,
     pub records: u64,
     pub journals: u64,
     pub entries: u64,
+    /// Why the manifest could not be used (every file was read whole).
+    pub manifest_error: Option<String>,
     pub torn: Vec<Place>,
     pub unlisted: Vec<String>,
+    /// Listed segment files that are missing or unreadable.
+    pub missing: Vec<String>,
     pub lost: Vec<Lost>,
+    /// Every place that could not be read, with the LSNs it may have held.
+    pub lost_ranges: Vec<LostRangeOut>,
+    /// Some lost batch's journals are unknown: any journal may differ.
+    pub all_suspect: bool,
+    /// Journals whose salvaged state may differ from the last good state.
+    pub suspect: Vec<SuspectOut>,
 }
 
 #[derive(Serialize, Debug)]
@@ -1215,6 +1232,28 @@ pub struct Lost {
     pub journal: Id,
     pub from_index: u64,
     pub count: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LostRangeOut {
+    pub file: String,
+    /// Null for a whole file (missing, unreadable header).
+    pub offset: Option<u64>,
+    pub reason: String,
+    /// Inclusive bounds of the LSNs the lost bytes may hold; null when
+    /// nothing bounds them on that side.
+    pub first_lsn: Option<u64>,
+    pub last_lsn: Option<u64>,
+    /// The journals the lost batch touched, null when unknown.
+    pub journals: Option<Vec<Id>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SuspectOut {
+    pub journal: Id,
+    pub reasons: Vec<String>,
+    /// Left out of the new store (`--suspect drop`).
+    pub dropped: bool,
 }
 
 /// Whether `inner` is `outer` or inside it (both canonicalized as far as
@@ -1242,7 +1281,12 @@ fn is_within(inner: &Path, outer: &Path) -> bool {
     full.starts_with(outer)
 }
 
-pub fn salvage(dir: &Path, out: &Path) -> Report {
+pub fn salvage(
+    dir: &Path,
+    out: &Path,
+    policy: inspect::SuspectPolicy,
+    progress: &mut dyn FnMut(inspect::SalvageProgress),
+) -> Report {
     let mut r = Salvage {
         command: "salvage",
         ok: false,
@@ -1250,12 +1294,21 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
         dir: dir.display().to_string(),
         out: out.display().to_string(),
         written: false,
+        suspect_policy: match policy {
+            inspect::SuspectPolicy::Drop => "drop",
+            _ => "keep",
+        },
         records: 0,
         journals: 0,
         entries: 0,
+        manifest_error: None,
         torn: Vec::new(),
         unlisted: Vec::new(),
+        missing: Vec::new(),
         lost: Vec::new(),
+        lost_ranges: Vec::new(),
+        all_suspect: false,
+        suspect: Vec::new(),
     };
     if !dir.is_dir() {
         r.problems.push(ProblemOut::new(
@@ -1273,17 +1326,32 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
         ));
         return Report::Salvage(r);
     }
-    match inspect::salvage(dir, out) {
+    let mut options = inspect::SalvageOptions::default();
+    options.suspect = policy;
+    match inspect::salvage_with(dir, out, options, progress) {
         Ok(s) => {
             r.written = true;
             r.records = s.records;
             r.journals = s.journals;
             r.entries = s.entries;
-            r.problems = s
-                .damaged
-                .iter()
-                .map(|(path, offset, reason)| ProblemOut::new(path, *offset, reason.clone()))
-                .collect();
+            r.manifest_error = s.manifest_error.clone();
+            if let Some(e) = &s.manifest_error {
+                r.problems.push(ProblemOut::new(
+                    &inspect::manifest_path(dir),
+                    0,
+                    format!("manifest unusable ({e}): every segment file was read whole"),
+                ));
+            }
+            r.problems.extend(
+                s.damaged
+                    .iter()
+                    .map(|(path, offset, reason)| ProblemOut::new(path, *offset, reason.clone())),
+            );
+            r.problems.extend(
+                s.missing
+                    .iter()
+                    .map(|path| ProblemOut::new(path, 0, "segment file missing or unreadable")),
+            );
             r.torn = s
                 .torn
                 .iter()
@@ -1293,6 +1361,7 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
                 })
                 .collect();
             r.unlisted = s.unlisted.iter().map(|p| p.display().to_string()).collect();
+            r.missing = s.missing.iter().map(|p| p.display().to_string()).collect();
             r.lost = s
                 .lost
                 .iter()
@@ -1302,7 +1371,32 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
                     count: *count,
                 })
                 .collect();
-            r.ok = r.problems.is_empty() && r.lost.is_empty();
+            r.lost_ranges = s
+                .lost_ranges
+                .iter()
+                .map(|l| LostRangeOut {
+                    file: l.path.display().to_string(),
+                    offset: l.offset,
+                    reason: l.reason.clone(),
+                    first_lsn: l.first_lsn,
+                    last_lsn: l.last_lsn,
+                    journals: l
+                        .journals
+                        .as_ref()
+                        .map(|ids| ids.iter().map(|id| Id::new(id)).collect()),
+                })
+                .collect();
+            r.all_suspect = s.all_suspect;
+            r.suspect = s
+                .suspect
+                .iter()
+                .map(|j| SuspectOut {
+                    journal: Id::new(&j.id),
+                    reasons: j.reasons.clone(),
+                    dropped: j.dropped,
+                })
+                .collect();
+            r.ok = s.ok();
         }
         Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
     }

@@ -439,7 +439,61 @@ fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
             l.from_index
         )?;
     }
-    problems(w, &r.problems)
+    if let Some(e) = &r.manifest_error {
+        writeln!(w, "manifest unusable: {e}; every segment file was read whole")?;
+    }
+    for m in &r.missing {
+        writeln!(w, "missing  {m}: listed in the manifest, not readable")?;
+    }
+    for l in &r.lost_ranges {
+        let place = match l.offset {
+            Some(o) => format!("{} @ {o}", l.file),
+            None => l.file.clone(),
+        };
+        let lsns = match (l.first_lsn, l.last_lsn) {
+            (Some(a), Some(b)) if a > b => "no LSN of its own".to_owned(),
+            (Some(a), Some(b)) if a == b => format!("LSN {a}"),
+            (Some(a), Some(b)) => format!("LSNs {a}..={b}"),
+            (Some(a), None) => format!("LSNs from {a} (upper bound unknown)"),
+            (None, Some(b)) => format!("LSNs up to {b} (lower bound unknown)"),
+            (None, None) => "LSNs unknown".to_owned(),
+        };
+        let journals = match &l.journals {
+            Some(ids) => ids.iter().map(id).collect::<Vec<_>>().join(", "),
+            None => "unknown".to_owned(),
+        };
+        writeln!(
+            w,
+            "unread   {place}: {lsns}; journals {journals} ({})",
+            l.reason
+        )?;
+    }
+    if r.all_suspect {
+        writeln!(
+            w,
+            "suspect  every journal: a lost batch's journals are unknown (journals it alone created cannot be named)"
+        )?;
+    }
+    for s in &r.suspect {
+        writeln!(
+            w,
+            "suspect  journal {}{}: {}",
+            id(&s.journal),
+            if s.dropped { " (dropped)" } else { " (kept)" },
+            s.reasons.join("; ")
+        )?;
+    }
+    problems(w, &r.problems)?;
+    if r.ok {
+        writeln!(w, "OK: nothing lost")
+    } else if r.written {
+        writeln!(
+            w,
+            "INCOMPLETE: the salvaged store may differ from the last good state (see above)"
+        )
+    } else {
+        writeln!(w, "FAILED")
+    }
 }
 
 #[cfg(test)]

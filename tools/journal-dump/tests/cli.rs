@@ -648,8 +648,24 @@ fn json_shapes_are_stable() {
     assert_eq!(
         keys(&sal),
         [
-            "command", "dir", "entries", "journals", "lost", "ok", "out", "problems", "records",
-            "torn", "unlisted", "written"
+            "all_suspect",
+            "command",
+            "dir",
+            "entries",
+            "journals",
+            "lost",
+            "lost_ranges",
+            "manifest_error",
+            "missing",
+            "ok",
+            "out",
+            "problems",
+            "records",
+            "suspect",
+            "suspect_policy",
+            "torn",
+            "unlisted",
+            "written"
         ]
     );
 }
@@ -871,7 +887,6 @@ fn summary_shows_segment_versions_across_an_upgrade() {
 /// report's `lost` covers entries only, so the salvage exits 0 and the
 /// copy reads as "no metadata".
 #[test]
-#[ignore = "engine: salvage drops a damaged metadata value without reporting it"]
 fn salvage_reports_a_damaged_metadata_value() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -920,6 +935,13 @@ fn salvage_reports_a_damaged_metadata_value() {
         run.code, 1,
         "salvage lost a metadata value and must say so:\n{}",
         run.stdout
+    );
+    let v = run.json();
+    let suspect = v["suspect"].as_array().unwrap();
+    assert!(
+        suspect.iter().any(|s| s["journal"]["utf8"] == "meta-only"
+            && s["reasons"][0].as_str().unwrap().contains("metadata")),
+        "{v}"
     );
 }
 
@@ -1832,4 +1854,184 @@ fn summary_shows_pinned_snapshots_from_the_status_file() {
     assert!(dump(&[&"summary", &dir])
         .stdout
         .contains("status       none: no STATUS file"));
+}
+
+// ---------------------------------------------------------------------------
+// Salvage is honest: every loss is named and fails the run.
+
+/// The salvage of `dir` into a fresh directory, as JSON, and the salvaged
+/// state (if a store was written).
+fn salvage_of(dir: &Path, extra: &[&str]) -> (Run, Value, Option<State>) {
+    let out = dir.with_extension(format!("out{}", fastrand::u32(..)));
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"salvage", &dir, &out, &"--json"];
+    for e in extra {
+        args.push(e);
+    }
+    let run = dump(&args);
+    let v = run.json();
+    let state = (v["written"] == true).then(|| read_state(&out));
+    (run, v, state)
+}
+
+/// A listed segment deleted: salvage exits 1, names the file as missing,
+/// and says that any journal may differ (the lost batches' journals are
+/// unknown). On the old code it exited 0 with `ok: true`.
+#[test]
+fn salvage_fails_on_a_missing_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let (path, _, _) = a_sealed_record(&dir);
+    std::fs::remove_file(&path).unwrap();
+    let (run, v, _) = salvage_of(&dir, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(v["ok"], false);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        v["missing"][0].as_str().unwrap().ends_with(&name),
+        "{v}"
+    );
+    assert!(
+        v["lost_ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["file"].as_str().unwrap().ends_with(&name) && r["journals"].is_null()),
+        "{v}"
+    );
+    assert_eq!(v["all_suspect"], true);
+    assert!(!v["suspect"].as_array().unwrap().is_empty());
+    // Text names the loss too.
+    let out = tmp.path().join("text-out");
+    let text = dump(&[&"salvage", &dir, &out]);
+    assert_eq!(text.code, 1);
+    assert!(text.stdout.contains(&name), "{}", text.stdout);
+}
+
+/// A byte flipped in MANIFEST: salvage still copies what it can, but exits
+/// 1 and says the manifest could not be used.
+#[test]
+fn salvage_fails_on_a_damaged_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let expected = build_store(&dir);
+    flip(&dir.join("MANIFEST"), 20);
+    let (run, v, state) = salvage_of(&dir, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(v["manifest_error"].is_string(), "{v}");
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["file"].as_str().unwrap().ends_with("MANIFEST")),
+        "{v}"
+    );
+    // Every file read whole: the journals survive.
+    let state = state.expect("written");
+    assert_eq!(state[&b"delta"[..]], expected[&b"delta"[..]]);
+}
+
+/// A sealed segment cut short: salvage exits 1, names the place where the
+/// file ends and the LSNs after the last intact record there, and makes
+/// every journal suspect (what the lost bytes held is unknown); no journal
+/// vanishes without the report saying so.
+#[test]
+fn salvage_fails_on_a_truncated_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let m = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    let sealed = m
+        .segments
+        .iter()
+        .find(|s| s.sealed_len.is_some_and(|l| l > 2048))
+        .expect("a sealed segment");
+    let path = dir.join(&sealed.file_name);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(1024).unwrap();
+    drop(f);
+    let (run, v, _) = salvage_of(&dir, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let ranges = v["lost_ranges"].as_array().unwrap();
+    assert!(
+        ranges.iter().any(|r| r["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(&sealed.file_name)
+            && r["first_lsn"].is_u64()),
+        "{v}"
+    );
+    assert_eq!(v["all_suspect"], true, "{v}");
+}
+
+/// A damaged batch in the active segment, a truncate plus an append, with
+/// synced batches after it (so it is damage, not a torn tail): salvage
+/// names the lost LSN and the journal it touched, exits 1, and with
+/// `--suspect drop` leaves that journal out instead of serving the
+/// superseded entry. On the old code the salvaged store returned the
+/// entry from before the reset and `lost` was empty.
+#[test]
+fn salvage_names_a_lost_batch_and_its_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    let store = Store::open(&dir, options()).unwrap();
+    for i in 0..20 {
+        let mut b = WriteBatch::new();
+        b.append(b"raft", format!("old {i}").as_bytes());
+        store.write(&b).unwrap();
+    }
+    let mut b = WriteBatch::new();
+    b.truncate(b"raft", 15).append(b"raft", b"new 15");
+    let lost_lsn = store.write(&b).unwrap();
+    let mut b = WriteBatch::new();
+    b.append(b"other", b"after");
+    store.write(&b).unwrap();
+    store.close().unwrap();
+    let active = active_segment(&dir);
+    let file = SegmentFile::read(&active).unwrap();
+    let (record, op) = file
+        .scan(0, None, false)
+        .iter()
+        .find_map(|i| match i {
+            ScanItem::Record { offset, lsn, ops, .. } if *lsn == lost_lsn => {
+                Some((*offset, ops[1].offset))
+            }
+            _ => None,
+        })
+        .expect("the reset batch in the active segment");
+    // A byte of the appended value ("new 15"): the payload CRC fails.
+    flip(&active, op + 32 + 4 + 2);
+
+    let (run, v, state) = salvage_of(&dir, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let ranges = v["lost_ranges"].as_array().unwrap();
+    assert!(
+        ranges.iter().any(|r| r["offset"] == record
+            && r["first_lsn"] == lost_lsn
+            && r["last_lsn"] == lost_lsn
+            && r["journals"][0]["utf8"] == "raft"),
+        "{v}"
+    );
+    assert_eq!(v["all_suspect"], false, "{v}");
+    let suspect: Vec<&str> = v["suspect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["journal"]["utf8"].as_str().unwrap())
+        .collect();
+    assert_eq!(suspect, ["raft"], "{v}");
+    // Kept (the default): the superseded entry is there, and named.
+    let state = state.unwrap();
+    assert_eq!(state[&b"raft"[..]].entries.len(), 20);
+    assert_eq!(state[&b"other"[..]].entries, vec![b"after".to_vec()]);
+
+    let (run, v, state) = salvage_of(&dir, &["--suspect", "drop"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(v["suspect"][0]["dropped"], true, "{v}");
+    assert_eq!(v["suspect_policy"], "drop");
+    let state = state.unwrap();
+    assert!(!state.contains_key(&b"raft"[..]), "dropped");
+    assert_eq!(state[&b"other"[..]].entries, vec![b"after".to_vec()]);
 }
