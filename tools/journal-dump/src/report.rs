@@ -1170,6 +1170,11 @@ pub struct Verify {
     pub ops: u64,
     pub journals: u64,
     pub values: u64,
+    /// Not damage: torn tail, leftovers, segments of another manifest
+    /// generation, pinned snapshots (Problem shape).
+    pub notes: Vec<ProblemOut>,
+    /// Runs of the check (more than one when damage was checked again).
+    pub attempts: u32,
 }
 
 pub fn verify(dir: &Path) -> Report {
@@ -1185,6 +1190,8 @@ pub fn verify(dir: &Path) -> Report {
         ops: v.ops,
         journals: v.journals,
         values: v.values,
+        notes: v.notes.iter().map(ProblemOut::from_problem).collect(),
+        attempts: v.attempts,
     })
 }
 

@@ -43,8 +43,15 @@ fn value(v: &ValueOut) -> String {
     }
 }
 
+/// `FILE @ OFFSET`, or only `FILE` for a problem with no place in a file:
+/// offset 0 of a path that is not a regular file (a directory, a file
+/// that is missing).
 fn problem_line(p: &ProblemOut) -> String {
-    let mut s = format!("{} @ {}", p.file, p.offset);
+    let mut s = if p.offset == 0 && !std::path::Path::new(&p.file).is_file() {
+        p.file.clone()
+    } else {
+        format!("{} @ {}", p.file, p.offset)
+    };
     if let Some(j) = &p.journal {
         s += &format!(" [journal {}]", id(j));
     }
@@ -399,8 +406,22 @@ fn verify(w: &mut dyn Write, r: &Verify) -> io::Result<()> {
         r.values
     )?;
     problems(w, &r.problems)?;
+    for n in &r.notes {
+        writeln!(w, "NOTE     {}", problem_line(n))?;
+    }
+    if r.attempts > 1 {
+        writeln!(
+            w,
+            "ran      {} times (the store changed while it was read, or damage was checked again)",
+            r.attempts
+        )?;
+    }
     if r.ok {
-        writeln!(w, "OK: every checksum and cross-reference holds")
+        writeln!(
+            w,
+            "OK: every checksum and cross-reference holds ({} notes)",
+            r.notes.len()
+        )
     } else {
         writeln!(w, "FAILED: {} problems", r.problems.len())
     }
