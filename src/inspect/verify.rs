@@ -33,6 +33,7 @@ use crate::recovery::check_sealed_len;
 /// One thing [`verify`] found wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Problem {
     /// The file that holds it (the store directory for a listing failure).
     pub path: PathBuf,
@@ -52,6 +53,7 @@ pub struct Problem {
 /// What [`verify`] checked and found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VerifyReport {
     /// Everything wrong, ordered by file and offset; empty if all holds.
     pub problems: Vec<Problem>,
