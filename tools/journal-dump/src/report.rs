@@ -33,7 +33,7 @@ impl Id {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// One thing found wrong, with its place.
@@ -109,6 +109,8 @@ pub enum Report {
     Journal(JournalOut),
     Verify(Verify),
     Salvage(Salvage),
+    Journals(Journals),
+    Transfer(Transfer),
 }
 
 impl Report {
@@ -120,7 +122,15 @@ impl Report {
             Report::Journal(r) => r.ok,
             Report::Verify(r) => r.ok,
             Report::Salvage(r) => r.ok,
+            Report::Journals(r) => r.ok,
+            Report::Transfer(r) => r.ok,
         }
+    }
+
+    /// Whether the command failed only because what it was asked for does
+    /// not exist (exit status 3): the journal of `journal`.
+    pub fn not_found(&self) -> bool {
+        matches!(self, Report::Journal(r) if !r.found && r.problems.len() == 1)
     }
 }
 
@@ -1439,4 +1449,346 @@ mod tests {
             assert_eq!(p.reason.matches(&layer).count(), 1, "{layer:?} in {p:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// journals
+
+#[derive(Serialize, Debug)]
+pub struct Journals {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub prefix: Option<Id>,
+    /// "id" (all, ascending by id), "bytes" or "entries" (`--top N`, the
+    /// N largest, descending; ties by id).
+    pub order: &'static str,
+    /// Journals matching the prefix (before `--top`).
+    pub matched: u64,
+    pub journals: Vec<JournalRow>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct JournalRow {
+    pub id: Id,
+    pub first_index: u64,
+    pub end_index: u64,
+    pub entries: u64,
+    /// Sum of the entries' lengths.
+    pub entry_bytes: u64,
+    /// Length of the metadata value; null when there is none.
+    pub metadata_bytes: Option<u64>,
+}
+
+/// What `journals --top N` ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopBy {
+    Bytes,
+    Entries,
+}
+
+pub fn journals(dir: &Path, prefix: Option<&[u8]>, top: Option<(usize, TopBy)>) -> Report {
+    let mut r = Journals {
+        command: "journals",
+        ok: true,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        prefix: prefix.map(Id::new),
+        order: match top {
+            None => "id",
+            Some((_, TopBy::Bytes)) => "bytes",
+            Some((_, TopBy::Entries)) => "entries",
+        },
+        matched: 0,
+        journals: Vec::new(),
+    };
+    match inspect::open_read_only(dir) {
+        Ok(store) => {
+            let snap = &store.snapshot;
+            for id in snap.journal_ids_with_prefix(prefix.unwrap_or(&[])) {
+                let Some(j) = snap.journal(id) else { continue };
+                let metadata_bytes = match j.metadata() {
+                    Ok(m) => m.map(|m| m.len() as u64),
+                    Err(e) => {
+                        r.problems.push(ProblemOut::from_error(&e, dir));
+                        None
+                    }
+                };
+                r.journals.push(JournalRow {
+                    id: Id::new(id),
+                    first_index: j.first_index(),
+                    end_index: j.end_index(),
+                    entries: j.len(),
+                    entry_bytes: j.entry_bytes(),
+                    metadata_bytes,
+                });
+            }
+        }
+        Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+    }
+    r.matched = r.journals.len() as u64;
+    if let Some((n, by)) = top {
+        let key = |j: &JournalRow| match by {
+            TopBy::Bytes => j.entry_bytes,
+            TopBy::Entries => j.entries,
+        };
+        // Stable: equal keys keep id order.
+        r.journals.sort_by_key(|j| std::cmp::Reverse(key(j)));
+        r.journals.truncate(n);
+    }
+    r.ok = r.problems.is_empty();
+    Report::Journals(r)
+}
+
+// ---------------------------------------------------------------------------
+// export and import
+
+/// One line of an export file: a JSON object. The first line is a header
+/// (`{"format": "journal-dump-export", "version": 1, ...}`); every other
+/// line is one batch re-creating one journal, or a part of it:
+/// `{"journal": HEX, "first": u64, "metadata": HEX|null, "entries": [HEX]}`
+/// for the first line of a journal (it creates the journal empty at
+/// `first`, then appends `entries` and sets `metadata`), and
+/// `{"journal": HEX, "entries": [HEX]}` for a continuation. Values are
+/// lower-case hex. The file names no format version of the store: it is
+/// what the public API reads, so it loads into a store of any version.
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct ExportLine {
+    pub journal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    /// Present (possibly null) on a journal's first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Option<String>>,
+    pub entries: Vec<String>,
+}
+
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct ExportHeader {
+    pub format: String,
+    pub version: u32,
+    pub lsn: u64,
+    pub journals: u64,
+}
+
+pub const EXPORT_FORMAT: &str = "journal-dump-export";
+
+/// Most bytes of entries on one export line (and so in one imported batch).
+const EXPORT_LINE_BYTES: u64 = 1 << 20;
+
+#[derive(Serialize, Debug)]
+pub struct Transfer {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub file: String,
+    /// Lines (batches) written or read, the header excluded.
+    pub batches: u64,
+    pub journals: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+pub fn export(dir: &Path, file: &Path) -> Report {
+    use std::io::Write as _;
+    let mut r = Transfer {
+        command: "export",
+        ok: false,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        file: file.display().to_string(),
+        batches: 0,
+        journals: 0,
+        entries: 0,
+        bytes: 0,
+    };
+    let store = match inspect::open_read_only(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            return Report::Transfer(r);
+        }
+    };
+    let result = (|| -> Result<(), String> {
+        let to_stdout = file.as_os_str() == "-";
+        let sink: Box<dyn std::io::Write> = if to_stdout {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(file)
+                    .map_err(|e| format!("create {}: {e}", file.display()))?,
+            )
+        };
+        let mut w = std::io::BufWriter::new(sink);
+        let snap = &store.snapshot;
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            version: 1,
+            lsn: snap.lsn(),
+            journals: snap.journal_count() as u64,
+        };
+        let io = |e: std::io::Error| format!("write {}: {e}", file.display());
+        serde_json::to_writer(&mut w, &header).map_err(|e| e.to_string())?;
+        writeln!(w).map_err(io)?;
+        for id in snap.journal_ids() {
+            let Some(j) = snap.journal(id) else { continue };
+            let metadata = j
+                .metadata()
+                .map_err(|e| DisplayChain(&e).to_string())?
+                .map(hex);
+            let mut line = ExportLine {
+                journal: hex(id),
+                first: Some(j.first_index()),
+                metadata: Some(metadata),
+                entries: Vec::new(),
+            };
+            let mut bytes = 0;
+            r.journals += 1;
+            for item in j.entries(..) {
+                let (_, value) = item.map_err(|e| DisplayChain(&e).to_string())?;
+                if bytes + value.len() as u64 > EXPORT_LINE_BYTES && !line.entries.is_empty() {
+                    serde_json::to_writer(&mut w, &line).map_err(|e| e.to_string())?;
+                    writeln!(w).map_err(io)?;
+                    r.batches += 1;
+                    line = ExportLine {
+                        journal: hex(id),
+                        first: None,
+                        metadata: None,
+                        entries: Vec::new(),
+                    };
+                    bytes = 0;
+                }
+                bytes += value.len() as u64;
+                r.entries += 1;
+                r.bytes += value.len() as u64;
+                line.entries.push(hex(value));
+            }
+            serde_json::to_writer(&mut w, &line).map_err(|e| e.to_string())?;
+            writeln!(w).map_err(io)?;
+            r.batches += 1;
+        }
+        w.flush().map_err(io)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        r.problems.push(ProblemOut::new(file, 0, e));
+    }
+    r.ok = r.problems.is_empty();
+    Report::Transfer(r)
+}
+
+/// Loads an export file into a new store in `dir` through the public
+/// `Store` API: one batch per line, one sync at the end.
+pub fn import(file: &Path, dir: &Path) -> Report {
+    use std::io::BufRead as _;
+    let mut r = Transfer {
+        command: "import",
+        ok: false,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        file: file.display().to_string(),
+        batches: 0,
+        journals: 0,
+        entries: 0,
+        bytes: 0,
+    };
+    if inspect::manifest_path(dir).exists() {
+        r.problems.push(ProblemOut::new(
+            dir,
+            0,
+            "already holds a store; import writes only to a new one",
+        ));
+        return Report::Transfer(r);
+    }
+    let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                r.problems
+                    .push(ProblemOut::new(file, 0, format!("open: {e}")));
+                return Report::Transfer(r);
+            }
+        }
+    };
+    let options = journalstore::Options {
+        sync: journalstore::SyncMode::Never,
+        ..journalstore::Options::default()
+    };
+    let store = match journalstore::Store::open(dir, options) {
+        Ok(s) => s,
+        Err(e) => {
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            return Report::Transfer(r);
+        }
+    };
+    let mut lines = input.lines();
+    let result = (|| -> Result<(), (u64, String)> {
+        let header = lines
+            .next()
+            .ok_or((1, "empty file".to_owned()))?
+            .map_err(|e| (1, e.to_string()))?;
+        let header: ExportHeader =
+            serde_json::from_str(&header).map_err(|e| (1, format!("bad header: {e}")))?;
+        if header.format != EXPORT_FORMAT || header.version != 1 {
+            return Err((
+                1,
+                format!(
+                    "not a {EXPORT_FORMAT} file of version 1 (format {:?}, version {})",
+                    header.format, header.version
+                ),
+            ));
+        }
+        let unhex = |n: u64, s: &str| {
+            hex::decode(s).map_err(|e| (n, format!("bad hex {s:?}: {e}")))
+        };
+        for (i, line) in lines.by_ref().enumerate() {
+            let n = i as u64 + 2;
+            let line = line.map_err(|e| (n, e.to_string()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: ExportLine =
+                serde_json::from_str(&line).map_err(|e| (n, format!("bad line: {e}")))?;
+            let id = unhex(n, &line.journal)?;
+            let mut batch = journalstore::WriteBatch::new();
+            if let Some(first) = line.first {
+                // Creates the journal, empty, at `first`.
+                batch.trim_prefix(&id, first);
+                r.journals += 1;
+            }
+            let mut values = Vec::with_capacity(line.entries.len());
+            for e in &line.entries {
+                values.push(unhex(n, e)?);
+            }
+            for v in &values {
+                batch.append(&id, v);
+                r.entries += 1;
+                r.bytes += v.len() as u64;
+            }
+            if let Some(Some(m)) = &line.metadata {
+                batch.set_metadata(&id, &unhex(n, m)?);
+            }
+            store
+                .write_with(&batch, journalstore::WriteOptions { sync: false })
+                .map_err(|e| (n, DisplayChain(&e).to_string()))?;
+            r.batches += 1;
+        }
+        Ok(())
+    })();
+    if let Err((line, e)) = result {
+        r.problems
+            .push(ProblemOut::new(file, 0, format!("line {line}: {e}")));
+    }
+    if let Err(e) = store.sync().and_then(|()| store.close()) {
+        r.problems.push(ProblemOut::from_error(&e, dir));
+    }
+    r.ok = r.problems.is_empty();
+    Report::Transfer(r)
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use journalstore::DisplayId;
 
 use crate::report::{
-    Id, ItemOut, JournalOut, Manifests, ProblemOut, Report, Salvage, SegmentOut, Segments,
+    Id, ItemOut, JournalOut, Journals, Manifests, Transfer, ProblemOut, Report, Salvage, SegmentOut, Segments,
     StatusOut, Summary, ValueOut, Verify,
 };
 
@@ -21,6 +21,8 @@ pub fn render(w: &mut dyn Write, report: &Report) -> io::Result<()> {
         Report::Journal(r) => journal(w, r),
         Report::Verify(r) => verify(w, r),
         Report::Salvage(r) => salvage(w, r),
+        Report::Journals(r) => journals(w, r),
+        Report::Transfer(r) => transfer(w, r),
     }
 }
 
@@ -515,6 +517,59 @@ fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
     } else {
         writeln!(w, "FAILED")
     }
+}
+
+/// Exact bytes with a human-readable size next to them: `1048576 (1.0 MiB)`.
+pub fn size(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else {
+        format!("{bytes} ({})", bytesize::ByteSize(bytes).display().iec())
+    }
+}
+
+fn journals(w: &mut dyn Write, r: &Journals) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<32} {:>12} {:>12} {:>10} {:>28} {:>10}",
+        "journal", "first", "end", "entries", "entry bytes", "metadata"
+    )?;
+    for j in &r.journals {
+        writeln!(
+            w,
+            "{:<32} {:>12} {:>12} {:>10} {:>28} {:>10}",
+            id(&j.id),
+            j.first_index,
+            j.end_index,
+            j.entries,
+            size(j.entry_bytes),
+            j.metadata_bytes
+                .map_or_else(|| "-".to_owned(), |m| format!("{m} B"))
+        )?;
+    }
+    let shown = if r.journals.len() as u64 == r.matched {
+        String::new()
+    } else {
+        format!(", the top {} by {} shown", r.journals.len(), r.order)
+    };
+    writeln!(w, "{} journals{shown}", r.matched)?;
+    problems(w, &r.problems)
+}
+
+fn transfer(w: &mut dyn Write, r: &Transfer) -> io::Result<()> {
+    let (verb, from, to) = match r.command {
+        "export" => ("exported", &r.dir, &r.file),
+        _ => ("imported", &r.file, &r.dir),
+    };
+    writeln!(
+        w,
+        "{verb} {from} -> {to}: {} journals, {} entries, {} of entries, {} batches",
+        r.journals,
+        r.entries,
+        size(r.bytes),
+        r.batches
+    )?;
+    problems(w, &r.problems)
 }
 
 #[cfg(test)]
