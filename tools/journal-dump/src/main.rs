@@ -88,9 +88,13 @@ enum Command {
         /// The id is given as hex digits (for ids that are not UTF-8).
         #[arg(long)]
         hex_id: bool,
-        /// Print values as hex.
+        /// Print values as hex (in text: as a hexdump).
         #[arg(long, conflicts_with = "utf8")]
         hex: bool,
+        /// Print long values whole (text only; JSON always holds them
+        /// whole): otherwise cut after 128 bytes.
+        #[arg(long)]
+        full: bool,
         /// Print values as UTF-8 text (invalid bytes become U+FFFD).
         #[arg(long)]
         utf8: bool,
@@ -194,8 +198,19 @@ struct OutputArgs {
     json: bool,
 }
 
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone)]
 struct ScanArgs {
+    /// Only records with an operation on this journal, and only those
+    /// operations (text, or hex with `--journal-hex`). Every record is
+    /// still checked.
+    #[arg(long, value_name = "ID")]
+    journal: Option<String>,
+    /// The `--journal` id is given as hex digits.
+    #[arg(long)]
+    journal_hex: bool,
+    /// Only records with an LSN in `A..B` (also `A..`, `..B`, `A`).
+    #[arg(long, value_name = "RANGE", value_parser = parse_range)]
+    lsn: Option<Range<u64>>,
     /// Start at the first valid record at or after this byte offset (rounded
     /// up to a multiple of 8; at least 64, the end of the segment header).
     #[arg(long, value_name = "OFFSET")]
@@ -244,6 +259,26 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// The record filter of `segments` and `segment`; `None` (after a message
+/// on stderr) for a bad `--journal-hex` id.
+fn scan_filter(scan: &ScanArgs) -> Option<report::Filter> {
+    let journal = match &scan.journal {
+        Some(j) if scan.journal_hex => match parse_hex(j) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                eprintln!("journal-dump: --journal: {e}");
+                return None;
+            }
+        },
+        Some(j) => Some(j.clone().into_bytes()),
+        None => None,
+    };
+    Some(report::Filter {
+        journal,
+        lsns: scan.lsn.clone().unwrap_or(0..u64::MAX),
+    })
+}
+
 /// Exit status for a path that does not exist.
 const NOT_FOUND: u8 = 3;
 
@@ -273,6 +308,7 @@ fn main() -> ExitCode {
             return ExitCode::from(NOT_FOUND);
         }
     }
+    let mut text_opts = text::TextOptions::default();
     let (report, json) = match cli.command {
         Command::Journals {
             dir,
@@ -305,12 +341,23 @@ fn main() -> ExitCode {
         Command::Export { dir, file, out } => (report::export(&dir, &file), out.json),
         Command::Import { file, dir, out } => (report::import(&file, &dir), out.json),
         Command::Summary { dir, out } => (report::summary(&dir), out.json),
-        Command::Segments { dir, scan, out } => (
-            report::segments_of_dir(&dir, scan.from, scan.limit),
-            out.json,
-        ),
+        Command::Segments { dir, scan, out } => {
+            let Some(filter) = scan_filter(&scan) else {
+                return ExitCode::from(2);
+            };
+            (
+                report::segments_of_dir(&dir, scan.from, scan.limit, &filter),
+                out.json,
+            )
+        }
         Command::Segment { file, scan, out } => {
-            (report::segment_file(&file, scan.from, scan.limit), out.json)
+            let Some(filter) = scan_filter(&scan) else {
+                return ExitCode::from(2);
+            };
+            (
+                report::segment_file(&file, scan.from, scan.limit, &filter),
+                out.json,
+            )
         }
         Command::Manifest { path, out } => (report::manifest(&path), out.json),
         Command::Journal {
@@ -319,9 +366,11 @@ fn main() -> ExitCode {
             hex_id,
             hex,
             utf8,
+            full,
             range,
             out,
         } => {
+            text_opts.full = full;
             let id = if hex_id {
                 match parse_hex(&id) {
                     Ok(id) => id,
@@ -377,7 +426,7 @@ fn main() -> ExitCode {
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(w))
         } else {
-            text::render(&mut w, &report)
+            text::render(&mut w, &report, text_opts)
         };
         return code;
     }
@@ -388,7 +437,7 @@ fn main() -> ExitCode {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(w))
     } else {
-        text::render(&mut w, &report)
+        text::render(&mut w, &report, text_opts)
     }
     .and_then(|()| w.flush());
     match written {

@@ -620,7 +620,27 @@ impl OpOut {
     }
 }
 
+/// Which records `segments` and `segment` show: those with an LSN in
+/// `lsns` and, with `journal`, an operation on that journal (then only
+/// those operations are shown). Damaged places and the end of the data are
+/// always shown, and every record is still checked.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub journal: Option<Vec<u8>>,
+    pub lsns: Range<u64>,
+}
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter {
+            journal: None,
+            lsns: 0..u64::MAX,
+        }
+    }
+}
+
 /// Reads and scans one segment file; problems go to `problems`.
+#[allow(clippy::too_many_arguments)]
 fn segment_out(
     path: &Path,
     id: Option<u32>,
@@ -628,6 +648,7 @@ fn segment_out(
     sealed_len: Option<u64>,
     from: Option<u64>,
     limit: Option<usize>,
+    filter: &Filter,
     problems: &mut Vec<ProblemOut>,
 ) -> SegmentOut {
     let mut out = SegmentOut {
@@ -683,8 +704,20 @@ fn segment_out(
         if i == 0 && out.scan_from > 64 && matches!(item, ScanItem::Damaged { .. }) {
             continue;
         }
+        let shown = match &item {
+            ScanItem::Record { lsn, ops, .. } => {
+                filter.lsns.contains(lsn)
+                    && filter
+                        .journal
+                        .as_ref()
+                        .is_none_or(|j| ops.iter().any(|op| &op.journal == j))
+            }
+            _ => true,
+        };
         if matches!(item, ScanItem::End { .. }) {
             // Always shown: where the data ends.
+        } else if !shown {
+            // Still checked below, not listed.
         } else if limit.is_some_and(|n| out.items.len() >= n) {
             out.truncated = true;
             continue;
@@ -726,6 +759,13 @@ fn segment_out(
                 let intact = op_error.is_none()
                     && ops.len() as u64 == u64::from(op_count)
                     && ops.iter().all(|op| op.value_crc_ok);
+                if !shown {
+                    continue;
+                }
+                let ops: Vec<OpInfo> = match &filter.journal {
+                    Some(j) => ops.into_iter().filter(|op| &op.journal == j).collect(),
+                    None => ops,
+                };
                 ItemOut::Record {
                     offset,
                     kind: "batch",
@@ -794,7 +834,12 @@ fn segment_out(
     out
 }
 
-pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+pub fn segments_of_dir(
+    dir: &Path,
+    from: Option<u64>,
+    limit: Option<usize>,
+    filter: &Filter,
+) -> Report {
     let mut problems = Vec::new();
     let mut segments = Vec::new();
     let manifest = match inspect::read_manifest(&inspect::manifest_path(dir)) {
@@ -842,6 +887,7 @@ pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> R
             sealed,
             from,
             limit,
+            filter,
             &mut problems,
         ));
     }
@@ -853,7 +899,12 @@ pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> R
     })
 }
 
-pub fn segment_file(path: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+pub fn segment_file(
+    path: &Path,
+    from: Option<u64>,
+    limit: Option<usize>,
+    filter: &Filter,
+) -> Report {
     let mut problems = Vec::new();
     let name = path.file_name().and_then(|n| n.to_str());
     let id = name.and_then(inspect::segment_id_from_file_name);
@@ -874,7 +925,7 @@ pub fn segment_file(path: &Path, from: Option<u64>, limit: Option<usize>) -> Rep
         (Some(id), Some(m)) if m.segment(id).is_some() => state_of(Some(m), id),
         _ => ("file", None),
     };
-    let segment = segment_out(path, id, state, sealed, from, limit, &mut problems);
+    let segment = segment_out(path, id, state, sealed, from, limit, filter, &mut problems);
     Report::Segments(Segments {
         command: "segment",
         ok: problems.is_empty(),
@@ -1057,6 +1108,9 @@ pub struct JournalOut {
     pub range_start: u64,
     pub range_end: u64,
     pub entries: Vec<EntryOut>,
+    /// Text only: `--hex` asks for hexdumps.
+    #[serde(skip)]
+    pub hexdump: bool,
 }
 
 pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> Report {
@@ -1076,6 +1130,7 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
         range_start: range.start,
         range_end: range.end,
         entries: Vec::new(),
+        hexdump: encoding == Encoding::Hex,
     };
     match inspect::open_read_only(dir) {
         Ok(store) => {

@@ -13,12 +13,22 @@ use crate::report::{
     StatusOut, Summary, ValueOut, Verify,
 };
 
-pub fn render(w: &mut dyn Write, report: &Report) -> io::Result<()> {
+/// How values are shown in text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOptions {
+    /// Show long values whole (else cut at [`SHOWN_BYTES`]).
+    pub full: bool,
+}
+
+/// Bytes of a value shown in text without `--full`.
+pub const SHOWN_BYTES: usize = 128;
+
+pub fn render(w: &mut dyn Write, report: &Report, opts: TextOptions) -> io::Result<()> {
     match report {
         Report::Summary(r) => summary(w, r),
         Report::Segments(r) => segments(w, r),
         Report::Manifest(r) => manifests(w, r),
-        Report::Journal(r) => journal(w, r),
+        Report::Journal(r) => journal(w, r, opts),
         Report::Verify(r) => verify(w, r),
         Report::Salvage(r) => salvage(w, r),
         Report::Journals(r) => journals(w, r),
@@ -38,11 +48,59 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "?".to_owned(), |v| v.to_string())
 }
 
-fn value(v: &ValueOut) -> String {
-    match v.encoding {
-        "utf8" => format!("{:?}", v.value),
-        _ => format!("0x{}", v.value),
+/// A value on one line, cut after [`SHOWN_BYTES`] bytes unless `full`.
+fn value_cut(v: &ValueOut, full: bool) -> String {
+    let cut = |s: &str, max: usize| -> (String, bool) {
+        if full || s.len() <= max {
+            return (s.to_owned(), false);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s[..end].to_owned(), true)
+    };
+    let (shown, more) = match v.encoding {
+        "utf8" => {
+            let (t, more) = cut(&v.value, SHOWN_BYTES);
+            (format!("{t:?}"), more)
+        }
+        _ => {
+            let (t, more) = cut(&v.value, SHOWN_BYTES * 2);
+            (format!("0x{t}"), more)
+        }
+    };
+    if more {
+        format!("{shown}... (cut; --full shows all)")
+    } else {
+        shown
     }
+}
+
+/// A hex value as a hexdump (offset, bytes, printable text), indented;
+/// cut after [`SHOWN_BYTES`] bytes unless `full`.
+fn hexdump(v: &ValueOut, full: bool) -> String {
+    let bytes = hex::decode(&v.value).unwrap_or_default();
+    let shown = if full { &bytes[..] } else { &bytes[..bytes.len().min(SHOWN_BYTES)] };
+    let cfg = pretty_hex::HexConfig {
+        title: false,
+        width: 16,
+        group: 8,
+        ..pretty_hex::HexConfig::default()
+    };
+    let mut out = String::new();
+    for line in pretty_hex::config_hex(&shown, cfg).lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if shown.len() < bytes.len() {
+        out.push_str(&format!(
+            "    ... {} more bytes (--full shows all)\n",
+            bytes.len() - shown.len()
+        ));
+    }
+    out
 }
 
 /// `FILE @ OFFSET`, or only `FILE` for a problem with no place in a file:
@@ -360,7 +418,14 @@ fn manifests(w: &mut dyn Write, r: &Manifests) -> io::Result<()> {
     problems(w, &r.problems)
 }
 
-fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
+fn journal(w: &mut dyn Write, r: &JournalOut, opts: TextOptions) -> io::Result<()> {
+    let show = |v: &ValueOut| -> String {
+        if r.hexdump && v.encoding == "hex" {
+            format!("({} bytes)\n{}", v.len, hexdump(v, opts.full).trim_end())
+        } else {
+            format!("{} ({} bytes)", value_cut(v, opts.full), v.len)
+        }
+    };
     writeln!(w, "journal   {}", id(&r.journal))?;
     if r.source != "replay" {
         writeln!(
@@ -377,13 +442,13 @@ fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
             opt(&r.len)
         )?;
         match (&r.metadata, &r.metadata_error) {
-            (Some(m), _) => writeln!(w, "metadata  {} ({} bytes)", value(m), m.len)?,
+            (Some(m), _) => writeln!(w, "metadata  {}", show(m))?,
             (None, Some(err)) => writeln!(w, "metadata  UNREADABLE: {err}")?,
             (None, None) => writeln!(w, "metadata  absent (never set, or cleared)")?,
         }
         for e in &r.entries {
             match (&e.value, &e.error) {
-                (Some(v), _) => writeln!(w, "[{}] {} ({} bytes)", e.index, value(v), v.len)?,
+                (Some(v), _) => writeln!(w, "[{}] {}", e.index, show(v))?,
                 (None, Some(err)) => writeln!(w, "[{}] UNREADABLE: {err}", e.index)?,
                 (None, None) => writeln!(w, "[{}] ?", e.index)?,
             }
