@@ -16,7 +16,8 @@ fn reports_serialize() {
     assert_eq!(stats["journals"], 1);
     let compaction = serde_json::to_value(store.compact().unwrap()).unwrap();
     assert!(compaction["runs"].is_u64(), "{compaction}");
-    let checkpoint = serde_json::to_value(store.checkpoint(tmp.path().join("ckpt")).unwrap()).unwrap();
+    let checkpoint =
+        serde_json::to_value(store.checkpoint(tmp.path().join("ckpt")).unwrap()).unwrap();
     assert!(checkpoint.is_object(), "{checkpoint}");
     store.close().unwrap();
     let verify = serde_json::to_value(inspect::verify(&dir)).unwrap();
@@ -27,7 +28,16 @@ fn reports_serialize() {
     assert_eq!(salvage["entries"], 1, "{salvage}");
     assert_eq!(salvage["lost_ranges"], serde_json::json!([]));
     let seg = inspect::segment_files(&dir).unwrap()[0].1.clone();
-    let items = inspect::SegmentFile::read(&seg).unwrap().scan(0, None, false);
+    let items = inspect::SegmentFile::read(&seg)
+        .unwrap()
+        .scan(0, None, false);
     let items = serde_json::to_value(items).unwrap();
-    assert!(items.as_array().unwrap().iter().any(|i| i.get("Record").is_some()), "{items}");
+    assert!(
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i.get("Record").is_some()),
+        "{items}"
+    );
 }

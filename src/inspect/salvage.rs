@@ -223,8 +223,8 @@ fn ids_of_damaged(file: &SegmentFile, offset: u64) -> Option<Vec<Vec<u8>>> {
     use zerocopy::FromBytes;
     let bytes = file.bytes();
     let at = usize::try_from(offset).ok()?;
-    let header = RecordHeader::read_from_bytes(bytes.get(at..at.checked_add(RECORD_HEADER_LEN)?)?)
-        .ok()?;
+    let header =
+        RecordHeader::read_from_bytes(bytes.get(at..at.checked_add(RECORD_HEADER_LEN)?)?).ok()?;
     if !header.crc_ok() {
         return None;
     }
@@ -375,7 +375,9 @@ impl Salvaged {
                     ScanItem::Damaged { offset, .. } if torn_from.is_some_and(|t| offset >= t) => {
                         // Unacknowledged writes, as recovery sees them: not
                         // a loss, but unreadable bytes all the same.
-                        report.damaged.push((path.clone(), offset, "torn tail".into()));
+                        report
+                            .damaged
+                            .push((path.clone(), offset, "torn tail".into()));
                     }
                     ScanItem::Record {
                         offset,
@@ -546,7 +548,10 @@ impl Salvaged {
                 offset: (payload_at + op.offset) as u32,
             };
             if let Err(why) = self.index.apply(&op, loc, &mut Ignore) {
-                self.suspect.entry(op.id.to_vec()).or_default().push(format!(
+                self.suspect
+                    .entry(op.id.to_vec())
+                    .or_default()
+                    .push(format!(
                     "a later batch does not fit what survived ({why}): it depends on a lost batch"
                 ));
             }

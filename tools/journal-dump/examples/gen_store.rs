@@ -35,7 +35,9 @@ fn main() {
         }
     }
     if !batch.is_empty() {
-        store.write_with(&batch, WriteOptions { sync: false }).expect("write");
+        store
+            .write_with(&batch, WriteOptions { sync: false })
+            .expect("write");
     }
     store.sync().expect("sync");
     store.close().expect("close");

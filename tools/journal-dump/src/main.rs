@@ -304,7 +304,10 @@ fn main() -> ExitCode {
     // Before anything is printed: a mistyped path is not a damaged store.
     if let Some(path) = input_path(&cli.command) {
         if std::fs::symlink_metadata(path).is_err() {
-            eprintln!("journal-dump: {}: no such file or directory", path.display());
+            eprintln!(
+                "journal-dump: {}: no such file or directory",
+                path.display()
+            );
             return ExitCode::from(NOT_FOUND);
         }
     }
@@ -418,7 +421,8 @@ fn main() -> ExitCode {
     };
     // `export -` writes the data itself to stdout: the report goes to
     // stderr then.
-    let report_to_stderr = matches!(&report, report::Report::Transfer(t) if t.command == "export" && t.file == "-");
+    let report_to_stderr =
+        matches!(&report, report::Report::Transfer(t) if t.command == "export" && t.file == "-");
     if report_to_stderr {
         let mut w = std::io::stderr().lock();
         let _ = if json {

@@ -1800,9 +1800,8 @@ pub fn import(file: &Path, dir: &Path) -> Report {
                 ),
             ));
         }
-        let unhex = |n: u64, s: &str| {
-            hex::decode(s).map_err(|e| (n, format!("bad hex {s:?}: {e}")))
-        };
+        let unhex =
+            |n: u64, s: &str| hex::decode(s).map_err(|e| (n, format!("bad hex {s:?}: {e}")));
         for (i, line) in lines.by_ref().enumerate() {
             let n = i as u64 + 2;
             let line = line.map_err(|e| (n, e.to_string()))?;

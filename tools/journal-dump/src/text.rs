@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use journalstore::DisplayId;
 
 use crate::report::{
-    Id, ItemOut, JournalOut, Journals, Manifests, Transfer, ProblemOut, Report, Salvage, SegmentOut, Segments,
-    StatusOut, Summary, ValueOut, Verify,
+    Id, ItemOut, JournalOut, Journals, Manifests, ProblemOut, Report, Salvage, SegmentOut,
+    Segments, StatusOut, Summary, Transfer, ValueOut, Verify,
 };
 
 /// How values are shown in text.
@@ -81,7 +81,11 @@ fn value_cut(v: &ValueOut, full: bool) -> String {
 /// cut after [`SHOWN_BYTES`] bytes unless `full`.
 fn hexdump(v: &ValueOut, full: bool) -> String {
     let bytes = hex::decode(&v.value).unwrap_or_default();
-    let shown = if full { &bytes[..] } else { &bytes[..bytes.len().min(SHOWN_BYTES)] };
+    let shown = if full {
+        &bytes[..]
+    } else {
+        &bytes[..bytes.len().min(SHOWN_BYTES)]
+    };
     let cfg = pretty_hex::HexConfig {
         title: false,
         width: 16,
@@ -528,7 +532,10 @@ fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
         )?;
     }
     if let Some(e) = &r.manifest_error {
-        writeln!(w, "manifest unusable: {e}; every segment file was read whole")?;
+        writeln!(
+            w,
+            "manifest unusable: {e}; every segment file was read whole"
+        )?;
     }
     for m in &r.missing {
         writeln!(w, "missing  {m}: listed in the manifest, not readable")?;

@@ -1594,7 +1594,9 @@ fn garbage_never_panics() {
     // Paths that do not exist: "not found" (3), said on stderr before
     // anything is printed on stdout.
     let nowhere = tmp.path().join("nowhere");
-    for cmd in ["summary", "segments", "verify", "manifest", "journals", "segment"] {
+    for cmd in [
+        "summary", "segments", "verify", "manifest", "journals", "segment",
+    ] {
         for json in [false, true] {
             let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&cmd, &nowhere];
             if json {
@@ -1929,10 +1931,7 @@ fn salvage_fails_on_a_missing_segment() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert_eq!(v["ok"], false);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(
-        v["missing"][0].as_str().unwrap().ends_with(&name),
-        "{v}"
-    );
+    assert!(v["missing"][0].as_str().unwrap().ends_with(&name), "{v}");
     assert!(
         v["lost_ranges"]
             .as_array()
@@ -1997,11 +1996,10 @@ fn salvage_fails_on_a_truncated_segment() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let ranges = v["lost_ranges"].as_array().unwrap();
     assert!(
-        ranges.iter().any(|r| r["file"]
-            .as_str()
-            .unwrap()
-            .ends_with(&sealed.file_name)
-            && r["first_lsn"].is_u64()),
+        ranges
+            .iter()
+            .any(|r| r["file"].as_str().unwrap().ends_with(&sealed.file_name)
+                && r["first_lsn"].is_u64()),
         "{v}"
     );
     assert_eq!(v["all_suspect"], true, "{v}");
@@ -2037,9 +2035,9 @@ fn salvage_names_a_lost_batch_and_its_journal() {
         .scan(0, None, false)
         .iter()
         .find_map(|i| match i {
-            ScanItem::Record { offset, lsn, ops, .. } if *lsn == lost_lsn => {
-                Some((*offset, ops[1].offset))
-            }
+            ScanItem::Record {
+                offset, lsn, ops, ..
+            } if *lsn == lost_lsn => Some((*offset, ops[1].offset)),
             _ => None,
         })
         .expect("the reset batch in the active segment");
@@ -2142,7 +2140,7 @@ fn churn_process() {
         // through the next round.
         held = Some(store.snapshot());
         store.compact().expect("child compact");
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             let _ = std::fs::remove_dir_all(&ckpt_root);
             store.checkpoint(&ckpt_root).expect("child checkpoint");
         }
@@ -2212,14 +2210,16 @@ fn verify_is_clean_on_a_running_store() {
         .find_map(|s| {
             let path = dir.join(&s.file_name);
             let file = SegmentFile::read(&path).ok()?;
-            file.scan(0, s.sealed_len, false).iter().find_map(|i| match i {
-                ScanItem::Record {
-                    offset,
-                    payload_len,
-                    ..
-                } if *payload_len > 40 => Some((path.clone(), *offset)),
-                _ => None,
-            })
+            file.scan(0, s.sealed_len, false)
+                .iter()
+                .find_map(|i| match i {
+                    ScanItem::Record {
+                        offset,
+                        payload_len,
+                        ..
+                    } if *payload_len > 40 => Some((path.clone(), *offset)),
+                    _ => None,
+                })
         })
         .expect("a sealed record");
     flip(&path, record + 40);
@@ -2269,7 +2269,14 @@ fn journals_lists_filters_and_ranks() {
     row.sort();
     assert_eq!(
         row,
-        ["end_index", "entries", "entry_bytes", "first_index", "id", "metadata_bytes"]
+        [
+            "end_index",
+            "entries",
+            "entry_bytes",
+            "first_index",
+            "id",
+            "metadata_bytes"
+        ]
     );
     assert_eq!(v["matched"], expected.len() as u64);
     for j in v["journals"].as_array().unwrap() {
@@ -2287,7 +2294,16 @@ fn journals_lists_filters_and_ranks() {
     let p = dump(&[&"journals", &dir, &"--prefix", &"al", &"--json"]).json();
     assert_eq!(p["matched"], 1);
     assert_eq!(p["journals"][0]["id"]["utf8"], "alpha");
-    let top = dump(&[&"journals", &dir, &"--top", &"2", &"--by", &"entries", &"--json"]).json();
+    let top = dump(&[
+        &"journals",
+        &dir,
+        &"--top",
+        &"2",
+        &"--by",
+        &"entries",
+        &"--json",
+    ])
+    .json();
     assert_eq!(top["order"], "entries");
     let names: Vec<&str> = top["journals"]
         .as_array()
@@ -2298,7 +2314,11 @@ fn journals_lists_filters_and_ranks() {
     assert_eq!(names, ["alpha", "delta"]);
     let text = dump(&[&"journals", &dir, &"--top", &"1"]);
     assert!(text.stdout.contains("alpha"), "{}", text.stdout);
-    assert!(text.stdout.contains("KiB"), "human-readable size: {}", text.stdout);
+    assert!(
+        text.stdout.contains("KiB"),
+        "human-readable size: {}",
+        text.stdout
+    );
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -2400,7 +2420,15 @@ fn segment_filters_hexdumps_and_cut_values() {
         .map(|(lsn, _)| (*lsn, vec![delta.clone()]))
         .collect();
     assert_eq!(want.len(), 3, "the three delta batches");
-    let run = dump(&[&"segments", &dir, &"--journal", &"delta", &"--lsn", &"60..", &"--json"]);
+    let run = dump(&[
+        &"segments",
+        &dir,
+        &"--journal",
+        &"delta",
+        &"--lsn",
+        &"60..",
+        &"--json",
+    ]);
     assert_eq!(run.code, 0);
     assert_eq!(lsns(&run.json()), want);
     let one = want[1].0.to_string();
@@ -2412,9 +2440,16 @@ fn segment_filters_hexdumps_and_cut_values() {
     assert!(cut.stdout.contains("--full shows all"), "{}", cut.stdout);
     let full = dump(&[&"journal", &dir, &"delta", &"--range", &"0", &"--full"]);
     assert!(!full.stdout.contains("--full shows all"), "{}", full.stdout);
-    assert!(full.stdout.contains(&"."[..].repeat(100)), "{}", full.stdout);
+    assert!(
+        full.stdout.contains(&"."[..].repeat(100)),
+        "{}",
+        full.stdout
+    );
     let j = dump(&[&"journal", &dir, &"delta", &"--json"]).json();
-    assert_eq!(j["entries"][0]["value"]["value"].as_str().unwrap().len(), 150);
+    assert_eq!(
+        j["entries"][0]["value"]["value"].as_str().unwrap().len(),
+        150
+    );
     // --hex: a hexdump with offsets and the printable text.
     let hexed = dump(&[&"journal", &dir, &"delta", &"--range", &"0", &"--hex"]);
     assert!(hexed.stdout.contains("0000:"), "{}", hexed.stdout);
