@@ -16,7 +16,8 @@
 //!   read-only mappings;
 //! - `verify.rs`: [`verify`], every checksum and cross-reference;
 //! - `salvage.rs`: [`Salvaged`] and [`salvage`], the intact records copied
-//!   into a new store;
+//!   into a new store, one segment file in memory at a time, with every
+//!   unread LSN range and every journal that may differ reported;
 //! - the status file's reader ([`read_status`], [`StatusInfo`]) lives with
 //!   its writer in the crate's `status` module.
 

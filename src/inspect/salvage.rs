@@ -168,7 +168,9 @@ impl SalvageReport {
 /// the engine's consistency checks: what [`salvage`] copies.
 #[derive(Debug)]
 pub struct Salvaged {
-    files: BTreeMap<u32, File>,
+    /// Each segment read: its open file and its length when scanned (no
+    /// read back goes past it, whatever a changed file now says).
+    files: BTreeMap<u32, (File, u64)>,
     index: Index,
     suspect: BTreeMap<Vec<u8>, Vec<String>>,
     /// What the scan found.
@@ -372,12 +374,13 @@ impl Salvaged {
                     ScanItem::Record { offset, .. } if torn_from.is_some_and(|t| offset > t) => {
                         report.torn.push((path.clone(), offset))
                     }
-                    ScanItem::Damaged { offset, .. } if torn_from.is_some_and(|t| offset >= t) => {
+                    ScanItem::Damaged { offset, reason }
+                        if torn_from.is_some_and(|t| offset >= t) =>
+                    {
                         // Unacknowledged writes, as recovery sees them: not
                         // a loss, but unreadable bytes all the same.
-                        report
-                            .damaged
-                            .push((path.clone(), offset, "torn tail".into()));
+                        let reason = format!("{reason} (a torn tail: recovery drops it too)");
+                        report.damaged.push((path.clone(), offset, reason));
                     }
                     ScanItem::Record {
                         offset,
@@ -417,7 +420,7 @@ impl Salvaged {
                             path: path.clone(),
                             offset: Some(offset),
                             reason,
-                            first_lsn: prev_lsn.map(|l| l + 1).or(base_first),
+                            first_lsn: prev_lsn.map(|l| l.saturating_add(1)).or(base_first),
                             last_lsn: None,
                             journals: ids_of_damaged(&file, offset),
                         });
@@ -439,7 +442,7 @@ impl Salvaged {
                                 path: path.clone(),
                                 offset: Some(offset),
                                 reason,
-                                first_lsn: prev_lsn.map(|l| l + 1).or(base_first),
+                                first_lsn: prev_lsn.map(|l| l.saturating_add(1)).or(base_first),
                                 last_lsn: None,
                                 journals: None,
                             });
@@ -450,7 +453,7 @@ impl Salvaged {
             }
             report.lost_ranges.append(&mut open);
             segments.push(SegmentRecords { id, records });
-            files.insert(id, handle);
+            files.insert(id, (handle, file.len()));
         }
         // Ids named by damaged records count only if intact records name
         // them too: a flipped bit in an id must not pass for a real one.
@@ -522,14 +525,18 @@ impl Salvaged {
     /// Reads the record at `offset` of segment `id` back and applies its
     /// operations; one that does not fit marks its journal suspect.
     fn apply_record(&mut self, id: u32, offset: u32) {
-        let Some(file) = self.files.get(&id) else {
+        let Some((file, file_len)) = self.files.get(&id) else {
             return;
         };
         let Ok(head) = read_at(file, u64::from(offset), RECORD_HEADER_LEN) else {
             return;
         };
-        let len = u32::from_le_bytes([head[16], head[17], head[18], head[19]]) as usize;
-        let Ok(bytes) = read_at(file, u64::from(offset), RECORD_HEADER_LEN + len) else {
+        let len = u64::from(u32::from_le_bytes([head[16], head[17], head[18], head[19]]));
+        let total = RECORD_HEADER_LEN as u64 + len;
+        if u64::from(offset) + total > *file_len {
+            return;
+        }
+        let Ok(bytes) = read_at(file, u64::from(offset), total as usize) else {
             return;
         };
         let source = SegmentBytes {
@@ -653,12 +660,17 @@ impl Salvaged {
     /// matches.
     fn value_at(&self, loc: Loc) -> Option<Vec<u8>> {
         use zerocopy::FromBytes;
-        let file = self.files.get(&loc.segment)?;
+        let (file, file_len) = self.files.get(&loc.segment)?;
         let at = u64::from(loc.offset);
         let head = read_at(file, at, crate::record::OP_HEADER_LEN).ok()?;
         let (h, _) = crate::record::OpHeader::read_from_prefix(&head).ok()?;
-        let len = crate::record::OP_HEADER_LEN + h.id_len as usize + h.value_len.get() as usize;
-        let bytes = read_at(file, at, len).ok()?;
+        let len = crate::record::OP_HEADER_LEN as u64
+            + u64::from(h.id_len)
+            + u64::from(h.value_len.get());
+        if at + len > *file_len {
+            return None;
+        }
+        let bytes = read_at(file, at, len as usize).ok()?;
         let op = crate::record::decode_op(&bytes, 0).ok()?;
         (crc32(op.value) == op.value_crc).then(|| op.value.to_vec())
     }
