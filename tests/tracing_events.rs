@@ -1,7 +1,7 @@
 //! With the `tracing` feature, what the store does out of the caller's
-//! sight is reported as `tracing` events: here a background compaction
-//! whose copy fails (an injected write error), seen by a subscriber the
-//! test installs. Run with `cargo test --features tracing --test
+//! sight is reported as `tracing` events: a background compaction whose
+//! copy fails (an injected write error), a failed background sync, an
+//! orphan segment removed at open; seen by a subscriber the tests install. Run with `cargo test --features tracing --test
 //! tracing_events`.
 
 use std::io::ErrorKind;
@@ -83,10 +83,91 @@ fn options(sim: &SimFs, background: bool) -> Options {
 /// A background compaction whose copy fails: the subscriber sees the
 /// copy's failure (WARN) and the background run's (ERROR), both naming the
 /// injected error, with target `journalstore`.
+/// The one global subscriber of this test binary (events of background
+/// threads reach only a global one).
+fn log() -> Arc<Log> {
+    static LOG: std::sync::OnceLock<Arc<Log>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Log::default());
+        tracing::subscriber::set_global_default(Collect(log.clone())).expect("first subscriber");
+        log
+    })
+    .clone()
+}
+
+/// Waits until an event satisfies `want` (a minute at most, as a bound on
+/// a hang, not as synchronisation); returns every event seen.
+fn wait_for(log: &Log, want: impl Fn(&Seen) -> bool) -> Vec<Seen> {
+    let guard = log.events.lock().unwrap();
+    let (guard, timeout) = log
+        .changed
+        .wait_timeout_while(guard, Duration::from_secs(60), |events| {
+            !events.iter().any(&want)
+        })
+        .unwrap();
+    assert!(!timeout.timed_out(), "no such event: {:#?}", *guard);
+    guard.clone()
+}
+
+/// A failed sync of the `SyncMode::Interval` thread is an ERROR event.
+#[test]
+fn a_failed_background_sync_is_reported() {
+    let log = log();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Store::open(
+        &dir,
+        Options {
+            sync: SyncMode::Interval(Duration::from_millis(20)),
+            ..options(&sim, false)
+        },
+    )
+    .unwrap();
+    sim.inject(Fault::Sync {
+        nth: 0,
+        kind: ErrorKind::Other,
+    });
+    let mut b = WriteBatch::new();
+    b.append(b"j", b"unsynced");
+    store.write(&b).unwrap();
+    let events = wait_for(&log, |e| e.message.contains("background sync failed"));
+    let e = events
+        .iter()
+        .find(|e| e.message.contains("background sync failed"))
+        .unwrap();
+    assert_eq!(e.level, Level::ERROR);
+    assert!(e.fields.contains("error="), "{e:?}");
+    drop(store);
+}
+
+/// A segment file the manifest does not list is removed at open, with an
+/// INFO event naming it.
+#[test]
+fn an_orphan_removed_at_open_is_reported() {
+    let log = log();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Store::open(&dir, options(&sim, false)).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let orphan = dir.join("seg-000000fe.jseg");
+    std::fs::write(&orphan, [0u8; 64]).unwrap();
+    let store = Store::open(&dir, options(&sim, false)).unwrap();
+    assert!(!orphan.exists());
+    let events = wait_for(&log, |e| {
+        e.message.contains("orphan") && e.fields.contains("seg-000000fe.jseg")
+    });
+    assert!(events
+        .iter()
+        .any(|e| e.level == Level::INFO && e.target == "journalstore"));
+    store.close().unwrap();
+}
+
 #[test]
 fn a_failed_background_compaction_is_reported() {
-    let log = Arc::new(Log::default());
-    tracing::subscriber::set_global_default(Collect(log.clone())).expect("first subscriber");
+    let log = log();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let sim = SimFs::new();
@@ -116,17 +197,7 @@ fn a_failed_background_compaction_is_reported() {
         kind: ErrorKind::StorageFull,
     });
     let failed = |e: &Seen| e.message.contains("background compaction failed");
-    let events = {
-        let guard = log.events.lock().unwrap();
-        let (guard, timeout) = log
-            .changed
-            .wait_timeout_while(guard, Duration::from_secs(60), |events| {
-                !events.iter().any(failed)
-            })
-            .unwrap();
-        assert!(!timeout.timed_out(), "no event: {:#?}", *guard);
-        guard.clone()
-    };
+    let events = wait_for(&log, failed);
     let copy = events
         .iter()
         .find(|e| e.message.contains("compaction copy failed"))
