@@ -1,7 +1,8 @@
 //! The durable-execution workload against a real store, with its own checks.
 //!
 //! Run: `cargo run --release --example demo [seconds] [--keep DIR]`
-//! (default 3 s; `--keep DIR` keeps the store in DIR after the run).
+//! (default 3 s; the store is in a temporary directory removed at exit,
+//! unless `--keep DIR` keeps it in DIR; `--help` says so).
 //!
 //! Writer threads each own a set of invocations (journals). Every batch
 //! appends entries with `append_at` and, in the same batch, sets the journal's
@@ -406,7 +407,27 @@ fn print_stats(label: &str, s: &Stats) {
     );
 }
 
+/// Whether `dir` is a directory the user gave (`--keep`), not one inside
+/// the temporary directory.
+fn keep_dir_given(dir: &std::path::Path, tmp: &tempfile::TempDir) -> bool {
+    !dir.starts_with(tmp.path())
+}
+
+const USAGE: &str = "usage: demo [seconds] [--keep DIR]";
+
 fn main() -> ExitCode {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        println!(
+            "{USAGE}\n\n\
+             Runs {WRITERS} writers and {READERS} readers against one store for SECONDS \
+             (default 3), checking every read,\n\
+             then compacts, closes, reopens and checks the final state.\n\n\
+             The store lives in a temporary directory that is removed at exit, unless\n\
+             --keep DIR is given: then it is written to DIR (which must not hold a store\n\
+             yet) and left there, e.g. for `journal-dump summary DIR`."
+        );
+        return ExitCode::SUCCESS;
+    }
     match demo() {
         Ok(()) => {
             println!("OK: every check passed");
@@ -420,7 +441,7 @@ fn main() -> ExitCode {
 }
 
 fn demo() -> Result<(), String> {
-    let usage = "usage: demo [seconds] [--keep DIR]";
+    let usage = USAGE;
     let mut secs = 3.0;
     let mut keep: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -458,7 +479,14 @@ fn demo() -> Result<(), String> {
         "journalstore demo: {WRITERS} writers, {READERS} readers, {secs} s, SyncMode::Always (group commit), {} MiB segments",
         SEGMENT_SIZE >> 20
     );
-    println!("store directory: {}", dir.display());
+    if keep_dir_given(&dir, &tmp) {
+        println!("store directory: {} (kept after exit)", dir.display());
+    } else {
+        println!(
+            "store directory: {} (temporary: removed at exit; --keep DIR keeps the store)",
+            dir.display()
+        );
+    }
     let store = Store::open(&dir, options()).map_err(|e| format!("open: {}", DisplayChain(&e)))?;
     let run = Run {
         stop: AtomicBool::new(false),
@@ -550,14 +578,20 @@ fn demo() -> Result<(), String> {
         oldest_pin.as_secs_f64() * 1e3,
         mb(peak_pinned_only)
     );
+    // What background compaction did during the run, then one explicit
+    // pass: each figure counts what happened, zero included.
+    let during = store.stats();
     let compaction = store
         .compact()
         .map_err(|e| format!("compact: {}", DisplayChain(&e)))?;
     println!(
-        "compaction    {} runs now, {} segments rewritten, {:.1} MB copied, longest writer pause {:.1} ms",
+        "compaction    during the run: {} runs, {:.1} MB copied; final compact(): {} runs, {} segments rewritten, {:.1} MB copied, {:.1} MB released, longest writer pause {:.1} ms",
+        during.compaction_runs,
+        mb(during.compaction_bytes_copied),
         compaction.runs,
         compaction.segments_rewritten,
         mb(compaction.bytes_copied),
+        mb(compaction.bytes_released),
         compaction.max_pause.as_secs_f64() * 1e3
     );
 

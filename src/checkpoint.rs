@@ -23,6 +23,7 @@ use crate::version::Version;
 /// What [`Store::checkpoint`](crate::Store::checkpoint) wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CheckpointReport {
     /// The LSN the checkpoint holds everything up to (its snapshot's).
     pub lsn: u64,

@@ -47,7 +47,7 @@ use crate::index_checkpoint::IndexCheckpoint;
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
 use crate::progress::{Progress, Waited};
-use crate::record::{record_len, PlannedOp, OP_HEADER_LEN};
+use crate::record::{record_len, OP_HEADER_LEN};
 use crate::sync_gate::SyncGate;
 use crate::version::{Retired, Version};
 
@@ -413,19 +413,6 @@ impl Committer {
                 },
             })
             .collect()
-    }
-
-    /// Writes one record of trusted operations, bypassing validation and the
-    /// queue, and syncs it (salvage builds a store from recovered state).
-    pub fn write_trusted(&self, ops: &[PlannedOp<'_>]) -> Result<u64> {
-        let mut retired = Retired::default();
-        let mut log = lock(&self.log);
-        let lsn = log.commit_trusted(ops)?;
-        log.dirty = false;
-        retired.push(self.publish(log.version()));
-        self.progress.acknowledge(lsn);
-        drop(log);
-        Ok(lsn)
     }
 
     /// Makes `version` the one new snapshots get, and returns the one it

@@ -47,6 +47,7 @@ use crate::version::{Retired, Version};
 /// What [`Store::compact`](crate::Store::compact) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CompactionReport {
     /// Runs of segments rewritten.
     pub runs: u64,
@@ -623,7 +624,18 @@ impl Committer {
                 None => return Ok(None),
             }
         };
-        let output = copy(&plan, &fs, &dir, segment_size, rate_limit)?;
+        let output = match copy(&plan, &fs, &dir, segment_size, rate_limit) {
+            Ok(output) => output,
+            Err(e) => {
+                trace_event!(
+                    WARN,
+                    error = %crate::error::DisplayChain(&e),
+                    segments = plan.victim_count(),
+                    "compaction copy failed; the store stays writable"
+                );
+                return Err(e);
+            }
+        };
         let mut report = CompactionReport {
             bytes_copied: output.bytes_copied,
             segments_written: u64::from(output.bytes_copied > 0),
@@ -651,11 +663,24 @@ impl Committer {
                 report.runs = 1;
                 report.segments_rewritten = plan.victim_count();
                 report.bytes_released = plan.victim_bytes();
+                trace_event!(
+                    DEBUG,
+                    segments_rewritten = report.segments_rewritten,
+                    bytes_copied = report.bytes_copied,
+                    bytes_released = report.bytes_released,
+                    pause_ms = report.max_pause.as_secs_f64() * 1e3,
+                    "compaction run"
+                );
                 Ok(Some(report))
             }
             // The run changed meanwhile (a segment was freed): try again.
             Ok(false) => Ok(Some(CompactionReport::default())),
             Err(e) => {
+                trace_event!(
+                    ERROR,
+                    error = %crate::error::DisplayChain(&e),
+                    "compaction switch failed; writes are stopped"
+                );
                 self.stop(&e);
                 Err(e)
             }

@@ -59,6 +59,15 @@
 //! without opening it (the `journal-dump` tool's library).
 //! The on-disk format is specified in `format-spec/README.md`.
 //!
+//! Features: `tokio` (async counterparts of the blocking calls), `serde`
+//! (`Serialize` on [`Stats`], [`CompactionReport`], [`CheckpointReport`]
+//! and the [`inspect`] reports), `tracing` (events, target `journalstore`,
+//! for what happens out of the caller's sight: compaction runs and
+//! failures, background sync failures, write stalls, files removed at
+//! open). All are off by default; without `tracing` no event code is
+//! compiled in, and with it and no subscriber installed an event costs one
+//! check of tracing's global level filter.
+//!
 //! Outside the semver API, hidden from these docs: `record` (the encoders
 //! and decoders), `io::SimFs` (the fault-injecting file system) and `work`
 //! (work counters). They are public for this repository's tests, fuzz
@@ -71,6 +80,19 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
+
+/// Emits a `tracing` event (target `journalstore`) with the `tracing`
+/// feature, and compiles to nothing without it. Arguments are those of
+/// `tracing::event!` after the level; a value computed only for an event
+/// must be computed inside it, so that nothing runs without the feature.
+macro_rules! trace_event {
+    ($level:ident, $($arg:tt)+) => {
+        #[cfg(feature = "tracing")]
+        {
+            ::tracing::event!(target: "journalstore", ::tracing::Level::$level, $($arg)+);
+        }
+    };
+}
 
 mod batch;
 mod checkpoint;

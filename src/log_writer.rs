@@ -368,17 +368,6 @@ impl LogWriter {
         (Ok(record.lsn), Ok(()))
     }
 
-    /// Writes one record of trusted operations on its own and syncs it
-    /// (salvage builds a store from recovered state).
-    pub fn commit_trusted(&mut self, ops: &[PlannedOp<'_>]) -> Result<u64> {
-        self.buf.clear();
-        self.buf_start = self.write_pos;
-        let lsn = self.encode_ops(ops)?;
-        self.flush()?;
-        self.sync_active()?;
-        Ok(lsn)
-    }
-
     /// Writes the encoded records to the active segment.
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.write_buffer()?;

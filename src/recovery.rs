@@ -126,12 +126,14 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
     for id in on_disk.iter().filter(|id| !listed.contains(id)) {
         let path = dir.join(crate::segment::segment_file_name(*id));
         fs.remove_file(&path)
-            .map_err(|e| Error::io("remove orphan segment", path, e))?;
+            .map_err(|e| Error::io("remove orphan segment", path.clone(), e))?;
+        trace_event!(INFO, path = %path.display(), "removed a segment file the manifest does not list (orphan) at open");
     }
     if names.iter().any(|n| n == MANIFEST_TMP_FILE) {
         let path = dir.join(MANIFEST_TMP_FILE);
         fs.remove_file(&path)
-            .map_err(|e| Error::io("remove stale manifest", path, e))?;
+            .map_err(|e| Error::io("remove stale manifest", path.clone(), e))?;
+        trace_event!(INFO, path = %path.display(), "removed the leftover of an interrupted manifest swap at open");
     }
 
     let generation =
@@ -211,7 +213,8 @@ fn create(
     for &id in on_disk {
         let path = dir.join(crate::segment::segment_file_name(id));
         fs.remove_file(&path)
-            .map_err(|e| Error::io("remove orphan segment", path, e))?;
+            .map_err(|e| Error::io("remove orphan segment", path.clone(), e))?;
+        trace_event!(INFO, path = %path.display(), "removed an empty segment file of an interrupted creation at open");
     }
     // The directory's entry in its parent must be durable before anything
     // in it can be: `open` made the levels it created durable, but the

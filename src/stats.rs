@@ -13,6 +13,7 @@ use std::time::Duration;
 /// Figures about a store, from [`Store::stats`](crate::Store::stats).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// Current manifest generation.
     pub generation: u64,

@@ -238,6 +238,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<StatusInfo> {
 /// process that died or hangs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct StatusInfo {
     /// Format version of the file (reading accepts only 1).
     pub version: u32,

@@ -90,7 +90,14 @@ impl Store {
         if let SyncMode::Interval(every) = inner.options.sync {
             // A failure stops writes (recorded by `sync`).
             start("journalstore-sync", every, None, |inner| {
-                let _ = inner.committer.sync();
+                if let Err(_e) = inner.committer.sync() {
+                    trace_event!(
+                        ERROR,
+                        error = %crate::error::DisplayChain(&_e),
+                        dir = %inner.dir.display(),
+                        "background sync failed; writes are stopped"
+                    );
+                }
             })?;
         }
         if inner.options.index_checkpoint_bytes.is_some() {
@@ -117,8 +124,27 @@ impl Store {
                 "journalstore-compact",
                 COMPACTION_CHECK,
                 Some(|inner| inner.compaction_due.swap(false, Ordering::Relaxed)),
-                |inner| {
-                    let _ = inner.compact();
+                |inner| match inner.compact() {
+                    Ok(_report) => {
+                        if _report.runs > 0 {
+                            trace_event!(
+                                DEBUG,
+                                runs = _report.runs,
+                                segments_rewritten = _report.segments_rewritten,
+                                bytes_copied = _report.bytes_copied,
+                                bytes_released = _report.bytes_released,
+                                "background compaction ran"
+                            );
+                        }
+                    }
+                    Err(_e) => {
+                        trace_event!(
+                            ERROR,
+                            error = %crate::error::DisplayChain(&_e),
+                            dir = %inner.dir.display(),
+                            "background compaction failed"
+                        );
+                    }
                 },
             )?;
         }
@@ -130,10 +156,6 @@ impl Store {
             })?;
         }
         Ok(store)
-    }
-
-    pub(crate) fn committer(&self) -> &Committer {
-        &self.inner.committer
     }
 
     /// The store's directory.
@@ -617,7 +639,23 @@ impl Inner {
         // the cap bounds the stall even if compaction cannot get under the
         // limit (segments too live to be worth rewriting). An error stopped
         // writes: the next write reports it.
-        let _ = self.compact_while(STALL_STEPS, || self.committer.over_space_limit(limit));
+        #[cfg(feature = "tracing")]
+        let stalled = self
+            .committer
+            .over_space_limit(limit)
+            .then(std::time::Instant::now);
+        let _result = self.compact_while(STALL_STEPS, || self.committer.over_space_limit(limit));
+        #[cfg(feature = "tracing")]
+        if let Some(started) = stalled {
+            trace_event!(
+                WARN,
+                limit,
+                waited_ms = started.elapsed().as_secs_f64() * 1e3,
+                still_over = self.committer.over_space_limit(limit),
+                error = _result.as_ref().err().map(|e| crate::error::DisplayChain(e).to_string()),
+                "write stall: the store was over stall_space_amplification and the writer compacted"
+            );
+        }
     }
 
     fn policy(&self) -> Policy {

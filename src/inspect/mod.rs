@@ -17,7 +17,8 @@
 //! - `verify.rs`: [`verify`], every checksum and cross-reference;
 //! - `index_checkpoint.rs`: [`decode_index_checkpoint`];
 //! - `salvage.rs`: [`Salvaged`] and [`salvage`], the intact records copied
-//!   into a new store;
+//!   into a new store, one segment file in memory at a time, with every
+//!   unread LSN range and every journal that may differ reported;
 //! - the status file's reader ([`read_status`], [`StatusInfo`]) lives with
 //!   its writer in the crate's `status` module.
 
@@ -31,7 +32,10 @@ pub use index_checkpoint::{
     decode_index_checkpoint, index_checkpoint_file_name, IndexCheckpointInfo,
 };
 pub use read_only::{open_read_only, ReadOnlyStore, SegmentLiveness};
-pub use salvage::{salvage, SalvageReport, Salvaged, SalvagedJournal};
+pub use salvage::{
+    salvage, salvage_with, LostRange, SalvageOptions, SalvageProgress, SalvageReport, Salvaged,
+    SalvagedJournal, SuspectJournal, SuspectPolicy,
+};
 pub use scan::{
     decode_manifest, manifest_path, read_manifest, segment_file_name_of, segment_files,
     segment_id_from_file_name, ManifestInfo, ManifestSegment, OpInfo, ScanItem, SegmentFile,

@@ -30,6 +30,7 @@ use crate::version::Version;
 /// Live space of one segment, as recovery computes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentLiveness {
     /// Segment id.
     pub id: u32,

@@ -41,6 +41,7 @@ pub const MANIFEST_TMP_FILE_NAME: &str = MANIFEST_TMP_FILE;
 /// A decoded manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ManifestInfo {
     /// Manifest layout version ([`MANIFEST_VERSION`](crate::record::MANIFEST_VERSION);
     /// the segment format version is in each segment's header).
@@ -58,6 +59,7 @@ pub struct ManifestInfo {
 /// One segment listed in a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ManifestSegment {
     /// Segment id.
     pub id: u32,
@@ -145,6 +147,7 @@ pub fn segment_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 /// A segment file's header fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentHeaderInfo {
     /// Format version.
     pub version: u32,
@@ -163,6 +166,7 @@ pub struct SegmentHeaderInfo {
 /// One operation of a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OpInfo {
     /// Byte offset of the op header in the file.
     pub offset: u64,
@@ -199,6 +203,7 @@ impl OpInfo {
 
 /// What a scan found at one offset of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum ScanItem {
     /// An intact record (both record checksums match).
     Record {

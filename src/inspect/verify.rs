@@ -6,9 +6,17 @@
 //! - Damage does not stop the check: segments are scanned with resync
 //!   past it, then the engine's replay ([`open_read_only`]) checks what
 //!   only a replay can see (its first error).
-//! - One problem per place (file, offset), in file and offset order; what
-//!   `Store::open` would repair silently (a torn tail, leftovers) is still
-//!   reported, marked [`Problem::repaired_at_open`].
+//! - One problem per place (file, offset), in file and offset order.
+//! - Damage is told apart from notes: what `Store::open` repairs silently
+//!   (a torn tail, leftover files) and what an open store has on disk in
+//!   the normal course (segment files of another manifest generation:
+//!   compaction output not yet listed, segments only pinned snapshots
+//!   still read) are [`VerifyReport::notes`], which do not fail the check.
+//! - Safe on a store being written: the segments read are the ones the
+//!   manifest generation read first names, and a check that found damage
+//!   is run again while the store changes under it (the manifest changed
+//!   during the run) and twice more when it did not; damage on disk does
+//!   not go away, a race does. So a healthy running store verifies clean.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +33,7 @@ use crate::recovery::check_sealed_len;
 /// One thing [`verify`] found wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Problem {
     /// The file that holds it (the store directory for a listing failure).
     pub path: PathBuf,
@@ -44,9 +53,20 @@ pub struct Problem {
 /// What [`verify`] checked and found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VerifyReport {
     /// Everything wrong, ordered by file and offset; empty if all holds.
     pub problems: Vec<Problem>,
+    /// What is not damage but does not match the manifest either: a torn
+    /// tail (open seals it off), leftover files (open removes them),
+    /// segment files of another manifest generation (on an open store:
+    /// compaction output not yet listed, or segments that only pinned
+    /// snapshots still read), pinned snapshots the `STATUS` file reports.
+    /// Each has `repaired_at_open` set when open would repair it.
+    pub notes: Vec<Problem>,
+    /// How many times the check ran: more than once when it found damage
+    /// that might have been a race with a writer (see [`verify`]).
+    pub attempts: u32,
     /// The manifest, if it decodes.
     pub manifest: Option<ManifestInfo>,
     /// Segment files read (listed and unlisted).
@@ -118,7 +138,14 @@ impl Problem {
 
 /// Checks every checksum and every cross-reference of the store in `dir`,
 /// read-only (no lock, no byte changed), and lists every problem with its
-/// file and offset.
+/// file and offset, and every note (see [`VerifyReport::notes`]).
+///
+/// On a store another process is writing, a check can see a moment that
+/// never held on disk (a record half copied into the read, a segment freed
+/// between reading the manifest and opening it). So a check that found
+/// damage runs again: up to ten times in all while the manifest keeps
+/// changing during a run, and up to three times in all when it did not
+/// change; the last run's report is returned.
 ///
 /// Checked: the manifest (magic, version, CRC, layout); that every segment
 /// it lists exists and its header is what the engine accepts, and that no
@@ -132,15 +159,30 @@ impl Problem {
 /// its indexes), and
 /// every live metadata and entry value read back through a snapshot.
 pub fn verify(dir: &Path) -> VerifyReport {
-    let mut report = VerifyReport::default();
-    let mut problems = Vec::new();
-    let files = match segment_files(dir) {
-        Ok(files) => files,
-        Err(e) => {
-            report.problems.push(Problem::from_error(e, dir));
+    let manifest_bytes = || std::fs::read(manifest_path(dir)).ok();
+    let (mut changed, mut stable) = (0, 0);
+    loop {
+        let before = manifest_bytes();
+        let mut report = verify_once(dir);
+        let after = manifest_bytes();
+        if before != after {
+            changed += 1;
+        } else {
+            stable += 1;
+        }
+        report.attempts = changed + stable;
+        if report.ok() || (before != after && changed >= 10) || (before == after && stable >= 3) {
             return report;
         }
-    };
+    }
+}
+
+/// One run of the check.
+fn verify_once(dir: &Path) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let mut problems = Vec::new();
+    // The manifest first: the segments checked are those it names, and a
+    // file a later generation added or freed is a note, not damage.
     let mpath = manifest_path(dir);
     let manifest = if mpath.exists() {
         match read_manifest(&mpath) {
@@ -157,6 +199,13 @@ pub fn verify(dir: &Path) -> VerifyReport {
             "no manifest: not a store (or the store's creation was interrupted)",
         ));
         None
+    };
+    let files = match segment_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            report.problems.push(Problem::from_error(e, dir));
+            return report;
+        }
     };
     let tmp = dir.join(MANIFEST_TMP_FILE);
     if tmp.exists() {
@@ -188,22 +237,20 @@ pub fn verify(dir: &Path) -> VerifyReport {
             let last = m.segments.last().map(|s| s.id);
             m.segment(*id).map(|s| (s.sealed_len, last == Some(*id)))
         });
-        let file = match SegmentFile::read(path) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(Problem::from_error(e, path));
-                continue;
-            }
-        };
-        report.segments += 1;
         let (sealed, active) = match (listed, &manifest) {
             (Some(listed), _) => listed,
-            (None, Some(_)) => {
-                // Dead data by definition: report the file, not its bytes.
+            (None, Some(m)) => {
+                // Dead data for this generation: report the file, not its
+                // bytes (on an open store it may be written or freed now).
                 let mut p = Problem::new(
                     path,
                     0,
-                    "segment file not listed in the manifest (a leftover; open removes it)",
+                    format!(
+                        "segment file not listed in manifest generation {} (on an open store: \
+                         compaction output not yet listed, or a segment only pinned snapshots \
+                         still read; after a crash: a leftover, which open removes)",
+                        m.generation
+                    ),
                 );
                 p.repaired_at_open = true;
                 problems.push(p);
@@ -213,6 +260,14 @@ pub fn verify(dir: &Path) -> VerifyReport {
             // every file whole.
             (None, None) => (None, false),
         };
+        let file = match SegmentFile::read(path) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(Problem::from_error(e, path));
+                continue;
+            }
+        };
+        report.segments += 1;
         if let Some(reason) = file.header_problem(*id) {
             problems.push(Problem::new(path, 0, reason));
             continue;
@@ -334,6 +389,21 @@ pub fn verify(dir: &Path) -> VerifyReport {
     let mut seen = HashSet::new();
     problems.retain(|p| seen.insert((p.path.clone(), p.offset)));
     problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
+    let (notes, problems) = problems.into_iter().partition(|p| p.repaired_at_open);
     report.problems = problems;
+    report.notes = notes;
+    if let Ok(Some(status)) = crate::status::read_status(dir) {
+        if status.open && status.pinned_snapshots > 0 {
+            report.notes.push(Problem::new(
+                dir.join(crate::status::STATUS_FILE),
+                0,
+                format!(
+                    "the process that has the store open (pid {}) reported {} pinned snapshots, \
+                     keeping {} bytes on disk only for them",
+                    status.pid, status.pinned_snapshots, status.pinned_only_bytes
+                ),
+            ));
+        }
+    }
     report
 }

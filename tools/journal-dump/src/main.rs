@@ -6,9 +6,10 @@
 //! one report (`report.rs`), printed as text (`text.rs`) or, with `--json`,
 //! as one JSON object whose shape is documented in this crate's README.
 //!
-//! Exit status: 0 when everything read was intact, 1 when damage or a read
-//! error was found (the output still shows what could be read, each problem
-//! with its file and offset), 2 for bad usage.
+//! Exit status: 0 when everything read was intact, 1 when damage, a read
+//! error or lost data was found (the output still shows what could be read,
+//! each problem with its file and offset), 2 for bad usage, 3 when the
+//! store directory, file or journal asked for does not exist.
 
 use std::io::Write;
 use std::ops::Range;
@@ -17,16 +18,24 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod progress;
 mod report;
 mod text;
 
 /// Prints and checks a journalstore store directory, read-only.
 ///
 /// Never takes the store's lock and never writes to it: safe on a store
-/// that another process has open. Exit status 0 when everything read was
-/// intact, 1 when damage or a read error was found, 2 for bad usage.
+/// that another process has open (`salvage` and `import` write only to a
+/// new directory). Data goes to stdout; messages about the run (a missing
+/// directory, bad usage, progress) to stderr.
 #[derive(Parser, Debug)]
-#[command(name = "journal-dump", version, about, long_about)]
+#[command(
+    name = "journal-dump",
+    version,
+    about,
+    long_about,
+    after_help = "Exit status:\n  0  everything read was intact\n  1  damage, a read error or lost data was found (the output still shows what could be read)\n  2  bad usage\n  3  not found: the store directory, file or journal does not exist"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,9 +88,13 @@ enum Command {
         /// The id is given as hex digits (for ids that are not UTF-8).
         #[arg(long)]
         hex_id: bool,
-        /// Print values as hex.
+        /// Print values as hex (in text: as a hexdump).
         #[arg(long, conflicts_with = "utf8")]
         hex: bool,
+        /// Print long values whole (text only; JSON always holds them
+        /// whole): otherwise cut after 128 bytes.
+        #[arg(long)]
+        full: bool,
         /// Print values as UTF-8 text (invalid bytes become U+FFFD).
         #[arg(long)]
         utf8: bool,
@@ -99,6 +112,48 @@ enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Every journal with its bounds, entries, entry bytes and metadata
+    /// size, ascending by id (or the largest ones with `--top`).
+    Journals {
+        /// The store directory.
+        dir: PathBuf,
+        /// Only journals whose id starts with this (text, or hex with
+        /// `--hex-id`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The prefix is given as hex digits.
+        #[arg(long)]
+        hex_id: bool,
+        /// Only the N largest journals, by `--by`.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
+        /// What `--top` ranks by.
+        #[arg(long, value_enum, default_value = "bytes")]
+        by: ByArg,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Writes every journal (bounds, metadata, entries) to FILE as JSON
+    /// lines, one batch a line, which `import` loads into a store of any
+    /// format version (`-` for stdout).
+    Export {
+        /// The store directory (read only).
+        dir: PathBuf,
+        /// The export file to create (must not exist), or `-`.
+        file: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Loads an `export` file (`-` for stdin) into a new store in DIR
+    /// through the public Store API, with one sync at the end.
+    Import {
+        /// The export file, or `-`.
+        file: PathBuf,
+        /// A new directory for the store (must not hold a store).
+        dir: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Copies every intact batch into a new store in OUT, reporting the
     /// damaged ones; DIR is not changed.
     Salvage {
@@ -106,9 +161,34 @@ enum Command {
         dir: PathBuf,
         /// A new directory for the salvaged store (must not hold a store).
         out_dir: PathBuf,
+        /// What to do with a journal whose salvaged state may differ from
+        /// its last good state (touched by a lost batch, depending on one,
+        /// or with entries or metadata that could not be read): `keep` it
+        /// as salvaged, or `drop` it from the new store. Either way it is
+        /// named in the report and the exit status is 1.
+        #[arg(long, value_enum, default_value = "keep")]
+        suspect: SuspectArg,
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+/// `journals --by`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum ByArg {
+    /// The sum of the entries' lengths.
+    Bytes,
+    /// The number of entries.
+    Entries,
+}
+
+/// `salvage --suspect`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum SuspectArg {
+    /// Copy suspect journals as salvaged.
+    Keep,
+    /// Leave suspect journals out of the new store.
+    Drop,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -118,8 +198,19 @@ struct OutputArgs {
     json: bool,
 }
 
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone)]
 struct ScanArgs {
+    /// Only records with an operation on this journal, and only those
+    /// operations (text, or hex with `--journal-hex`). Every record is
+    /// still checked.
+    #[arg(long, value_name = "ID")]
+    journal: Option<String>,
+    /// The `--journal` id is given as hex digits.
+    #[arg(long)]
+    journal_hex: bool,
+    /// Only records with an LSN in `A..B` (also `A..`, `..B`, `A`).
+    #[arg(long, value_name = "RANGE", value_parser = parse_range)]
+    lsn: Option<Range<u64>>,
     /// Start at the first valid record at or after this byte offset (rounded
     /// up to a multiple of 8; at least 64, the end of the segment header).
     #[arg(long, value_name = "OFFSET")]
@@ -168,16 +259,108 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// The record filter of `segments` and `segment`; `None` (after a message
+/// on stderr) for a bad `--journal-hex` id.
+fn scan_filter(scan: &ScanArgs) -> Option<report::Filter> {
+    let journal = match &scan.journal {
+        Some(j) if scan.journal_hex => match parse_hex(j) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                eprintln!("journal-dump: --journal: {e}");
+                return None;
+            }
+        },
+        Some(j) => Some(j.clone().into_bytes()),
+        None => None,
+    };
+    Some(report::Filter {
+        journal,
+        lsns: scan.lsn.clone().unwrap_or(0..u64::MAX),
+    })
+}
+
+/// Exit status for a path that does not exist.
+const NOT_FOUND: u8 = 3;
+
+/// The path a command reads, which must exist.
+fn input_path(command: &Command) -> Option<&std::path::Path> {
+    Some(match command {
+        Command::Summary { dir, .. }
+        | Command::Segments { dir, .. }
+        | Command::Journal { dir, .. }
+        | Command::Verify { dir, .. }
+        | Command::Journals { dir, .. }
+        | Command::Export { dir, .. }
+        | Command::Salvage { dir, .. } => dir,
+        Command::Segment { file, .. } => file,
+        Command::Manifest { path, .. } => path,
+        Command::Import { file, .. } if file.as_os_str() != "-" => file,
+        Command::Import { .. } => return None,
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything is printed: a mistyped path is not a damaged store.
+    if let Some(path) = input_path(&cli.command) {
+        if std::fs::symlink_metadata(path).is_err() {
+            eprintln!(
+                "journal-dump: {}: no such file or directory",
+                path.display()
+            );
+            return ExitCode::from(NOT_FOUND);
+        }
+    }
+    let mut text_opts = text::TextOptions::default();
     let (report, json) = match cli.command {
+        Command::Journals {
+            dir,
+            prefix,
+            hex_id,
+            top,
+            by,
+            out,
+        } => {
+            let prefix = match prefix {
+                Some(p) if hex_id => match parse_hex(&p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("journal-dump: --prefix: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                Some(p) => Some(p.into_bytes()),
+                None => None,
+            };
+            let by = match by {
+                ByArg::Bytes => report::TopBy::Bytes,
+                ByArg::Entries => report::TopBy::Entries,
+            };
+            (
+                report::journals(&dir, prefix.as_deref(), top.map(|n| (n, by))),
+                out.json,
+            )
+        }
+        Command::Export { dir, file, out } => (report::export(&dir, &file), out.json),
+        Command::Import { file, dir, out } => (report::import(&file, &dir), out.json),
         Command::Summary { dir, out } => (report::summary(&dir), out.json),
-        Command::Segments { dir, scan, out } => (
-            report::segments_of_dir(&dir, scan.from, scan.limit),
-            out.json,
-        ),
+        Command::Segments { dir, scan, out } => {
+            let Some(filter) = scan_filter(&scan) else {
+                return ExitCode::from(2);
+            };
+            (
+                report::segments_of_dir(&dir, scan.from, scan.limit, &filter),
+                out.json,
+            )
+        }
         Command::Segment { file, scan, out } => {
-            (report::segment_file(&file, scan.from, scan.limit), out.json)
+            let Some(filter) = scan_filter(&scan) else {
+                return ExitCode::from(2);
+            };
+            (
+                report::segment_file(&file, scan.from, scan.limit, &filter),
+                out.json,
+            )
         }
         Command::Manifest { path, out } => (report::manifest(&path), out.json),
         Command::Journal {
@@ -186,9 +369,11 @@ fn main() -> ExitCode {
             hex_id,
             hex,
             utf8,
+            full,
             range,
             out,
         } => {
+            text_opts.full = full;
             let id = if hex_id {
                 match parse_hex(&id) {
                     Ok(id) => id,
@@ -211,13 +396,44 @@ fn main() -> ExitCode {
             )
         }
         Command::Verify { dir, out } => (report::verify(&dir), out.json),
-        Command::Salvage { dir, out_dir, out } => (report::salvage(&dir, &out_dir), out.json),
+        Command::Salvage {
+            dir,
+            out_dir,
+            suspect,
+            out,
+        } => {
+            let policy = match suspect {
+                SuspectArg::Keep => journalstore::inspect::SuspectPolicy::Keep,
+                SuspectArg::Drop => journalstore::inspect::SuspectPolicy::Drop,
+            };
+            let mut bar = progress::Bar::new();
+            let report = report::salvage(&dir, &out_dir, policy, &mut |p| bar.update(p));
+            bar.finish();
+            (report, out.json)
+        }
     };
     let code = if report.ok() {
         ExitCode::SUCCESS
+    } else if report.not_found() {
+        ExitCode::from(NOT_FOUND)
     } else {
         ExitCode::from(1)
     };
+    // `export -` writes the data itself to stdout: the report goes to
+    // stderr then.
+    let report_to_stderr =
+        matches!(&report, report::Report::Transfer(t) if t.command == "export" && t.file == "-");
+    if report_to_stderr {
+        let mut w = std::io::stderr().lock();
+        let _ = if json {
+            serde_json::to_writer_pretty(&mut w, &report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(w))
+        } else {
+            text::render(&mut w, &report, text_opts)
+        };
+        return code;
+    }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     let written = if json {
@@ -225,7 +441,7 @@ fn main() -> ExitCode {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(w))
     } else {
-        text::render(&mut w, &report)
+        text::render(&mut w, &report, text_opts)
     }
     .and_then(|()| w.flush());
     match written {

@@ -33,7 +33,7 @@ impl Id {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// One thing found wrong, with its place.
@@ -109,6 +109,8 @@ pub enum Report {
     Journal(JournalOut),
     Verify(Verify),
     Salvage(Salvage),
+    Journals(Journals),
+    Transfer(Transfer),
 }
 
 impl Report {
@@ -120,7 +122,15 @@ impl Report {
             Report::Journal(r) => r.ok,
             Report::Verify(r) => r.ok,
             Report::Salvage(r) => r.ok,
+            Report::Journals(r) => r.ok,
+            Report::Transfer(r) => r.ok,
         }
+    }
+
+    /// Whether the command failed only because what it was asked for does
+    /// not exist (exit status 3): the journal of `journal`.
+    pub fn not_found(&self) -> bool {
+        matches!(self, Report::Journal(r) if !r.found && r.problems.len() == 1)
     }
 }
 
@@ -451,7 +461,7 @@ pub fn summary(dir: &Path) -> Report {
                         if let Some(j) = s.journal(&id) {
                             r.entries += j.entries.len() as u64;
                             r.entry_bytes += j.entries.iter().map(|e| e.len() as u64).sum::<u64>();
-                            r.metadata_bytes += j.metadata.map_or(0, |m| m.len() as u64);
+                            r.metadata_bytes += j.metadata.as_ref().map_or(0, |m| m.len() as u64);
                         }
                     }
                 }
@@ -610,7 +620,27 @@ impl OpOut {
     }
 }
 
+/// Which records `segments` and `segment` show: those with an LSN in
+/// `lsns` and, with `journal`, an operation on that journal (then only
+/// those operations are shown). Damaged places and the end of the data are
+/// always shown, and every record is still checked.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub journal: Option<Vec<u8>>,
+    pub lsns: Range<u64>,
+}
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter {
+            journal: None,
+            lsns: 0..u64::MAX,
+        }
+    }
+}
+
 /// Reads and scans one segment file; problems go to `problems`.
+#[allow(clippy::too_many_arguments)]
 fn segment_out(
     path: &Path,
     id: Option<u32>,
@@ -618,6 +648,7 @@ fn segment_out(
     sealed_len: Option<u64>,
     from: Option<u64>,
     limit: Option<usize>,
+    filter: &Filter,
     problems: &mut Vec<ProblemOut>,
 ) -> SegmentOut {
     let mut out = SegmentOut {
@@ -673,8 +704,20 @@ fn segment_out(
         if i == 0 && out.scan_from > 64 && matches!(item, ScanItem::Damaged { .. }) {
             continue;
         }
+        let shown = match &item {
+            ScanItem::Record { lsn, ops, .. } => {
+                filter.lsns.contains(lsn)
+                    && filter
+                        .journal
+                        .as_ref()
+                        .is_none_or(|j| ops.iter().any(|op| &op.journal == j))
+            }
+            _ => true,
+        };
         if matches!(item, ScanItem::End { .. }) {
             // Always shown: where the data ends.
+        } else if !shown {
+            // Still checked below, not listed.
         } else if limit.is_some_and(|n| out.items.len() >= n) {
             out.truncated = true;
             continue;
@@ -716,6 +759,13 @@ fn segment_out(
                 let intact = op_error.is_none()
                     && ops.len() as u64 == u64::from(op_count)
                     && ops.iter().all(|op| op.value_crc_ok);
+                if !shown {
+                    continue;
+                }
+                let ops: Vec<OpInfo> = match &filter.journal {
+                    Some(j) => ops.into_iter().filter(|op| &op.journal == j).collect(),
+                    None => ops,
+                };
                 ItemOut::Record {
                     offset,
                     kind: "batch",
@@ -784,7 +834,12 @@ fn segment_out(
     out
 }
 
-pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+pub fn segments_of_dir(
+    dir: &Path,
+    from: Option<u64>,
+    limit: Option<usize>,
+    filter: &Filter,
+) -> Report {
     let mut problems = Vec::new();
     let mut segments = Vec::new();
     let manifest = match inspect::read_manifest(&inspect::manifest_path(dir)) {
@@ -832,6 +887,7 @@ pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> R
             sealed,
             from,
             limit,
+            filter,
             &mut problems,
         ));
     }
@@ -843,7 +899,12 @@ pub fn segments_of_dir(dir: &Path, from: Option<u64>, limit: Option<usize>) -> R
     })
 }
 
-pub fn segment_file(path: &Path, from: Option<u64>, limit: Option<usize>) -> Report {
+pub fn segment_file(
+    path: &Path,
+    from: Option<u64>,
+    limit: Option<usize>,
+    filter: &Filter,
+) -> Report {
     let mut problems = Vec::new();
     let name = path.file_name().and_then(|n| n.to_str());
     let id = name.and_then(inspect::segment_id_from_file_name);
@@ -864,7 +925,7 @@ pub fn segment_file(path: &Path, from: Option<u64>, limit: Option<usize>) -> Rep
         (Some(id), Some(m)) if m.segment(id).is_some() => state_of(Some(m), id),
         _ => ("file", None),
     };
-    let segment = segment_out(path, id, state, sealed, from, limit, &mut problems);
+    let segment = segment_out(path, id, state, sealed, from, limit, filter, &mut problems);
     Report::Segments(Segments {
         command: "segment",
         ok: problems.is_empty(),
@@ -1047,6 +1108,9 @@ pub struct JournalOut {
     pub range_start: u64,
     pub range_end: u64,
     pub entries: Vec<EntryOut>,
+    /// Text only: `--hex` asks for hexdumps.
+    #[serde(skip)]
+    pub hexdump: bool,
 }
 
 pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> Report {
@@ -1066,6 +1130,7 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
         range_start: range.start,
         range_end: range.end,
         entries: Vec::new(),
+        hexdump: encoding == Encoding::Hex,
     };
     match inspect::open_read_only(dir) {
         Ok(store) => {
@@ -1114,7 +1179,12 @@ pub fn journal(dir: &Path, id: &[u8], encoding: Encoding, range: Range<u64>) -> 
                         r.first_index = Some(j.first);
                         r.end_index = Some(j.end);
                         r.len = Some(j.end - j.first);
-                        r.metadata = j.metadata.map(|m| ValueOut::new(m, encoding));
+                        r.metadata = j.metadata.as_deref().map(|m| ValueOut::new(m, encoding));
+                        if j.metadata_lost {
+                            let reason = "the metadata value fails its checksum".to_owned();
+                            r.metadata_error = Some(reason.clone());
+                            r.problems.push(ProblemOut::new(dir, 0, reason));
+                        }
                         for (i, bytes) in j.entries.iter().enumerate() {
                             let index = j.first + i as u64;
                             if range.contains(&index) {
@@ -1165,6 +1235,11 @@ pub struct Verify {
     pub ops: u64,
     pub journals: u64,
     pub values: u64,
+    /// Not damage: torn tail, leftovers, segments of another manifest
+    /// generation, pinned snapshots (Problem shape).
+    pub notes: Vec<ProblemOut>,
+    /// Runs of the check (more than one when damage was checked again).
+    pub attempts: u32,
 }
 
 pub fn verify(dir: &Path) -> Report {
@@ -1180,6 +1255,8 @@ pub fn verify(dir: &Path) -> Report {
         ops: v.ops,
         journals: v.journals,
         values: v.values,
+        notes: v.notes.iter().map(ProblemOut::from_problem).collect(),
+        attempts: v.attempts,
     })
 }
 
@@ -1196,12 +1273,24 @@ pub struct Salvage {
     pub out: String,
     /// Whether a store was written to `out`.
     pub written: bool,
+    /// "keep" or "drop": what was done with suspect journals.
+    pub suspect_policy: &'static str,
     pub records: u64,
     pub journals: u64,
     pub entries: u64,
+    /// Why the manifest could not be used (every file was read whole).
+    pub manifest_error: Option<String>,
     pub torn: Vec<Place>,
     pub unlisted: Vec<String>,
+    /// Listed segment files that are missing or unreadable.
+    pub missing: Vec<String>,
     pub lost: Vec<Lost>,
+    /// Every place that could not be read, with the LSNs it may have held.
+    pub lost_ranges: Vec<LostRangeOut>,
+    /// Some lost batch's journals are unknown: any journal may differ.
+    pub all_suspect: bool,
+    /// Journals whose salvaged state may differ from the last good state.
+    pub suspect: Vec<SuspectOut>,
 }
 
 #[derive(Serialize, Debug)]
@@ -1215,6 +1304,28 @@ pub struct Lost {
     pub journal: Id,
     pub from_index: u64,
     pub count: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LostRangeOut {
+    pub file: String,
+    /// Null for a whole file (missing, unreadable header).
+    pub offset: Option<u64>,
+    pub reason: String,
+    /// Inclusive bounds of the LSNs the lost bytes may hold; null when
+    /// nothing bounds them on that side.
+    pub first_lsn: Option<u64>,
+    pub last_lsn: Option<u64>,
+    /// The journals the lost batch touched, null when unknown.
+    pub journals: Option<Vec<Id>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SuspectOut {
+    pub journal: Id,
+    pub reasons: Vec<String>,
+    /// Left out of the new store (`--suspect drop`).
+    pub dropped: bool,
 }
 
 /// Whether `inner` is `outer` or inside it (both canonicalized as far as
@@ -1242,7 +1353,12 @@ fn is_within(inner: &Path, outer: &Path) -> bool {
     full.starts_with(outer)
 }
 
-pub fn salvage(dir: &Path, out: &Path) -> Report {
+pub fn salvage(
+    dir: &Path,
+    out: &Path,
+    policy: inspect::SuspectPolicy,
+    progress: &mut dyn FnMut(inspect::SalvageProgress),
+) -> Report {
     let mut r = Salvage {
         command: "salvage",
         ok: false,
@@ -1250,12 +1366,21 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
         dir: dir.display().to_string(),
         out: out.display().to_string(),
         written: false,
+        suspect_policy: match policy {
+            inspect::SuspectPolicy::Drop => "drop",
+            _ => "keep",
+        },
         records: 0,
         journals: 0,
         entries: 0,
+        manifest_error: None,
         torn: Vec::new(),
         unlisted: Vec::new(),
+        missing: Vec::new(),
         lost: Vec::new(),
+        lost_ranges: Vec::new(),
+        all_suspect: false,
+        suspect: Vec::new(),
     };
     if !dir.is_dir() {
         r.problems.push(ProblemOut::new(
@@ -1273,17 +1398,32 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
         ));
         return Report::Salvage(r);
     }
-    match inspect::salvage(dir, out) {
+    let mut options = inspect::SalvageOptions::default();
+    options.suspect = policy;
+    match inspect::salvage_with(dir, out, options, progress) {
         Ok(s) => {
             r.written = true;
             r.records = s.records;
             r.journals = s.journals;
             r.entries = s.entries;
-            r.problems = s
-                .damaged
-                .iter()
-                .map(|(path, offset, reason)| ProblemOut::new(path, *offset, reason.clone()))
-                .collect();
+            r.manifest_error = s.manifest_error.clone();
+            if let Some(e) = &s.manifest_error {
+                r.problems.push(ProblemOut::new(
+                    &inspect::manifest_path(dir),
+                    0,
+                    format!("manifest unusable ({e}): every segment file was read whole"),
+                ));
+            }
+            r.problems.extend(
+                s.damaged
+                    .iter()
+                    .map(|(path, offset, reason)| ProblemOut::new(path, *offset, reason.clone())),
+            );
+            r.problems.extend(
+                s.missing
+                    .iter()
+                    .map(|path| ProblemOut::new(path, 0, "segment file missing or unreadable")),
+            );
             r.torn = s
                 .torn
                 .iter()
@@ -1293,6 +1433,7 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
                 })
                 .collect();
             r.unlisted = s.unlisted.iter().map(|p| p.display().to_string()).collect();
+            r.missing = s.missing.iter().map(|p| p.display().to_string()).collect();
             r.lost = s
                 .lost
                 .iter()
@@ -1302,7 +1443,32 @@ pub fn salvage(dir: &Path, out: &Path) -> Report {
                     count: *count,
                 })
                 .collect();
-            r.ok = r.problems.is_empty() && r.lost.is_empty();
+            r.lost_ranges = s
+                .lost_ranges
+                .iter()
+                .map(|l| LostRangeOut {
+                    file: l.path.display().to_string(),
+                    offset: l.offset,
+                    reason: l.reason.clone(),
+                    first_lsn: l.first_lsn,
+                    last_lsn: l.last_lsn,
+                    journals: l
+                        .journals
+                        .as_ref()
+                        .map(|ids| ids.iter().map(|id| Id::new(id)).collect()),
+                })
+                .collect();
+            r.all_suspect = s.all_suspect;
+            r.suspect = s
+                .suspect
+                .iter()
+                .map(|j| SuspectOut {
+                    journal: Id::new(&j.id),
+                    reasons: j.reasons.clone(),
+                    dropped: j.dropped,
+                })
+                .collect();
+            r.ok = s.ok();
         }
         Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
     }
@@ -1338,4 +1504,345 @@ mod tests {
             assert_eq!(p.reason.matches(&layer).count(), 1, "{layer:?} in {p:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// journals
+
+#[derive(Serialize, Debug)]
+pub struct Journals {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub prefix: Option<Id>,
+    /// "id" (all, ascending by id), "bytes" or "entries" (`--top N`, the
+    /// N largest, descending; ties by id).
+    pub order: &'static str,
+    /// Journals matching the prefix (before `--top`).
+    pub matched: u64,
+    pub journals: Vec<JournalRow>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct JournalRow {
+    pub id: Id,
+    pub first_index: u64,
+    pub end_index: u64,
+    pub entries: u64,
+    /// Sum of the entries' lengths.
+    pub entry_bytes: u64,
+    /// Length of the metadata value; null when there is none.
+    pub metadata_bytes: Option<u64>,
+}
+
+/// What `journals --top N` ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopBy {
+    Bytes,
+    Entries,
+}
+
+pub fn journals(dir: &Path, prefix: Option<&[u8]>, top: Option<(usize, TopBy)>) -> Report {
+    let mut r = Journals {
+        command: "journals",
+        ok: true,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        prefix: prefix.map(Id::new),
+        order: match top {
+            None => "id",
+            Some((_, TopBy::Bytes)) => "bytes",
+            Some((_, TopBy::Entries)) => "entries",
+        },
+        matched: 0,
+        journals: Vec::new(),
+    };
+    match inspect::open_read_only(dir) {
+        Ok(store) => {
+            let snap = &store.snapshot;
+            for id in snap.journal_ids_with_prefix(prefix.unwrap_or(&[])) {
+                let Some(j) = snap.journal(id) else { continue };
+                let metadata_bytes = match j.metadata() {
+                    Ok(m) => m.map(|m| m.len() as u64),
+                    Err(e) => {
+                        r.problems.push(ProblemOut::from_error(&e, dir));
+                        None
+                    }
+                };
+                r.journals.push(JournalRow {
+                    id: Id::new(id),
+                    first_index: j.first_index(),
+                    end_index: j.end_index(),
+                    entries: j.len(),
+                    entry_bytes: j.entry_bytes(),
+                    metadata_bytes,
+                });
+            }
+        }
+        Err(e) => r.problems.push(ProblemOut::from_error(&e, dir)),
+    }
+    r.matched = r.journals.len() as u64;
+    if let Some((n, by)) = top {
+        let key = |j: &JournalRow| match by {
+            TopBy::Bytes => j.entry_bytes,
+            TopBy::Entries => j.entries,
+        };
+        // Stable: equal keys keep id order.
+        r.journals.sort_by_key(|j| std::cmp::Reverse(key(j)));
+        r.journals.truncate(n);
+    }
+    r.ok = r.problems.is_empty();
+    Report::Journals(r)
+}
+
+// ---------------------------------------------------------------------------
+// export and import
+
+/// One line of an export file: a JSON object. The first line is a header
+/// (`{"format": "journal-dump-export", "version": 1, ...}`); every other
+/// line is one batch re-creating one journal, or a part of it:
+/// `{"journal": HEX, "first": u64, "metadata": HEX|null, "entries": [HEX]}`
+/// for the first line of a journal (it creates the journal empty at
+/// `first`, then appends `entries` and sets `metadata`), and
+/// `{"journal": HEX, "entries": [HEX]}` for a continuation. Values are
+/// lower-case hex. The file names no format version of the store: it is
+/// what the public API reads, so it loads into a store of any version.
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct ExportLine {
+    pub journal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    /// Present (possibly null) on a journal's first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Option<String>>,
+    pub entries: Vec<String>,
+}
+
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct ExportHeader {
+    pub format: String,
+    pub version: u32,
+    pub lsn: u64,
+    pub journals: u64,
+}
+
+pub const EXPORT_FORMAT: &str = "journal-dump-export";
+
+/// Most bytes of entries on one export line (and so in one imported batch).
+const EXPORT_LINE_BYTES: u64 = 1 << 20;
+
+#[derive(Serialize, Debug)]
+pub struct Transfer {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    pub file: String,
+    /// Lines (batches) written or read, the header excluded.
+    pub batches: u64,
+    pub journals: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+pub fn export(dir: &Path, file: &Path) -> Report {
+    use std::io::Write as _;
+    let mut r = Transfer {
+        command: "export",
+        ok: false,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        file: file.display().to_string(),
+        batches: 0,
+        journals: 0,
+        entries: 0,
+        bytes: 0,
+    };
+    let store = match inspect::open_read_only(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            return Report::Transfer(r);
+        }
+    };
+    let result = (|| -> Result<(), String> {
+        let to_stdout = file.as_os_str() == "-";
+        let sink: Box<dyn std::io::Write> = if to_stdout {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(file)
+                    .map_err(|e| format!("create {}: {e}", file.display()))?,
+            )
+        };
+        let mut w = std::io::BufWriter::new(sink);
+        let snap = &store.snapshot;
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            version: 1,
+            lsn: snap.lsn(),
+            journals: snap.journal_count() as u64,
+        };
+        let io = |e: std::io::Error| format!("write {}: {e}", file.display());
+        serde_json::to_writer(&mut w, &header).map_err(|e| e.to_string())?;
+        writeln!(w).map_err(io)?;
+        for id in snap.journal_ids() {
+            let Some(j) = snap.journal(id) else { continue };
+            let metadata = j
+                .metadata()
+                .map_err(|e| DisplayChain(&e).to_string())?
+                .map(hex);
+            let mut line = ExportLine {
+                journal: hex(id),
+                first: Some(j.first_index()),
+                metadata: Some(metadata),
+                entries: Vec::new(),
+            };
+            let mut bytes = 0;
+            r.journals += 1;
+            for item in j.entries(..) {
+                let (_, value) = item.map_err(|e| DisplayChain(&e).to_string())?;
+                if bytes + value.len() as u64 > EXPORT_LINE_BYTES && !line.entries.is_empty() {
+                    serde_json::to_writer(&mut w, &line).map_err(|e| e.to_string())?;
+                    writeln!(w).map_err(io)?;
+                    r.batches += 1;
+                    line = ExportLine {
+                        journal: hex(id),
+                        first: None,
+                        metadata: None,
+                        entries: Vec::new(),
+                    };
+                    bytes = 0;
+                }
+                bytes += value.len() as u64;
+                r.entries += 1;
+                r.bytes += value.len() as u64;
+                line.entries.push(hex(value));
+            }
+            serde_json::to_writer(&mut w, &line).map_err(|e| e.to_string())?;
+            writeln!(w).map_err(io)?;
+            r.batches += 1;
+        }
+        w.flush().map_err(io)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        r.problems.push(ProblemOut::new(file, 0, e));
+    }
+    r.ok = r.problems.is_empty();
+    Report::Transfer(r)
+}
+
+/// Loads an export file into a new store in `dir` through the public
+/// `Store` API: one batch per line, one sync at the end.
+pub fn import(file: &Path, dir: &Path) -> Report {
+    use std::io::BufRead as _;
+    let mut r = Transfer {
+        command: "import",
+        ok: false,
+        problems: Vec::new(),
+        dir: dir.display().to_string(),
+        file: file.display().to_string(),
+        batches: 0,
+        journals: 0,
+        entries: 0,
+        bytes: 0,
+    };
+    if inspect::manifest_path(dir).exists() {
+        r.problems.push(ProblemOut::new(
+            dir,
+            0,
+            "already holds a store; import writes only to a new one",
+        ));
+        return Report::Transfer(r);
+    }
+    let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                r.problems
+                    .push(ProblemOut::new(file, 0, format!("open: {e}")));
+                return Report::Transfer(r);
+            }
+        }
+    };
+    let options = journalstore::Options {
+        sync: journalstore::SyncMode::Never,
+        ..journalstore::Options::default()
+    };
+    let store = match journalstore::Store::open(dir, options) {
+        Ok(s) => s,
+        Err(e) => {
+            r.problems.push(ProblemOut::from_error(&e, dir));
+            return Report::Transfer(r);
+        }
+    };
+    let mut lines = input.lines();
+    let result = (|| -> Result<(), (u64, String)> {
+        let header = lines
+            .next()
+            .ok_or((1, "empty file".to_owned()))?
+            .map_err(|e| (1, e.to_string()))?;
+        let header: ExportHeader =
+            serde_json::from_str(&header).map_err(|e| (1, format!("bad header: {e}")))?;
+        if header.format != EXPORT_FORMAT || header.version != 1 {
+            return Err((
+                1,
+                format!(
+                    "not a {EXPORT_FORMAT} file of version 1 (format {:?}, version {})",
+                    header.format, header.version
+                ),
+            ));
+        }
+        let unhex =
+            |n: u64, s: &str| hex::decode(s).map_err(|e| (n, format!("bad hex {s:?}: {e}")));
+        for (i, line) in lines.by_ref().enumerate() {
+            let n = i as u64 + 2;
+            let line = line.map_err(|e| (n, e.to_string()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: ExportLine =
+                serde_json::from_str(&line).map_err(|e| (n, format!("bad line: {e}")))?;
+            let id = unhex(n, &line.journal)?;
+            let mut batch = journalstore::WriteBatch::new();
+            if let Some(first) = line.first {
+                // Creates the journal, empty, at `first`.
+                batch.trim_prefix(&id, first);
+                r.journals += 1;
+            }
+            let mut values = Vec::with_capacity(line.entries.len());
+            for e in &line.entries {
+                values.push(unhex(n, e)?);
+            }
+            for v in &values {
+                batch.append(&id, v);
+                r.entries += 1;
+                r.bytes += v.len() as u64;
+            }
+            if let Some(Some(m)) = &line.metadata {
+                batch.set_metadata(&id, &unhex(n, m)?);
+            }
+            store
+                .write_with(&batch, journalstore::WriteOptions { sync: false })
+                .map_err(|e| (n, DisplayChain(&e).to_string()))?;
+            r.batches += 1;
+        }
+        Ok(())
+    })();
+    if let Err((line, e)) = result {
+        r.problems
+            .push(ProblemOut::new(file, 0, format!("line {line}: {e}")));
+    }
+    if let Err(e) = store.sync().and_then(|()| store.close()) {
+        r.problems.push(ProblemOut::from_error(&e, dir));
+    }
+    r.ok = r.problems.is_empty();
+    Report::Transfer(r)
 }

@@ -9,18 +9,30 @@ use std::io::{self, Write};
 use journalstore::DisplayId;
 
 use crate::report::{
-    Id, ItemOut, JournalOut, Manifests, ProblemOut, Report, Salvage, SegmentOut, Segments,
-    StatusOut, Summary, ValueOut, Verify,
+    Id, ItemOut, JournalOut, Journals, Manifests, ProblemOut, Report, Salvage, SegmentOut,
+    Segments, StatusOut, Summary, Transfer, ValueOut, Verify,
 };
 
-pub fn render(w: &mut dyn Write, report: &Report) -> io::Result<()> {
+/// How values are shown in text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOptions {
+    /// Show long values whole (else cut at [`SHOWN_BYTES`]).
+    pub full: bool,
+}
+
+/// Bytes of a value shown in text without `--full`.
+pub const SHOWN_BYTES: usize = 128;
+
+pub fn render(w: &mut dyn Write, report: &Report, opts: TextOptions) -> io::Result<()> {
     match report {
         Report::Summary(r) => summary(w, r),
         Report::Segments(r) => segments(w, r),
         Report::Manifest(r) => manifests(w, r),
-        Report::Journal(r) => journal(w, r),
+        Report::Journal(r) => journal(w, r, opts),
         Report::Verify(r) => verify(w, r),
         Report::Salvage(r) => salvage(w, r),
+        Report::Journals(r) => journals(w, r),
+        Report::Transfer(r) => transfer(w, r),
     }
 }
 
@@ -36,15 +48,74 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "?".to_owned(), |v| v.to_string())
 }
 
-fn value(v: &ValueOut) -> String {
-    match v.encoding {
-        "utf8" => format!("{:?}", v.value),
-        _ => format!("0x{}", v.value),
+/// A value on one line, cut after [`SHOWN_BYTES`] bytes unless `full`.
+fn value_cut(v: &ValueOut, full: bool) -> String {
+    let cut = |s: &str, max: usize| -> (String, bool) {
+        if full || s.len() <= max {
+            return (s.to_owned(), false);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s[..end].to_owned(), true)
+    };
+    let (shown, more) = match v.encoding {
+        "utf8" => {
+            let (t, more) = cut(&v.value, SHOWN_BYTES);
+            (format!("{t:?}"), more)
+        }
+        _ => {
+            let (t, more) = cut(&v.value, SHOWN_BYTES * 2);
+            (format!("0x{t}"), more)
+        }
+    };
+    if more {
+        format!("{shown}... (cut; --full shows all)")
+    } else {
+        shown
     }
 }
 
+/// A hex value as a hexdump (offset, bytes, printable text), indented;
+/// cut after [`SHOWN_BYTES`] bytes unless `full`.
+fn hexdump(v: &ValueOut, full: bool) -> String {
+    let bytes = hex::decode(&v.value).unwrap_or_default();
+    let shown = if full {
+        &bytes[..]
+    } else {
+        &bytes[..bytes.len().min(SHOWN_BYTES)]
+    };
+    let cfg = pretty_hex::HexConfig {
+        title: false,
+        width: 16,
+        group: 8,
+        ..pretty_hex::HexConfig::default()
+    };
+    let mut out = String::new();
+    for line in pretty_hex::config_hex(&shown, cfg).lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if shown.len() < bytes.len() {
+        out.push_str(&format!(
+            "    ... {} more bytes (--full shows all)\n",
+            bytes.len() - shown.len()
+        ));
+    }
+    out
+}
+
+/// `FILE @ OFFSET`, or only `FILE` for a problem with no place in a file:
+/// offset 0 of a path that is not a regular file (a directory, a file
+/// that is missing).
 fn problem_line(p: &ProblemOut) -> String {
-    let mut s = format!("{} @ {}", p.file, p.offset);
+    let mut s = if p.offset == 0 && !std::path::Path::new(&p.file).is_file() {
+        p.file.clone()
+    } else {
+        format!("{} @ {}", p.file, p.offset)
+    };
     if let Some(j) = &p.journal {
         s += &format!(" [journal {}]", id(j));
     }
@@ -351,7 +422,14 @@ fn manifests(w: &mut dyn Write, r: &Manifests) -> io::Result<()> {
     problems(w, &r.problems)
 }
 
-fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
+fn journal(w: &mut dyn Write, r: &JournalOut, opts: TextOptions) -> io::Result<()> {
+    let show = |v: &ValueOut| -> String {
+        if r.hexdump && v.encoding == "hex" {
+            format!("({} bytes)\n{}", v.len, hexdump(v, opts.full).trim_end())
+        } else {
+            format!("{} ({} bytes)", value_cut(v, opts.full), v.len)
+        }
+    };
     writeln!(w, "journal   {}", id(&r.journal))?;
     if r.source != "replay" {
         writeln!(
@@ -368,13 +446,13 @@ fn journal(w: &mut dyn Write, r: &JournalOut) -> io::Result<()> {
             opt(&r.len)
         )?;
         match (&r.metadata, &r.metadata_error) {
-            (Some(m), _) => writeln!(w, "metadata  {} ({} bytes)", value(m), m.len)?,
+            (Some(m), _) => writeln!(w, "metadata  {}", show(m))?,
             (None, Some(err)) => writeln!(w, "metadata  UNREADABLE: {err}")?,
             (None, None) => writeln!(w, "metadata  absent (never set, or cleared)")?,
         }
         for e in &r.entries {
             match (&e.value, &e.error) {
-                (Some(v), _) => writeln!(w, "[{}] {} ({} bytes)", e.index, value(v), v.len)?,
+                (Some(v), _) => writeln!(w, "[{}] {}", e.index, show(v))?,
                 (None, Some(err)) => writeln!(w, "[{}] UNREADABLE: {err}", e.index)?,
                 (None, None) => writeln!(w, "[{}] ?", e.index)?,
             }
@@ -399,8 +477,22 @@ fn verify(w: &mut dyn Write, r: &Verify) -> io::Result<()> {
         r.values
     )?;
     problems(w, &r.problems)?;
+    for n in &r.notes {
+        writeln!(w, "NOTE     {}", problem_line(n))?;
+    }
+    if r.attempts > 1 {
+        writeln!(
+            w,
+            "ran      {} times (the store changed while it was read, or damage was checked again)",
+            r.attempts
+        )?;
+    }
     if r.ok {
-        writeln!(w, "OK: every checksum and cross-reference holds")
+        writeln!(
+            w,
+            "OK: every checksum and cross-reference holds ({} notes)",
+            r.notes.len()
+        )
     } else {
         writeln!(w, "FAILED: {} problems", r.problems.len())
     }
@@ -439,6 +531,116 @@ fn salvage(w: &mut dyn Write, r: &Salvage) -> io::Result<()> {
             l.from_index
         )?;
     }
+    if let Some(e) = &r.manifest_error {
+        writeln!(
+            w,
+            "manifest unusable: {e}; every segment file was read whole"
+        )?;
+    }
+    for m in &r.missing {
+        writeln!(w, "missing  {m}: listed in the manifest, not readable")?;
+    }
+    for l in &r.lost_ranges {
+        let place = match l.offset {
+            Some(o) => format!("{} @ {o}", l.file),
+            None => l.file.clone(),
+        };
+        let lsns = match (l.first_lsn, l.last_lsn) {
+            (Some(a), Some(b)) if a > b => "no LSN of its own".to_owned(),
+            (Some(a), Some(b)) if a == b => format!("LSN {a}"),
+            (Some(a), Some(b)) => format!("LSNs {a}..={b}"),
+            (Some(a), None) => format!("LSNs from {a} (upper bound unknown)"),
+            (None, Some(b)) => format!("LSNs up to {b} (lower bound unknown)"),
+            (None, None) => "LSNs unknown".to_owned(),
+        };
+        let journals = match &l.journals {
+            Some(ids) => ids.iter().map(id).collect::<Vec<_>>().join(", "),
+            None => "unknown".to_owned(),
+        };
+        writeln!(
+            w,
+            "unread   {place}: {lsns}; journals {journals} ({})",
+            l.reason
+        )?;
+    }
+    if r.all_suspect {
+        writeln!(
+            w,
+            "suspect  every journal: a lost batch's journals are unknown (journals it alone created cannot be named)"
+        )?;
+    }
+    for s in &r.suspect {
+        writeln!(
+            w,
+            "suspect  journal {}{}: {}",
+            id(&s.journal),
+            if s.dropped { " (dropped)" } else { " (kept)" },
+            s.reasons.join("; ")
+        )?;
+    }
+    problems(w, &r.problems)?;
+    if r.ok {
+        writeln!(w, "OK: nothing lost")
+    } else if r.written {
+        writeln!(
+            w,
+            "INCOMPLETE: the salvaged store may differ from the last good state (see above)"
+        )
+    } else {
+        writeln!(w, "FAILED")
+    }
+}
+
+/// Exact bytes with a human-readable size next to them: `1048576 (1.0 MiB)`.
+pub fn size(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else {
+        format!("{bytes} ({})", bytesize::ByteSize(bytes).display().iec())
+    }
+}
+
+fn journals(w: &mut dyn Write, r: &Journals) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<32} {:>12} {:>12} {:>10} {:>28} {:>10}",
+        "journal", "first", "end", "entries", "entry bytes", "metadata"
+    )?;
+    for j in &r.journals {
+        writeln!(
+            w,
+            "{:<32} {:>12} {:>12} {:>10} {:>28} {:>10}",
+            id(&j.id),
+            j.first_index,
+            j.end_index,
+            j.entries,
+            size(j.entry_bytes),
+            j.metadata_bytes
+                .map_or_else(|| "-".to_owned(), |m| format!("{m} B"))
+        )?;
+    }
+    let shown = if r.journals.len() as u64 == r.matched {
+        String::new()
+    } else {
+        format!(", the top {} by {} shown", r.journals.len(), r.order)
+    };
+    writeln!(w, "{} journals{shown}", r.matched)?;
+    problems(w, &r.problems)
+}
+
+fn transfer(w: &mut dyn Write, r: &Transfer) -> io::Result<()> {
+    let (verb, from, to) = match r.command {
+        "export" => ("exported", &r.dir, &r.file),
+        _ => ("imported", &r.file, &r.dir),
+    };
+    writeln!(
+        w,
+        "{verb} {from} -> {to}: {} journals, {} entries, {} of entries, {} batches",
+        r.journals,
+        r.entries,
+        size(r.bytes),
+        r.batches
+    )?;
     problems(w, &r.problems)
 }
 
