@@ -708,10 +708,18 @@ pub fn salvage_with(
         )));
     }
     let mut salvaged = Salvaged::scan_with(src, progress)?;
+    // One segment for all that is copied (up to the largest the engine
+    // makes): a roll would sync the segment it seals, the manifest and the
+    // directory, and the copy is synced once, at its end. What is copied
+    // never exceeds what was scanned: the same encoding, fewer records.
+    let scanned: u64 = salvaged.files.values().map(|(_, len)| *len).sum();
+    let segment_size = (scanned + scanned / 16 + (1 << 20))
+        .clamp(Options::default().segment_size, u64::from(u32::MAX));
     let store = Store::open(
         out,
         Options {
             sync: SyncMode::Never,
+            segment_size,
             background_compaction: false,
             status_interval: None,
             ..Options::default()
