@@ -383,24 +383,14 @@ impl IndexCheckpoint {
 pub(crate) fn store(fs: &dyn FileSystem, dir: &Path, checkpoint: &IndexCheckpoint) -> Result<()> {
     let tmp = dir.join(INDEX_TMP_FILE);
     let path = dir.join(file_name(checkpoint.generation));
-    match fs.remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("remove stale index checkpoint", tmp, e));
-        }
-        _ => {}
-    }
-    let file = fs
-        .open(&tmp, OpenMode::CreateNew)
-        .map_err(|e| Error::io("create index checkpoint", &tmp, e))?;
-    file.write_at(0, &checkpoint.encode())
-        .map_err(|e| Error::io("write index checkpoint", &tmp, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("sync index checkpoint", &tmp, e))?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename index checkpoint", &path, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))?;
+    let steps = crate::io::ReplaceSteps {
+        remove_stale: "remove stale index checkpoint",
+        create: "create index checkpoint",
+        write: "write index checkpoint",
+        sync: "sync index checkpoint",
+        rename: "rename index checkpoint",
+    };
+    crate::io::replace_durably(fs, dir, &tmp, &path, &checkpoint.encode(), &steps)?;
     // Older ones are never chosen over this one (open takes the newest
     // usable); removing them only saves space, so a failure is ignored.
     for (generation, old) in list(fs, dir) {

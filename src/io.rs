@@ -220,6 +220,48 @@ pub(crate) fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) 
     dst.sync_data()
 }
 
+/// The `op` names of the steps of [`replace_durably`], for its errors.
+pub(crate) struct ReplaceSteps {
+    pub remove_stale: &'static str,
+    pub create: &'static str,
+    pub write: &'static str,
+    pub sync: &'static str,
+    pub rename: &'static str,
+}
+
+/// Makes `bytes` the content of `path` atomically and durably: written to
+/// `tmp` (a stale one removed first), synced, renamed over `path`, the
+/// directory `dir` synced. A crash at any step leaves `path` as it was or
+/// as written, never partly written.
+pub(crate) fn replace_durably(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    steps: &ReplaceSteps,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    match fs.remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(Error::io(steps.remove_stale, tmp, e));
+        }
+        _ => {}
+    }
+    let file = fs
+        .open(tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io(steps.create, tmp, e))?;
+    file.write_at(0, bytes)
+        .map_err(|e| Error::io(steps.write, tmp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io(steps.sync, tmp, e))?;
+    drop(file);
+    fs.rename(tmp, path)
+        .map_err(|e| Error::io(steps.rename, path, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
 /// Reads a whole regular file of the real file system (not through a
 /// [`FileSystem`]: for tools that read a store from outside), refusing one
 /// longer than `max` bytes: a file longer than any the engine writes is

@@ -221,26 +221,15 @@ impl Manifest {
 
     /// Writes this manifest as the current one: tmp file, sync, rename, sync dir.
     pub fn store(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-        let tmp = dir.join(MANIFEST_TMP_FILE);
-        let path = dir.join(MANIFEST_FILE);
-        match fs.remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove stale manifest", tmp, e))
-            }
-            _ => {}
-        }
-        let file = fs
-            .open(&tmp, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create manifest", &tmp, e))?;
-        file.write_at(0, &self.encode())
-            .map_err(|e| Error::io("write manifest", &tmp, e))?;
-        file.sync_data()
-            .map_err(|e| Error::io("sync manifest", &tmp, e))?;
-        drop(file);
-        fs.rename(&tmp, &path)
-            .map_err(|e| Error::io("rename manifest", &path, e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir, e))
+        let steps = crate::io::ReplaceSteps {
+            remove_stale: "remove stale manifest",
+            create: "create manifest",
+            write: "write manifest",
+            sync: "sync manifest",
+            rename: "rename manifest",
+        };
+        let (tmp, path) = (dir.join(MANIFEST_TMP_FILE), dir.join(MANIFEST_FILE));
+        crate::io::replace_durably(fs, dir, &tmp, &path, &self.encode(), &steps)
     }
 }
 
