@@ -905,7 +905,9 @@ mod spec {
             let hash_count = c.u32()?;
             let last = k + 1 == segment_count;
             if flags & !7 != 0 || (flags & 1 == 0) != last || (last && sealed_len != 0) {
-                return Err(format!("index checkpoint @{offset}: segment flags {flags:#x}"));
+                return Err(format!(
+                    "index checkpoint @{offset}: segment flags {flags:#x}"
+                ));
             }
             let deps = (0..dep_count).map(|_| c.u32()).collect::<Res<Vec<_>>>()?;
             let hashes = (0..hash_count).map(|_| c.u64()).collect::<Res<Vec<_>>>()?;
@@ -936,7 +938,9 @@ mod spec {
             }
             let flags = c.u8()?;
             if flags & !3 != 0 {
-                return Err(format!("index checkpoint @{offset}: journal flags {flags:#x}"));
+                return Err(format!(
+                    "index checkpoint @{offset}: journal flags {flags:#x}"
+                ));
             }
             let first = c.u64()?;
             let count = c.u64()?;
@@ -949,12 +953,22 @@ mod spec {
                 let segment = u64::from(c.u32()?);
                 let op = c.u32()? as usize;
                 if !segments.iter().any(|s| s.id == segment) {
-                    return Err(format!("index checkpoint @{at}: location in segment {segment}, not one of its own"));
+                    return Err(format!(
+                        "index checkpoint @{at}: location in segment {segment}, not one of its own"
+                    ));
                 }
                 Ok((segment, op))
             };
-            let metadata = if flags & 1 != 0 { Some(loc(&mut c)?) } else { None };
-            let anchor = if flags & 2 != 0 { Some(loc(&mut c)?) } else { None };
+            let metadata = if flags & 1 != 0 {
+                Some(loc(&mut c)?)
+            } else {
+                None
+            };
+            let anchor = if flags & 2 != 0 {
+                Some(loc(&mut c)?)
+            } else {
+                None
+            };
             // Each location takes 8 bytes: a count the body cannot hold
             // fails here before anything is allocated for it.
             if count > ((c.b.len() - c.pos) / 8) as u64 {
@@ -975,7 +989,10 @@ mod spec {
             });
         }
         if c.pos != trailer {
-            return Err(format!("index checkpoint: bytes {}..{trailer} after the journals", c.pos));
+            return Err(format!(
+                "index checkpoint: bytes {}..{trailer} after the journals",
+                c.pos
+            ));
         }
         Ok(IndexCheckpoint {
             len: b.len(),
@@ -1174,8 +1191,10 @@ fn decode(
         .collect();
     for (f, bytes) in &files {
         if let Some(generation) = index_generation(f) {
-            let at: BTreeMap<spec::Loc, &spec::Op> =
-                ops.iter().map(|op| ((op.segment, op.offset), *op)).collect();
+            let at: BTreeMap<spec::Loc, &spec::Op> = ops
+                .iter()
+                .map(|op| ((op.segment, op.offset), *op))
+                .collect();
             let last_lsn = all_ops
                 .iter()
                 .flat_map(|(_, records)| records.iter().map(|r| r.lsn))
@@ -1279,10 +1298,16 @@ fn render_index_checkpoint(
         return Err(format!("segments {listed:?}, manifest {:?}", m.segments));
     }
     if Some(cp.active_end as usize) != ctx.active_end {
-        return Err(format!("active_end {} but the data ends at {:?}", cp.active_end, ctx.active_end));
+        return Err(format!(
+            "active_end {} but the data ends at {:?}",
+            cp.active_end, ctx.active_end
+        ));
     }
     if cp.last_lsn != ctx.last_lsn {
-        return Err(format!("last_lsn {} but the last record is {}", cp.last_lsn, ctx.last_lsn));
+        return Err(format!(
+            "last_lsn {} but the last record is {}",
+            cp.last_lsn, ctx.last_lsn
+        ));
     }
     let _ = writeln!(w, "\n{name} ({} bytes, index checkpoint)", cp.len);
     let _ = writeln!(w, "  @0   magic            \"JSTRIDX\\0\"");
@@ -1300,8 +1325,16 @@ fn render_index_checkpoint(
     let mut items: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     for j in &cp.journals {
         let l = &j.locations;
-        for loc in l.metadata.iter().chain(l.anchor.iter()).chain(l.entries.iter()) {
-            let len = ctx.ops.get(loc).map_or(0, |op| 32 + op.id.len() + op.value.len());
+        for loc in l
+            .metadata
+            .iter()
+            .chain(l.anchor.iter())
+            .chain(l.entries.iter())
+        {
+            let len = ctx
+                .ops
+                .get(loc)
+                .map_or(0, |op| 32 + op.id.len() + op.value.len());
             let counted = items.entry(loc.0).or_default();
             counted.0 += 1;
             counted.1 += len as u64;
@@ -1337,26 +1370,52 @@ fn render_index_checkpoint(
         );
     }
     if cp.journals.len() != ctx.replayed.len() {
-        return Err(format!("{} journals, the replay {}", cp.journals.len(), ctx.replayed.len()));
+        return Err(format!(
+            "{} journals, the replay {}",
+            cp.journals.len(),
+            ctx.replayed.len()
+        ));
     }
     let show_loc = |loc: &spec::Loc| format!("{}@{}", loc.0, loc.1);
     for j in &cp.journals {
         let Some((replayed, locations)) = ctx.replayed.get(&j.id) else {
-            return Err(format!("journal {} is not in the replay", show_bytes(&j.id)));
+            return Err(format!(
+                "journal {} is not in the replay",
+                show_bytes(&j.id)
+            ));
         };
         let count = j.locations.entries.len() as u64;
         if j.first != replayed.first || count != replayed.entries.len() as u64 {
-            return Err(format!("journal {}: bounds differ from the replay", show_bytes(&j.id)));
+            return Err(format!(
+                "journal {}: bounds differ from the replay",
+                show_bytes(&j.id)
+            ));
         }
         if j.locations.metadata.is_some() != replayed.metadata.is_some() {
-            return Err(format!("journal {}: metadata presence differs from the replay", show_bytes(&j.id)));
+            return Err(format!(
+                "journal {}: metadata presence differs from the replay",
+                show_bytes(&j.id)
+            ));
         }
         if j.locations != *locations {
-            return Err(format!("journal {}: locations {:?}, replay {locations:?}", show_bytes(&j.id), j.locations));
+            return Err(format!(
+                "journal {}: locations {:?}, replay {locations:?}",
+                show_bytes(&j.id),
+                j.locations
+            ));
         }
-        let bytes: u64 = replayed.entries.iter().flatten().map(|e| e.len() as u64).sum();
+        let bytes: u64 = replayed
+            .entries
+            .iter()
+            .flatten()
+            .map(|e| e.len() as u64)
+            .sum();
         if j.entry_bytes != bytes {
-            return Err(format!("journal {}: entry_bytes {} but the entries hold {bytes}", show_bytes(&j.id), j.entry_bytes));
+            return Err(format!(
+                "journal {}: entry_bytes {} but the entries hold {bytes}",
+                show_bytes(&j.id),
+                j.entry_bytes
+            ));
         }
         // Every location is an operation header of this journal, of the
         // kind its place holds: appends, a set_metadata, an anchor.
@@ -1386,7 +1445,8 @@ fn render_index_checkpoint(
         if j.flags & 2 != 0 {
             flags.push("anchor");
         }
-        let _ = writeln!(
+        let _ =
+            writeln!(
             w,
             "  @{:<4} journal {}: flags {:#x} ({}), first {}, entry_count {count}, entry_bytes {}",
             j.offset,
@@ -1409,7 +1469,11 @@ fn render_index_checkpoint(
         }
     }
     let trailer = cp.len - 12;
-    let _ = writeln!(w, "  @{trailer:<4} trailer: body_len {}, body_crc {:#010x}", cp.body_len, cp.body_crc);
+    let _ = writeln!(
+        w,
+        "  @{trailer:<4} trailer: body_len {}, body_crc {:#010x}",
+        cp.body_len, cp.body_crc
+    );
     let _ = writeln!(
         w,
         "  continued by the manifest: same generation and segments; its journals (bounds, metadata, anchors, entry locations) are the replay's"
