@@ -2,7 +2,8 @@
 //! and replays only the log after it; a damaged, stale or unusable one is
 //! ignored (full replay), never trusted; power loss at every step of
 //! writing one loses nothing; a damaged value is still `Corruption` on its
-//! first read.
+//! first read; `inspect::IndexCheckpointInfo::continued_by` says what open
+//! does.
 
 mod common;
 
@@ -312,4 +313,71 @@ fn a_damaged_value_is_corruption_on_its_first_read() {
     for i in (0..40).filter(|&i| i != 3) {
         assert!(j.entry(i).unwrap().is_some(), "entry {i}");
     }
+}
+
+/// Whether `inspect::IndexCheckpointInfo::continued_by` says the current
+/// manifest continues the one checkpoint file in `dir`.
+fn continued_by_manifest(dir: &Path) -> bool {
+    use journalstore::inspect;
+    let [file] = &checkpoint_files(dir)[..] else {
+        panic!("one checkpoint expected: {:?}", checkpoint_files(dir));
+    };
+    let info = inspect::decode_index_checkpoint(&std::fs::read(file).unwrap(), file).unwrap();
+    let manifest = inspect::read_manifest(&inspect::manifest_path(dir)).unwrap();
+    info.continued_by(&manifest)
+}
+
+/// The inspection helper applies open's rule: it says "continued" after
+/// rolls and frees, when open loads the checkpoint, and "not continued"
+/// after a compaction replaced a segment, when open replays everything.
+#[test]
+fn the_inspect_helper_agrees_with_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let no_close_checkpoint = || Options {
+        index_checkpoint_bytes: None,
+        ..options()
+    };
+    let store = Store::open(&dir, no_close_checkpoint()).unwrap();
+    let mut model = Model::default();
+    let write = |store: &Store, model: &mut Model, ops: Vec<Op>| {
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+    };
+    write(
+        &store,
+        &mut model,
+        vec![Op::Append(b"keep".to_vec(), None, b"k".to_vec())],
+    );
+    for i in 0..60u32 {
+        let e = format!("old {i} {}", "o".repeat(200)).into_bytes();
+        write(
+            &store,
+            &mut model,
+            vec![Op::Append(b"old".to_vec(), None, e)],
+        );
+    }
+    store.write_index_checkpoint().unwrap();
+    for i in 0..40u32 {
+        let e = format!("new {i} {}", "n".repeat(200)).into_bytes();
+        write(
+            &store,
+            &mut model,
+            vec![Op::Append(b"new".to_vec(), None, e)],
+        );
+    }
+    drop(store);
+    assert!(continued_by_manifest(&dir), "rolls continue it");
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 1, "{work:?}");
+    model.assert_matches(&store.snapshot(), "from the checkpoint");
+    // Segment 1 keeps one live entry among dead ones: compaction rewrites
+    // it into a new segment in its place.
+    write(&store, &mut model, vec![Op::Delete(b"old".to_vec())]);
+    store.compact().unwrap();
+    drop(store);
+    assert!(!continued_by_manifest(&dir), "a compaction makes it stale");
+    let (store, work) = open(&dir, no_close_checkpoint());
+    assert_eq!(work.index_checkpoints_loaded, 0, "{work:?}");
+    model.assert_matches(&store.snapshot(), "full replay");
 }

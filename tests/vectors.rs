@@ -116,6 +116,14 @@ const VECTORS: &[Vector] = &[
                 (a no-op, not written)",
         build: build_journal_bounds,
     },
+    Vector {
+        name: "index-checkpoint",
+        about: "a store closed with an index checkpoint (section 13): a journal rolled \
+                into a second segment then trimmed (an anchor, a dependency of segment 2 \
+                on segment 1), one holding only metadata, one moved by a trim past its \
+                end and appended to there; the checkpoint's journals are the replay's",
+        build: build_index_checkpoint,
+    },
 ];
 
 /// A store written by an older build: checked in once, never regenerated.
@@ -322,6 +330,34 @@ fn build_journal_bounds(dir: &Path) {
     store.close().unwrap();
 }
 
+fn build_index_checkpoint(dir: &Path) {
+    // A checkpoint at clean close only: no amount appended triggers one.
+    let with_checkpoint = Options {
+        index_checkpoint_bytes: Some(u64::MAX),
+        ..options()
+    };
+    let store = Store::open(dir, with_checkpoint).unwrap();
+    // 368-byte records: the twelfth rolls into segment 2.
+    for i in 0..12 {
+        write(&store, |b| {
+            b.append(b"log", &filler("log", i, 300));
+        });
+    }
+    write(&store, |b| {
+        b.set_metadata(b"meta", b"only metadata")
+            .append(b"moved", b"zero")
+            .append(b"moved", b"one");
+    });
+    // Entries 0..5 of "log" die (in segment 1, killed from segment 2); the
+    // trim is its anchor. "moved" is emptied and moved to 10, and continues.
+    write(&store, |b| {
+        b.trim_prefix(b"log", 5)
+            .trim_prefix(b"moved", 10)
+            .append(b"moved", b"ten");
+    });
+    store.close().unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // The spec reader.
 
@@ -396,6 +432,8 @@ mod spec {
     /// Section 4.2.
     #[derive(Debug, Clone)]
     pub struct Op {
+        /// The id of the segment holding it (from the segment header).
+        pub segment: u64,
         pub offset: usize,
         pub kind: u8,
         pub id: Vec<u8>,
@@ -470,6 +508,7 @@ mod spec {
             return Err("segment: capacity is not the file's length".into());
         }
         let base_lsn = u64_at(b, 32);
+        let segment_id = u64_at(b, 16);
         let limit = sealed.map_or(b.len(), |s| s as usize);
         let mut records = Vec::new();
         let mut pos = 64;
@@ -495,6 +534,10 @@ mod spec {
                 .any(|&x| x != 0)
             {
                 return Err(format!("record @{pos}: padding not zero"));
+            }
+            let mut r = r;
+            for op in &mut r.ops {
+                op.segment = segment_id;
             }
             records.push(r);
             pos = next;
@@ -524,7 +567,7 @@ mod spec {
         Ok(Segment {
             len: b.len(),
             version,
-            segment_id: u64_at(b, 16),
+            segment_id,
             capacity,
             base_lsn,
             header_crc,
@@ -614,6 +657,7 @@ mod spec {
                 return Err(err("op fields"));
             }
             ops.push(Op {
+                segment: 0,
                 offset: start + at,
                 kind,
                 id: o[32..32 + id_len].to_vec(),
@@ -650,18 +694,43 @@ mod spec {
         pub metadata: Option<Vec<u8>>,
     }
 
-    /// Replays operations in order as section 9.2 says, then checks 9.3.
-    pub fn replay<'a>(
+    /// A location (section 13.1): a segment id and the offset of an
+    /// operation header in that segment file.
+    pub type Loc = (u64, usize);
+
+    /// Where the live items of a journal are after replay (sections 9.2
+    /// and 9.5): each entry's `append`, the `set_metadata` of its metadata,
+    /// its anchor (its latest operation when that is a `trim_prefix`,
+    /// `truncate` or `clear_metadata`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Locations {
+        pub entries: Vec<Loc>,
+        pub metadata: Option<Loc>,
+        pub anchor: Option<Loc>,
+    }
+
+    /// Replays operations in order as section 9.2 says, then checks 9.3;
+    /// gives each journal with the location of each of its live items.
+    pub fn replay_with_locations<'a>(
         ops: impl Iterator<Item = &'a Op>,
-    ) -> Res<std::collections::BTreeMap<Vec<u8>, Journal>> {
+    ) -> Res<std::collections::BTreeMap<Vec<u8>, (Journal, Locations)>> {
         let mut js: std::collections::BTreeMap<Vec<u8>, Journal> = Default::default();
+        // Parallel to `js`: entry locations (`None` for a placeholder),
+        // metadata and anchor locations.
+        type Live = (Vec<Option<Loc>>, Option<Loc>, Option<Loc>);
+        let mut live: std::collections::BTreeMap<Vec<u8>, Live> = Default::default();
         let mut latest: std::collections::BTreeMap<Vec<u8>, (u64, u64)> = Default::default();
         for op in ops {
             if op.kind == 5 {
                 js.remove(&op.id);
                 latest.remove(&op.id);
+                live.remove(&op.id);
                 continue;
             }
+            let loc = (op.segment, op.offset);
+            let l = live.entry(op.id.clone()).or_default();
+            // Any later operation on the journal kills its anchor (9.5).
+            l.2 = None;
             latest.insert(op.id.clone(), (op.first, op.end));
             let j = js.entry(op.id.clone()).or_insert(Journal {
                 first: op.first,
@@ -672,9 +741,11 @@ mod spec {
             let j_end = |j: &Journal| j.first + j.entries.len() as u64;
             while j_end(j) > end.max(j.first) {
                 j.entries.pop();
+                l.0.pop();
             }
             while j.first < op.first && !j.entries.is_empty() {
                 j.entries.remove(0);
+                l.0.remove(0);
                 j.first += 1;
             }
             if j.entries.is_empty() {
@@ -682,12 +753,23 @@ mod spec {
             }
             while j_end(j) < end {
                 j.entries.push(None);
+                l.0.push(None);
             }
             match op.kind {
-                1 => j.entries.push(Some(op.value.clone())),
-                2 => j.metadata = Some(op.value.clone()),
-                6 => j.metadata = None,
-                _ => {}
+                1 => {
+                    j.entries.push(Some(op.value.clone()));
+                    l.0.push(Some(loc));
+                }
+                2 => {
+                    j.metadata = Some(op.value.clone());
+                    l.1 = Some(loc);
+                }
+                6 => {
+                    j.metadata = None;
+                    l.1 = None;
+                    l.2 = Some(loc);
+                }
+                _ => l.2 = Some(loc),
             }
         }
         for (id, j) in &js {
@@ -699,7 +781,230 @@ mod spec {
                 return Err(format!("journal {id:?}: an entry is missing"));
             }
         }
-        Ok(js)
+        Ok(js
+            .into_iter()
+            .map(|(id, j)| {
+                let (entries, metadata, anchor) = live.remove(&id).unwrap_or_default();
+                let locations = Locations {
+                    entries: entries.into_iter().flatten().collect(),
+                    metadata,
+                    anchor,
+                };
+                (id, (j, locations))
+            })
+            .collect())
+    }
+    /// A segment entry of an index checkpoint (section 13.1).
+    #[derive(Debug)]
+    pub struct IndexSegment {
+        pub offset: usize,
+        pub id: u64,
+        pub flags: u32,
+        pub sealed_len: u64,
+        pub live_bytes: u64,
+        pub live_items: u64,
+        pub deps: Vec<u32>,
+        pub hashes: Vec<u64>,
+    }
+
+    /// A journal entry of an index checkpoint (section 13.1).
+    #[derive(Debug)]
+    pub struct IndexJournal {
+        pub offset: usize,
+        pub id: Vec<u8>,
+        pub flags: u8,
+        pub first: u64,
+        pub entry_bytes: u64,
+        pub locations: Locations,
+    }
+
+    /// An index checkpoint file (section 13.1).
+    #[derive(Debug)]
+    pub struct IndexCheckpoint {
+        pub len: usize,
+        pub generation: u64,
+        pub last_lsn: u64,
+        pub active_end: u64,
+        pub header_crc: u32,
+        pub segments: Vec<IndexSegment>,
+        pub journals: Vec<IndexJournal>,
+        pub body_len: u64,
+        pub body_crc: u32,
+    }
+
+    /// Reads little-endian fields of a checkpoint body, failing (never
+    /// panicking) past its end.
+    struct Cursor<'a> {
+        b: &'a [u8],
+        pos: usize,
+    }
+
+    impl Cursor<'_> {
+        fn take(&mut self, n: usize) -> Res<&[u8]> {
+            let out = self
+                .b
+                .get(self.pos..self.pos.saturating_add(n))
+                .ok_or_else(|| format!("index checkpoint: cut short at {}", self.pos))?;
+            self.pos += n;
+            Ok(out)
+        }
+        fn u8(&mut self) -> Res<u8> {
+            Ok(self.take(1)?[0])
+        }
+        fn u32(&mut self) -> Res<u32> {
+            Ok(u32_at(self.take(4)?, 0))
+        }
+        fn u64(&mut self) -> Res<u64> {
+            Ok(u64_at(self.take(8)?, 0))
+        }
+    }
+
+    /// Decodes an index checkpoint file: header, segment entries, journal
+    /// entries and trailer, every byte accounted for (section 13.1).
+    pub fn index_checkpoint(b: &[u8]) -> Res<IndexCheckpoint> {
+        if b.len() < 64 + 12 || b[..8] != *b"JSTRIDX\0" {
+            return Err("index checkpoint: length or magic".into());
+        }
+        if u32_at(b, 8) != 1 || u32_at(b, 12) != 64 {
+            return Err("index checkpoint: version or header_len".into());
+        }
+        if u32_at(b, 44) != 0 || u32_at(b, 56) != 0 {
+            return Err("index checkpoint: reserved bytes not zero".into());
+        }
+        let header_crc = u32_at(b, 60);
+        if crc(&b[..60]) != header_crc {
+            return Err("index checkpoint: header crc".into());
+        }
+        let trailer = b.len() - 12;
+        let body_len = u64_at(b, trailer);
+        let body_crc = u32_at(b, trailer + 8);
+        if body_len != (trailer - 64) as u64 {
+            return Err(format!("index checkpoint: body length {body_len}"));
+        }
+        if crc(&b[64..trailer]) != body_crc {
+            return Err("index checkpoint: body crc".into());
+        }
+        let segment_count = u32_at(b, 40) as usize;
+        let journal_count = u64_at(b, 48);
+        if segment_count == 0 {
+            return Err("index checkpoint: no segment".into());
+        }
+        let mut c = Cursor {
+            b: &b[..trailer],
+            pos: 64,
+        };
+        let mut segments = Vec::new();
+        for k in 0..segment_count {
+            let offset = c.pos;
+            let id = u64::from(c.u32()?);
+            let flags = c.u32()?;
+            let sealed_len = c.u64()?;
+            let live_bytes = c.u64()?;
+            let live_items = c.u64()?;
+            let dep_count = c.u32()?;
+            let hash_count = c.u32()?;
+            let last = k + 1 == segment_count;
+            if flags & !7 != 0 || (flags & 1 == 0) != last || (last && sealed_len != 0) {
+                return Err(format!(
+                    "index checkpoint @{offset}: segment flags {flags:#x}"
+                ));
+            }
+            let deps = (0..dep_count).map(|_| c.u32()).collect::<Res<Vec<_>>>()?;
+            let hashes = (0..hash_count).map(|_| c.u64()).collect::<Res<Vec<_>>>()?;
+            if hashes.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("index checkpoint @{offset}: hashes not ascending"));
+            }
+            if segments.iter().any(|s: &IndexSegment| s.id == id) {
+                return Err(format!("index checkpoint @{offset}: segment {id} twice"));
+            }
+            segments.push(IndexSegment {
+                offset,
+                id,
+                flags,
+                sealed_len,
+                live_bytes,
+                live_items,
+                deps,
+                hashes,
+            });
+        }
+        let mut journals: Vec<IndexJournal> = Vec::new();
+        for _ in 0..journal_count {
+            let offset = c.pos;
+            let id_len = c.u8()? as usize;
+            let id = c.take(id_len)?.to_vec();
+            if id.is_empty() || journals.last().is_some_and(|p| p.id >= id) {
+                return Err(format!("index checkpoint @{offset}: ids not ascending"));
+            }
+            let flags = c.u8()?;
+            if flags & !3 != 0 {
+                return Err(format!(
+                    "index checkpoint @{offset}: journal flags {flags:#x}"
+                ));
+            }
+            let first = c.u64()?;
+            let count = c.u64()?;
+            let entry_bytes = c.u64()?;
+            if first.checked_add(count).is_none_or(|e| e > 1 << 62) {
+                return Err(format!("index checkpoint @{offset}: entry count"));
+            }
+            let loc = |c: &mut Cursor<'_>| -> Res<Loc> {
+                let at = c.pos;
+                let segment = u64::from(c.u32()?);
+                let op = c.u32()? as usize;
+                if !segments.iter().any(|s| s.id == segment) {
+                    return Err(format!(
+                        "index checkpoint @{at}: location in segment {segment}, not one of its own"
+                    ));
+                }
+                Ok((segment, op))
+            };
+            let metadata = if flags & 1 != 0 {
+                Some(loc(&mut c)?)
+            } else {
+                None
+            };
+            let anchor = if flags & 2 != 0 {
+                Some(loc(&mut c)?)
+            } else {
+                None
+            };
+            // Each location takes 8 bytes: a count the body cannot hold
+            // fails here before anything is allocated for it.
+            if count > ((c.b.len() - c.pos) / 8) as u64 {
+                return Err(format!("index checkpoint @{offset}: entry count"));
+            }
+            let entries = (0..count).map(|_| loc(&mut c)).collect::<Res<Vec<_>>>()?;
+            journals.push(IndexJournal {
+                offset,
+                id,
+                flags,
+                first,
+                entry_bytes,
+                locations: Locations {
+                    entries,
+                    metadata,
+                    anchor,
+                },
+            });
+        }
+        if c.pos != trailer {
+            return Err(format!(
+                "index checkpoint: bytes {}..{trailer} after the journals",
+                c.pos
+            ));
+        }
+        Ok(IndexCheckpoint {
+            len: b.len(),
+            generation: u64_at(b, 16),
+            last_lsn: u64_at(b, 24),
+            active_end: u64_at(b, 32),
+            header_crc,
+            segments,
+            journals,
+            body_len,
+            body_crc,
+        })
     }
 }
 
@@ -742,8 +1047,10 @@ fn decode(
         let _ = writeln!(w, "  {f:<20} {} bytes", bytes.len());
     }
     for f in files.keys() {
-        let known =
-            f == "LOCK" || f == "MANIFEST" || inspect::segment_id_from_file_name(f).is_some();
+        let known = f == "LOCK"
+            || f == "MANIFEST"
+            || inspect::segment_id_from_file_name(f).is_some()
+            || index_generation(f).is_some();
         if !known {
             return Err(format!("{f}: not a file the spec names"));
         }
@@ -774,6 +1081,7 @@ fn decode(
     let _ = writeln!(w, "  @{:<3} crc              {:#010x}", m.len - 4, m.crc);
 
     let mut all_ops = Vec::new();
+    let mut segment_ends: BTreeMap<u64, usize> = BTreeMap::new();
     let listed: Vec<u64> = m.segments.iter().map(|s| s.0).collect();
     for (f, bytes) in &files {
         let Some(id) = inspect::segment_id_from_file_name(f) else {
@@ -859,6 +1167,7 @@ fn decode(
                 );
             }
         }
+        segment_ends.insert(u64::from(id), seg.end);
         all_ops.push((
             m.segments.iter().position(|s| s.0 == u64::from(id)),
             seg.records,
@@ -875,7 +1184,34 @@ fn decode(
         .iter()
         .flat_map(|(_, records)| records.iter().flat_map(|r| r.ops.iter()))
         .collect();
-    let journals = spec::replay(ops.into_iter())?;
+    let replayed = spec::replay_with_locations(ops.iter().copied())?;
+    let journals: BTreeMap<Vec<u8>, spec::Journal> = replayed
+        .iter()
+        .map(|(id, (j, _))| (id.clone(), j.clone()))
+        .collect();
+    for (f, bytes) in &files {
+        if let Some(generation) = index_generation(f) {
+            let at: BTreeMap<spec::Loc, &spec::Op> = ops
+                .iter()
+                .map(|op| ((op.segment, op.offset), *op))
+                .collect();
+            let last_lsn = all_ops
+                .iter()
+                .flat_map(|(_, records)| records.iter().map(|r| r.lsn))
+                .max()
+                .unwrap_or(0);
+            let active_end = segment_ends.get(&m.segments.last().map_or(0, |s| s.0));
+            let ctx = IndexContext {
+                generation,
+                manifest: &m,
+                last_lsn,
+                active_end: active_end.copied(),
+                ops: &at,
+                replayed: &replayed,
+            };
+            render_index_checkpoint(w, f, bytes, &ctx).map_err(|e| format!("{f}: {e}"))?;
+        }
+    }
     let _ = writeln!(w, "\njournals after replay (section 9.2)");
     if journals.is_empty() {
         let _ = writeln!(w, "  (none)");
@@ -901,6 +1237,248 @@ fn decode(
         }
     }
     Ok((out, journals))
+}
+
+/// The generation in an index checkpoint's file name (section 13:
+/// `index-` and 16 lowercase hexadecimal digits, then `.jidx`).
+fn index_generation(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("index-")?.strip_suffix(".jidx")?;
+    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if hex.len() != 16 || !hex.chars().all(lower_hex) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// What an index checkpoint is checked against: the rest of the store as
+/// the spec reader decoded it.
+struct IndexContext<'a> {
+    /// The generation in the file's name.
+    generation: u64,
+    manifest: &'a spec::Manifest,
+    /// The highest LSN of any record in the store.
+    last_lsn: u64,
+    /// Where the data of the manifest's active segment ends.
+    active_end: Option<usize>,
+    /// Every operation of the listed segments, by location.
+    ops: &'a BTreeMap<spec::Loc, &'a spec::Op>,
+    /// The journals the replay of the listed segments gives.
+    replayed: &'a BTreeMap<Vec<u8>, (spec::Journal, spec::Locations)>,
+}
+
+/// Decodes, checks and renders an index checkpoint (section 13). The
+/// vectors hold one taken at clean close, so it must describe the store
+/// exactly: the manifest's generation and segments, the end of the data,
+/// the last LSN, and the journals (bounds, metadata, anchor, every entry's
+/// location) the replay of the segments gives; every location names an
+/// operation header of its journal, of the kind its place calls for, and
+/// each segment's `live_items` and `live_bytes` are the number of
+/// locations into it (section 13.2 (d)) and the length of the operations
+/// there.
+fn render_index_checkpoint(
+    w: &mut String,
+    name: &str,
+    bytes: &[u8],
+    ctx: &IndexContext<'_>,
+) -> Result<(), String> {
+    let cp = spec::index_checkpoint(bytes)?;
+    let m = ctx.manifest;
+    if cp.generation != ctx.generation || cp.generation != m.generation {
+        return Err(format!(
+            "generation {} (name {}, manifest {})",
+            cp.generation, ctx.generation, m.generation
+        ));
+    }
+    let listed: Vec<(u64, Option<u64>)> = cp
+        .segments
+        .iter()
+        .map(|s| (s.id, (s.flags & 1 != 0).then_some(s.sealed_len)))
+        .collect();
+    if listed != m.segments {
+        return Err(format!("segments {listed:?}, manifest {:?}", m.segments));
+    }
+    if Some(cp.active_end as usize) != ctx.active_end {
+        return Err(format!(
+            "active_end {} but the data ends at {:?}",
+            cp.active_end, ctx.active_end
+        ));
+    }
+    if cp.last_lsn != ctx.last_lsn {
+        return Err(format!(
+            "last_lsn {} but the last record is {}",
+            cp.last_lsn, ctx.last_lsn
+        ));
+    }
+    let _ = writeln!(w, "\n{name} ({} bytes, index checkpoint)", cp.len);
+    let _ = writeln!(w, "  @0   magic            \"JSTRIDX\\0\"");
+    let _ = writeln!(w, "  @8   version          1");
+    let _ = writeln!(w, "  @12  header_len       64");
+    let _ = writeln!(w, "  @16  generation       {}", cp.generation);
+    let _ = writeln!(w, "  @24  last_lsn         {}", cp.last_lsn);
+    let _ = writeln!(w, "  @32  active_end       {}", cp.active_end);
+    let _ = writeln!(w, "  @40  segment_count    {}", cp.segments.len());
+    let _ = writeln!(w, "  @44  reserved         0");
+    let _ = writeln!(w, "  @48  journal_count    {}", cp.journals.len());
+    let _ = writeln!(w, "  @56  reserved         0");
+    let _ = writeln!(w, "  @60  header_crc       {:#010x}", cp.header_crc);
+    // Per segment: its live items and the bytes of their operations.
+    let mut items: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for j in &cp.journals {
+        let l = &j.locations;
+        for loc in l
+            .metadata
+            .iter()
+            .chain(l.anchor.iter())
+            .chain(l.entries.iter())
+        {
+            let len = ctx
+                .ops
+                .get(loc)
+                .map_or(0, |op| 32 + op.id.len() + op.value.len());
+            let counted = items.entry(loc.0).or_default();
+            counted.0 += 1;
+            counted.1 += len as u64;
+        }
+    }
+    for s in &cp.segments {
+        let mut flags = Vec::new();
+        for (bit, what) in [(1, "sealed"), (2, "settled"), (4, "tombstones")] {
+            if s.flags & bit != 0 {
+                flags.push(what);
+            }
+        }
+        let (count, len) = items.get(&s.id).copied().unwrap_or((0, 0));
+        if s.live_items != count || s.live_bytes != len {
+            return Err(format!(
+                "segment {}: live_items {}, live_bytes {}, but its locations are {count} operations of {len} bytes",
+                s.id, s.live_items, s.live_bytes
+            ));
+        }
+        let hashes: Vec<String> = s.hashes.iter().map(|h| format!("{h:#018x}")).collect();
+        let _ = writeln!(
+            w,
+            "  @{:<4} segment {}: flags {:#x} ({}), sealed_len {}, live_bytes {}, live_items {}, deps {:?}, journal hashes [{}]",
+            s.offset,
+            s.id,
+            s.flags,
+            if flags.is_empty() { "active".to_owned() } else { flags.join(", ") },
+            s.sealed_len,
+            s.live_bytes,
+            s.live_items,
+            s.deps,
+            hashes.join(", ")
+        );
+    }
+    if cp.journals.len() != ctx.replayed.len() {
+        return Err(format!(
+            "{} journals, the replay {}",
+            cp.journals.len(),
+            ctx.replayed.len()
+        ));
+    }
+    let show_loc = |loc: &spec::Loc| format!("{}@{}", loc.0, loc.1);
+    for j in &cp.journals {
+        let Some((replayed, locations)) = ctx.replayed.get(&j.id) else {
+            return Err(format!(
+                "journal {} is not in the replay",
+                show_bytes(&j.id)
+            ));
+        };
+        let count = j.locations.entries.len() as u64;
+        if j.first != replayed.first || count != replayed.entries.len() as u64 {
+            return Err(format!(
+                "journal {}: bounds differ from the replay",
+                show_bytes(&j.id)
+            ));
+        }
+        if j.locations.metadata.is_some() != replayed.metadata.is_some() {
+            return Err(format!(
+                "journal {}: metadata presence differs from the replay",
+                show_bytes(&j.id)
+            ));
+        }
+        if j.locations != *locations {
+            return Err(format!(
+                "journal {}: locations {:?}, replay {locations:?}",
+                show_bytes(&j.id),
+                j.locations
+            ));
+        }
+        let bytes: u64 = replayed
+            .entries
+            .iter()
+            .flatten()
+            .map(|e| e.len() as u64)
+            .sum();
+        if j.entry_bytes != bytes {
+            return Err(format!(
+                "journal {}: entry_bytes {} but the entries hold {bytes}",
+                show_bytes(&j.id),
+                j.entry_bytes
+            ));
+        }
+        // Every location is an operation header of this journal, of the
+        // kind its place holds: appends, a set_metadata, an anchor.
+        let l = &j.locations;
+        let places = l
+            .entries
+            .iter()
+            .map(|loc| (loc, &[1u8][..]))
+            .chain(l.metadata.iter().map(|loc| (loc, &[2u8][..])))
+            .chain(l.anchor.iter().map(|loc| (loc, &[3u8, 4, 6][..])));
+        for (loc, kinds) in places {
+            match ctx.ops.get(loc) {
+                Some(op) if op.id == j.id && kinds.contains(&op.kind) => {}
+                _ => {
+                    return Err(format!(
+                        "journal {}: location {} is not an operation of it of kind {kinds:?}",
+                        show_bytes(&j.id),
+                        show_loc(loc)
+                    ))
+                }
+            }
+        }
+        let mut flags = Vec::new();
+        if j.flags & 1 != 0 {
+            flags.push("metadata");
+        }
+        if j.flags & 2 != 0 {
+            flags.push("anchor");
+        }
+        let _ =
+            writeln!(
+            w,
+            "  @{:<4} journal {}: flags {:#x} ({}), first {}, entry_count {count}, entry_bytes {}",
+            j.offset,
+            show_bytes(&j.id),
+            j.flags,
+            if flags.is_empty() { "none".to_owned() } else { flags.join(", ") },
+            j.first,
+            j.entry_bytes
+        );
+        if let Some(loc) = &l.metadata {
+            let _ = writeln!(w, "         metadata at {} (set_metadata)", show_loc(loc));
+        }
+        if let Some(loc) = &l.anchor {
+            let kind = ctx.ops.get(loc).map_or("?", |op| spec::kind_name(op.kind));
+            let _ = writeln!(w, "         anchor at {} ({kind})", show_loc(loc));
+        }
+        if !l.entries.is_empty() {
+            let shown: Vec<String> = l.entries.iter().map(show_loc).collect();
+            let _ = writeln!(w, "         entries at {}", shown.join(" "));
+        }
+    }
+    let trailer = cp.len - 12;
+    let _ = writeln!(
+        w,
+        "  @{trailer:<4} trailer: body_len {}, body_crc {:#010x}",
+        cp.body_len, cp.body_crc
+    );
+    let _ = writeln!(
+        w,
+        "  continued by the manifest: same generation and segments; its journals (bounds, metadata, anchors, entry locations) are the replay's"
+    );
+    Ok(())
 }
 
 /// Every file of a directory, by name.

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::index_checkpoint::IndexCheckpoint;
+use crate::inspect::ManifestInfo;
+use crate::manifest::{ListedSegment, Manifest};
 
 /// What an index checkpoint holds, decoded and checked (format-spec 13).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +25,40 @@ pub struct IndexCheckpointInfo {
     pub journals: u64,
     /// Entries it holds, over all journals.
     pub entries: u64,
+}
+
+impl IndexCheckpointInfo {
+    /// Whether the log `manifest` describes continues this checkpoint, by
+    /// the rule open applies (format-spec 13.2 (a) and (c)): its generation
+    /// is not above the manifest's, the manifest lists some of its segments
+    /// in the same order with the same sealed lengths, its active segment
+    /// among them holding at least `active_end` bytes, and after that one
+    /// only newer segments. Open may still replay the whole log instead if
+    /// the records after `active_end` do not fit the checkpoint (13.2 (d)
+    /// and the end-of-replay checks), which only open can tell.
+    pub fn continued_by(&self, manifest: &ManifestInfo) -> bool {
+        let listed = |segments: &mut dyn Iterator<Item = (u32, Option<u64>)>| {
+            segments
+                .map(|(id, sealed_len)| ListedSegment { id, sealed_len })
+                .collect::<Vec<_>>()
+        };
+        let checkpoint = IndexCheckpoint {
+            generation: self.generation,
+            last_lsn: self.last_lsn,
+            active_end: self.active_end,
+            segments: listed(&mut self.segments.iter().copied()),
+            index: Default::default(),
+            acct: Default::default(),
+            appended: 0,
+        };
+        let manifest = Manifest {
+            generation: manifest.generation,
+            next_segment_id: manifest.next_segment_id,
+            lsn_floor: manifest.lsn_floor,
+            segments: listed(&mut manifest.segments.iter().map(|s| (s.id, s.sealed_len))),
+        };
+        checkpoint.continued_by(&manifest).is_some()
+    }
 }
 
 /// Decodes the bytes of an index checkpoint file; `path` names it in

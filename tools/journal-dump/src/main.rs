@@ -104,8 +104,19 @@ enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// The index checkpoint files (`index-<generation>.jidx`): what each
+    /// holds and whether the current manifest continues it, so that open
+    /// can start from it. A file that does not decode is shown with the
+    /// reason but is not damage: open ignores it.
+    Index {
+        /// The store directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Checks every checksum and every cross-reference; exit status 0 only
-    /// if all hold. Each problem is printed with its file and offset.
+    /// if all hold. Each problem is printed with its file and offset. Index
+    /// checkpoints that do not decode or are stale are notes, not damage.
     Verify {
         /// The store directory.
         dir: PathBuf,
@@ -289,6 +300,7 @@ fn input_path(command: &Command) -> Option<&std::path::Path> {
         | Command::Segments { dir, .. }
         | Command::Journal { dir, .. }
         | Command::Verify { dir, .. }
+        | Command::Index { dir, .. }
         | Command::Journals { dir, .. }
         | Command::Export { dir, .. }
         | Command::Salvage { dir, .. } => dir,
@@ -396,6 +408,7 @@ fn main() -> ExitCode {
             )
         }
         Command::Verify { dir, out } => (report::verify(&dir), out.json),
+        Command::Index { dir, out } => (report::index(&dir), out.json),
         Command::Salvage {
             dir,
             out_dir,

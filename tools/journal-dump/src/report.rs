@@ -111,6 +111,7 @@ pub enum Report {
     Salvage(Salvage),
     Journals(Journals),
     Transfer(Transfer),
+    Index(IndexReport),
 }
 
 impl Report {
@@ -124,6 +125,7 @@ impl Report {
             Report::Salvage(r) => r.ok,
             Report::Journals(r) => r.ok,
             Report::Transfer(r) => r.ok,
+            Report::Index(r) => r.ok,
         }
     }
 
@@ -1244,6 +1246,8 @@ pub struct Verify {
 
 pub fn verify(dir: &Path) -> Report {
     let v = inspect::verify(dir);
+    let mut notes: Vec<ProblemOut> = v.notes.iter().map(ProblemOut::from_problem).collect();
+    notes.extend(index_checkpoint_notes(dir, v.manifest.as_ref()));
     Report::Verify(Verify {
         command: "verify",
         ok: v.ok(),
@@ -1255,9 +1259,194 @@ pub fn verify(dir: &Path) -> Report {
         ops: v.ops,
         journals: v.journals,
         values: v.values,
-        notes: v.notes.iter().map(ProblemOut::from_problem).collect(),
+        notes,
         attempts: v.attempts,
     })
+}
+
+/// The notes `verify` gives about index checkpoints (format-spec 13):
+/// one that does not decode, and one the current manifest does not
+/// continue. Neither is damage: open ignores such a file and replays the
+/// whole log, so the store's data is not at stake.
+fn index_checkpoint_notes(dir: &Path, manifest: Option<&ManifestInfo>) -> Vec<ProblemOut> {
+    let mut notes = Vec::new();
+    for cp in index_checkpoints(dir, manifest).checkpoints {
+        let path = dir.join(&cp.file);
+        if let Some(e) = &cp.error {
+            let mut note = ProblemOut::new(&path, cp.error_offset.unwrap_or(0), "");
+            note.reason = format!(
+                "index checkpoint unusable (open ignores it and replays the whole log): {e}"
+            );
+            notes.push(note);
+        } else if cp.continued == Some(false) {
+            notes.push(ProblemOut::new(
+                &path,
+                0,
+                format!(
+                    "stale index checkpoint: the manifest (generation {}) does not continue it, so open ignores it and replays the whole log",
+                    manifest.map_or(0, |m| m.generation)
+                ),
+            ));
+        }
+    }
+    notes
+}
+
+// ---------------------------------------------------------------------------
+// index
+
+/// `index DIR`: the index checkpoint files of a store.
+#[derive(Serialize, Debug)]
+pub struct IndexReport {
+    pub command: &'static str,
+    pub ok: bool,
+    pub problems: Vec<ProblemOut>,
+    pub dir: String,
+    /// The current manifest's generation; `None` if it does not decode.
+    pub generation: Option<u64>,
+    /// Newest generation first, as open tries them.
+    pub checkpoints: Vec<IndexCheckpointOut>,
+}
+
+/// One index checkpoint file.
+#[derive(Serialize, Debug)]
+pub struct IndexCheckpointOut {
+    /// Its file name in the store directory.
+    pub file: String,
+    /// The generation its file name gives.
+    pub generation: u64,
+    pub last_lsn: Option<u64>,
+    pub active_end: Option<u64>,
+    /// Its segments in manifest order (the last is its active one).
+    pub segments: Option<Vec<IndexSegmentOut>>,
+    pub journals: Option<u64>,
+    pub entries: Option<u64>,
+    /// Whether the current manifest continues it (open's rule); `None` when
+    /// it does not decode or the manifest does not.
+    pub continued: Option<bool>,
+    /// Why it does not decode, if it does not (open then ignores it).
+    pub error: Option<String>,
+    /// The offset `error` names.
+    #[serde(skip)]
+    pub error_offset: Option<u64>,
+}
+
+/// A segment as an index checkpoint lists it.
+#[derive(Serialize, Debug)]
+pub struct IndexSegmentOut {
+    pub id: u32,
+    /// `None` for its active segment.
+    pub sealed_len: Option<u64>,
+}
+
+/// The generation in `name` if it is an index checkpoint's file name: the
+/// engine's own spelling of that generation, and no other.
+fn index_checkpoint_generation(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("index-")?.strip_suffix(".jidx")?;
+    let generation = u64::from_str_radix(hex, 16).ok()?;
+    (inspect::index_checkpoint_file_name(generation) == name).then_some(generation)
+}
+
+/// Every index checkpoint file in `dir`, newest first, decoded and checked
+/// against `manifest`. A directory that cannot be listed is the one
+/// problem; a file that does not decode is described, not a problem.
+fn index_checkpoints(dir: &Path, manifest: Option<&ManifestInfo>) -> IndexReport {
+    let mut problems = Vec::new();
+    let mut found: Vec<(u64, String)> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                Some((index_checkpoint_generation(&name)?, name))
+            })
+            .collect(),
+        Err(e) => {
+            problems.push(ProblemOut::new(dir, 0, format!("cannot list: {e}")));
+            Vec::new()
+        }
+    };
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    let checkpoints = found
+        .into_iter()
+        .map(|(generation, file)| {
+            let path = dir.join(&file);
+            let mut out = IndexCheckpointOut {
+                file,
+                generation,
+                last_lsn: None,
+                active_end: None,
+                segments: None,
+                journals: None,
+                entries: None,
+                continued: None,
+                error: None,
+                error_offset: None,
+            };
+            let decoded = std::fs::read(&path)
+                .map_err(|e| (0, format!("cannot read: {e}")))
+                .and_then(|bytes| {
+                    inspect::decode_index_checkpoint(&bytes, &path).map_err(|e| {
+                        let p = ProblemOut::from_error(&e, &path);
+                        (p.offset, p.reason)
+                    })
+                })
+                .and_then(|info| {
+                    if info.generation == generation {
+                        Ok(info)
+                    } else {
+                        let reason = format!(
+                            "its header names generation {}, its file name {generation}",
+                            info.generation
+                        );
+                        Err((16, reason))
+                    }
+                });
+            match decoded {
+                Ok(info) => {
+                    out.last_lsn = Some(info.last_lsn);
+                    out.active_end = Some(info.active_end);
+                    out.segments = Some(
+                        info.segments
+                            .iter()
+                            .map(|&(id, sealed_len)| IndexSegmentOut { id, sealed_len })
+                            .collect(),
+                    );
+                    out.journals = Some(info.journals);
+                    out.entries = Some(info.entries);
+                    out.continued = manifest.map(|m| info.continued_by(m));
+                }
+                Err((offset, reason)) => {
+                    out.error = Some(reason);
+                    out.error_offset = Some(offset);
+                }
+            }
+            out
+        })
+        .collect();
+    IndexReport {
+        command: "index",
+        ok: problems.is_empty(),
+        problems,
+        dir: dir.display().to_string(),
+        generation: manifest.map(|m| m.generation),
+        checkpoints,
+    }
+}
+
+/// `index DIR`. The manifest must decode (else a problem: `continued` is
+/// unknown); a checkpoint file that does not decode is shown with its
+/// `error` but is no problem: open ignores it.
+pub fn index(dir: &Path) -> Report {
+    let manifest = inspect::read_manifest(&inspect::manifest_path(dir));
+    let mut report = index_checkpoints(dir, manifest.as_ref().ok());
+    if let Err(e) = &manifest {
+        report
+            .problems
+            .insert(0, ProblemOut::from_error(e, &inspect::manifest_path(dir)));
+        report.ok = false;
+    }
+    Report::Index(report)
 }
 
 // ---------------------------------------------------------------------------

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use journalstore::DisplayId;
 
 use crate::report::{
-    Id, ItemOut, JournalOut, Journals, Manifests, ProblemOut, Report, Salvage, SegmentOut,
-    Segments, StatusOut, Summary, Transfer, ValueOut, Verify,
+    Id, IndexReport, ItemOut, JournalOut, Journals, Manifests, ProblemOut, Report, Salvage,
+    SegmentOut, Segments, StatusOut, Summary, Transfer, ValueOut, Verify,
 };
 
 /// How values are shown in text.
@@ -33,6 +33,7 @@ pub fn render(w: &mut dyn Write, report: &Report, opts: TextOptions) -> io::Resu
         Report::Salvage(r) => salvage(w, r),
         Report::Journals(r) => journals(w, r),
         Report::Transfer(r) => transfer(w, r),
+        Report::Index(r) => index(w, r),
     }
 }
 
@@ -460,6 +461,56 @@ fn journal(w: &mut dyn Write, r: &JournalOut, opts: TextOptions) -> io::Result<(
     }
     if !r.problems.is_empty() {
         writeln!(w)?;
+    }
+    problems(w, &r.problems)
+}
+
+fn index(w: &mut dyn Write, r: &IndexReport) -> io::Result<()> {
+    writeln!(
+        w,
+        "store    {}: manifest generation {}, {} index checkpoint files",
+        r.dir,
+        opt(&r.generation),
+        r.checkpoints.len()
+    )?;
+    for c in &r.checkpoints {
+        writeln!(w, "{}", c.file)?;
+        if let Some(e) = &c.error {
+            writeln!(
+                w,
+                "  unusable: {e} (open ignores it and replays the whole log)"
+            )?;
+            continue;
+        }
+        let segments: Vec<String> = c
+            .segments
+            .iter()
+            .flatten()
+            .map(|s| match s.sealed_len {
+                Some(len) => format!("{} (sealed at {len})", s.id),
+                None => format!("{} (active)", s.id),
+            })
+            .collect();
+        writeln!(
+            w,
+            "  generation {}, last lsn {}, active_end {}",
+            c.generation,
+            opt(&c.last_lsn),
+            opt(&c.active_end)
+        )?;
+        writeln!(w, "  segments {}", segments.join(", "))?;
+        writeln!(
+            w,
+            "  journals {}, entries {}",
+            opt(&c.journals),
+            opt(&c.entries)
+        )?;
+        let continued = match c.continued {
+            Some(true) => "yes: open can start from it",
+            Some(false) => "no: stale, open ignores it",
+            None => "unknown (the manifest does not decode)",
+        };
+        writeln!(w, "  continued by the manifest: {continued}")?;
     }
     problems(w, &r.problems)
 }

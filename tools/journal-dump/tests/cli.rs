@@ -2459,3 +2459,232 @@ fn segment_filters_hexdumps_and_cut_values() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A store whose close wrote an index checkpoint; returns its generation.
+/// Segment 1 holds one live entry of `keep` among the dead entries of
+/// `old` once `old` is deleted, so a compaction rewrites it.
+fn store_with_index_checkpoint(dir: &Path) -> u64 {
+    let with_checkpoint = Options {
+        index_checkpoint_bytes: Some(u64::MAX),
+        ..options()
+    };
+    let store = Store::open(dir, with_checkpoint).unwrap();
+    let mut b = WriteBatch::new();
+    b.append(b"keep", &entry("keep", 0))
+        .set_metadata(b"keep", b"m");
+    store.write(&b).unwrap();
+    for i in 0..100 {
+        let mut b = WriteBatch::new();
+        b.append(b"old", &entry("old", i));
+        store.write(&b).unwrap();
+    }
+    store.close().unwrap();
+    inspect::read_manifest(&inspect::manifest_path(dir))
+        .unwrap()
+        .generation
+}
+
+/// Index checkpoint notes of `verify --json` (exit status, reasons).
+fn index_notes(dir: &Path) -> (i32, Vec<String>) {
+    let run = dump(&[&"verify", &dir, &"--json"]);
+    let v = run.json();
+    assert_eq!(v["problems"], Value::Array(vec![]), "{}", run.stdout);
+    let notes = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["file"].as_str().unwrap().contains("index-"))
+        .map(|n| n["reason"].as_str().unwrap().to_owned())
+        .collect();
+    (run.code, notes)
+}
+
+/// `index DIR` shows the checkpoint a clean close wrote, in the documented
+/// JSON shape, as continued by the manifest; after a compaction (which
+/// makes every older checkpoint unusable) it shows it as stale, and
+/// `verify` notes it without failing.
+#[test]
+fn index_checkpoints_are_shown_and_stale_ones_noted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let generation = store_with_index_checkpoint(&dir);
+    let name = inspect::index_checkpoint_file_name(generation);
+    let before = files(&dir);
+    assert!(before.contains_key(&name), "{:?}", before.keys());
+
+    let run = dump(&[&"index", &dir, &"--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let v = run.json();
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let sorted = |want: &[&str]| -> Vec<String> {
+        let mut w: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        w.sort();
+        w
+    };
+    assert_eq!(
+        keys(&v),
+        sorted(&[
+            "command",
+            "ok",
+            "problems",
+            "dir",
+            "generation",
+            "checkpoints"
+        ])
+    );
+    assert_eq!(v["command"], "index");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["generation"], generation);
+    let cps = v["checkpoints"].as_array().unwrap();
+    assert_eq!(cps.len(), 1);
+    let cp = &cps[0];
+    assert_eq!(
+        keys(cp),
+        sorted(&[
+            "file",
+            "generation",
+            "last_lsn",
+            "active_end",
+            "segments",
+            "journals",
+            "entries",
+            "continued",
+            "error"
+        ])
+    );
+    assert_eq!(cp["file"], name.as_str());
+    assert_eq!(cp["generation"], generation);
+    assert_eq!(cp["last_lsn"], 101);
+    assert_eq!(cp["journals"], 2);
+    assert_eq!(cp["entries"], 101);
+    assert_eq!(cp["continued"], true);
+    assert_eq!(cp["error"], Value::Null);
+    let manifest = inspect::read_manifest(&inspect::manifest_path(&dir)).unwrap();
+    let segments: Vec<(u64, Option<u64>)> = cp["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_u64().unwrap(), s["sealed_len"].as_u64()))
+        .collect();
+    let listed: Vec<(u64, Option<u64>)> = manifest
+        .segments
+        .iter()
+        .map(|s| (u64::from(s.id), s.sealed_len))
+        .collect();
+    assert_eq!(segments, listed);
+    assert!(segments.len() > 2, "the store rolled: {segments:?}");
+    let text = dump(&[&"index", &dir]);
+    assert_eq!(text.code, 0);
+    assert!(text.stdout.contains(&name), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("continued by the manifest: yes"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(index_notes(&dir), (0, vec![]));
+    assert_eq!(files(&dir), before, "index and verify change nothing");
+
+    // Without index checkpoints the store leaves the old file alone; the
+    // compaction puts a new segment in place of segment 1.
+    let store = Store::open(&dir, options()).unwrap();
+    let mut b = WriteBatch::new();
+    b.delete_journal(b"old");
+    store.write(&b).unwrap();
+    store.compact().unwrap();
+    store.close().unwrap();
+    let v = dump(&[&"index", &dir, &"--json"]).json();
+    assert_eq!(v["ok"], true);
+    assert!(v["generation"].as_u64().unwrap() > generation);
+    let cp = &v["checkpoints"][0];
+    assert_eq!(cp["file"], name.as_str());
+    assert_eq!(cp["continued"], false, "{v:#}");
+    let text = dump(&[&"index", &dir]);
+    assert!(text.stdout.contains("no: stale"), "{}", text.stdout);
+    let (code, notes) = index_notes(&dir);
+    assert_eq!(code, 0, "a stale checkpoint is a note, not damage");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("stale index checkpoint"), "{notes:?}");
+    let text = dump(&[&"verify", &dir]);
+    assert!(text.stdout.contains("NOTE     "), "{}", text.stdout);
+    assert!(text.stdout.contains(&name), "{}", text.stdout);
+}
+
+/// A checkpoint that does not decode (a flipped byte, a cut file, a header
+/// naming another generation than its file name) is shown with the reason
+/// by `index` and noted by `verify`, both exiting 0: open ignores such a
+/// file, so the store is not damaged.
+#[test]
+fn damaged_index_checkpoints_are_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let generation = store_with_index_checkpoint(&dir);
+    let path = dir.join(inspect::index_checkpoint_file_name(generation));
+    let good = std::fs::read(&path).unwrap();
+    let renamed = dir.join(inspect::index_checkpoint_file_name(generation - 1));
+    // (what, how it is damaged, the reason given)
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "flipped body byte",
+            Box::new(|| {
+                let mut b = good.clone();
+                b[80] ^= 0x01;
+                std::fs::write(&path, b).unwrap();
+            }),
+            "body checksum mismatch",
+        ),
+        (
+            "flipped header byte",
+            Box::new(|| {
+                let mut b = good.clone();
+                b[20] ^= 0x01;
+                std::fs::write(&path, b).unwrap();
+            }),
+            "header checksum mismatch",
+        ),
+        (
+            "cut short",
+            Box::new(|| std::fs::write(&path, &good[..40]).unwrap()),
+            "shorter than its header",
+        ),
+        (
+            "another generation's name",
+            Box::new(|| {
+                std::fs::remove_file(&path).unwrap();
+                std::fs::write(&renamed, &good).unwrap();
+            }),
+            "its header names generation",
+        ),
+    ];
+    for (what, damage, reason) in cases {
+        damage();
+        let run = dump(&[&"index", &dir, &"--json"]);
+        assert_eq!(run.code, 0, "{what}: {}", run.stdout);
+        let v = run.json();
+        assert_eq!(v["ok"], true, "{what}");
+        let cp = &v["checkpoints"][0];
+        assert!(
+            cp["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{what}: {v:#}"
+        );
+        assert_eq!(cp["continued"], Value::Null, "{what}");
+        assert_eq!(cp["journals"], Value::Null, "{what}");
+        let text = dump(&[&"index", &dir]);
+        assert!(text.stdout.contains("unusable"), "{what}: {}", text.stdout);
+        let (code, notes) = index_notes(&dir);
+        assert_eq!(code, 0, "{what}: a damaged checkpoint is a note");
+        assert_eq!(notes.len(), 1, "{what}: {notes:?}");
+        assert!(
+            notes[0].contains("index checkpoint unusable") && notes[0].contains(reason),
+            "{what}: {notes:?}"
+        );
+        // The engine agrees: the store opens, by a full replay.
+        read_state(&dir);
+        let _ = std::fs::remove_file(&renamed);
+        std::fs::write(&path, &good).unwrap();
+    }
+}
