@@ -237,7 +237,7 @@ impl IndexCheckpoint {
             if flags & !(SEALED | SETTLED | TOMBSTONES) != 0 || (flags & SEALED == 0) != last {
                 return Err(bad(r.pos, "index checkpoint segment flags"));
             }
-            if deps > r.left() / 4 || hashes > r.left() / 8 {
+            if deps > r.left() / 4 || hashes > r.left() / 8 || (last && sealed_len != 0) {
                 return Err(bad(r.pos, "index checkpoint segment lists"));
             }
             let mut usage = SegmentUsage {
@@ -251,8 +251,14 @@ impl IndexCheckpoint {
             for _ in 0..deps {
                 usage.deps.insert(r.u32()?);
             }
+            let mut previous = None;
             for _ in 0..hashes {
-                usage.journals.insert(r.u64()?);
+                let hash = r.u64()?;
+                if previous.is_some_and(|p| p >= hash) {
+                    return Err(bad(r.pos, "index checkpoint journal hashes not ascending"));
+                }
+                previous = Some(hash);
+                usage.journals.insert(hash);
             }
             if acct.segments.insert(id, usage).is_some() {
                 return Err(bad(r.pos, "index checkpoint lists a segment twice"));

@@ -9,7 +9,6 @@
 //! dependencies point to older segments and freeing proceeds oldest first.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
 
 use crate::index::{Liveness, Loc};
 
@@ -34,11 +33,16 @@ pub(crate) struct SegmentUsage {
     pub journals: HashSet<u64>,
 }
 
-/// The hash of a journal id kept in [`SegmentUsage::journals`].
+/// The hash of a journal id kept in [`SegmentUsage::journals`]: 64-bit
+/// FNV-1a of the id's bytes. It is written into index checkpoints
+/// (format-spec 13) and compared with hashes computed by later builds, so
+/// it is fixed here rather than left to `std`'s hasher, whose algorithm
+/// may change between toolchains.
 pub(crate) fn journal_hash(id: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish()
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    id.iter()
+        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// Usage of every segment in the current generation.

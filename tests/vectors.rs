@@ -1354,6 +1354,28 @@ fn render_index_checkpoint(
                 s.id, s.live_items, s.live_bytes
             ));
         }
+        // Section 13.1: the FNV-1a hashes of the journals with any
+        // operation in the segment (no compaction or delete here, so
+        // exactly those).
+        let fnv1a = |id: &[u8]| {
+            id.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        };
+        let mut want: Vec<u64> = ctx
+            .ops
+            .iter()
+            .filter(|(loc, _)| loc.0 == s.id)
+            .map(|(_, op)| fnv1a(&op.id))
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        if want != s.hashes {
+            return Err(format!(
+                "segment {}: journal hashes {:x?}, the journals of its operations hash to {want:x?}",
+                s.id, s.hashes
+            ));
+        }
         let hashes: Vec<String> = s.hashes.iter().map(|h| format!("{h:#018x}")).collect();
         let _ = writeln!(
             w,

@@ -52,7 +52,7 @@ pub struct ManifestInfo {
     pub next_segment_id: u32,
     /// Highest LSN assigned when this generation was written.
     pub lsn_floor: u64,
-    /// Segments in id order; the last one is active.
+    /// Segments in manifest (replay) order; the last one is active.
     pub segments: Vec<ManifestSegment>,
 }
 
