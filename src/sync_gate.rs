@@ -13,29 +13,36 @@ use crate::segment::Segment;
 /// unwritten pages; a second fdatasync then succeeds without making them
 /// durable. So two syncs of one file must never run at once (the second
 /// could succeed over data the first lost), and after a failure no later
-/// sync may count as success: every sync runs under this gate's lock and
-/// fails once a failure is recorded, and so do writes (`Committer`).
+/// sync may count as success: every sync runs under the gate's `syncing`
+/// lock and fails once a failure is recorded, and so do writes
+/// (`Committer`).
+///
+/// The failure has a lock of its own, held only to read or record it:
+/// writers check it on every write, and must not wait for a sync under way
+/// to do so (they would queue behind each fdatasync instead of joining the
+/// next group). A write that checks while a sync is about to fail may
+/// still be written; it is acknowledged as durable only by a later sync,
+/// which runs after the failure is recorded and so fails.
 ///
 /// The failure is kept as the error itself, never a `WritesStopped` (which
 /// would only wrap it again), so every later `WritesStopped` has it as its
 /// `source()`, with its own chain (the `io::Error`) intact.
 #[derive(Debug, Default)]
 pub(crate) struct SyncGate {
+    /// Held across each fdatasync: one at a time.
+    syncing: Mutex<()>,
+    /// The first failure; held only to read or record it.
     failed: Mutex<Option<Arc<Error>>>,
 }
 
 impl SyncGate {
     /// fdatasyncs `segment` unless a failure is recorded; records its own.
     pub fn sync(&self, segment: &Segment) -> Result<()> {
-        let mut failed = lock(&self.failed);
-        if let Some(cause) = &*failed {
-            return Err(Error::WritesStopped {
-                cause: Arc::clone(cause),
-            });
-        }
+        let _one_at_a_time = lock(&self.syncing);
+        self.check()?;
         segment.file().and_then(|f| f.sync_data()).map_err(|e| {
             let e = Error::io("sync segment", &segment.path, e);
-            *failed = Some(Arc::new(e.clone()));
+            self.fail(&e);
             e
         })
     }
