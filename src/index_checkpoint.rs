@@ -38,6 +38,8 @@ use crate::live::{Accounting, SegmentUsage};
 use crate::locs::Locs;
 use crate::manifest::{ListedSegment, Manifest};
 use crate::record::crc32;
+use zerocopy::byteorder::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// First 8 bytes of an index checkpoint.
 pub const INDEX_MAGIC: [u8; 8] = *b"JSTRIDX\0";
@@ -81,6 +83,24 @@ pub(crate) struct IndexCheckpoint {
     pub appended: u64,
 }
 
+/// The checkpoint header (format-spec 13.1), laid out by the compiler.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct IndexHeader {
+    magic: [u8; 8],
+    version: U32,
+    header_len: U32,
+    generation: U64,
+    last_lsn: U64,
+    active_end: U64,
+    segment_count: U32,
+    reserved: U32,
+    journal_count: U64,
+    reserved2: U32,
+    /// CRC-32 of the 60 bytes before it.
+    header_crc: U32,
+}
+
 /// Per-segment flags in the file.
 const SEALED: u32 = 1;
 const SETTLED: u32 = 2;
@@ -93,7 +113,9 @@ const HAS_ANCHOR: u8 = 2;
 impl IndexCheckpoint {
     /// The file's bytes (format-spec 13).
     pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::new();
+        // The body is written after room for the header, which is filled
+        // in once the body's counts are known: no second copy of the body.
+        let mut body = vec![0u8; INDEX_HEADER_LEN];
         let empty = SegmentUsage::default();
         for s in &self.segments {
             let u = self.acct.segments.get(&s.id).unwrap_or(&empty);
@@ -144,22 +166,26 @@ impl IndexCheckpoint {
                 put_loc(&mut body, *loc);
             }
         }
-        let mut out = Vec::with_capacity(INDEX_HEADER_LEN + body.len() + 12);
-        out.extend_from_slice(&INDEX_MAGIC);
-        put_u32(&mut out, INDEX_VERSION);
-        put_u32(&mut out, INDEX_HEADER_LEN as u32);
-        put_u64(&mut out, self.generation);
-        put_u64(&mut out, self.last_lsn);
-        put_u64(&mut out, self.active_end);
-        put_u32(&mut out, self.segments.len() as u32);
-        put_u32(&mut out, 0);
-        put_u64(&mut out, self.index.len() as u64);
-        put_u32(&mut out, 0);
-        let crc = crc32(&out);
-        put_u32(&mut out, crc);
-        out.extend_from_slice(&body);
-        put_u64(&mut out, body.len() as u64);
-        put_u32(&mut out, crc32(&body));
+        let body_len = (body.len() - INDEX_HEADER_LEN) as u64;
+        let body_crc = crc32(&body[INDEX_HEADER_LEN..]);
+        let mut header = IndexHeader {
+            magic: INDEX_MAGIC,
+            version: INDEX_VERSION.into(),
+            header_len: (INDEX_HEADER_LEN as u32).into(),
+            generation: self.generation.into(),
+            last_lsn: self.last_lsn.into(),
+            active_end: self.active_end.into(),
+            segment_count: (self.segments.len() as u32).into(),
+            reserved: 0.into(),
+            journal_count: (self.index.len() as u64).into(),
+            reserved2: 0.into(),
+            header_crc: 0.into(),
+        };
+        header.header_crc = crc32(&header.as_bytes()[..INDEX_HEADER_LEN - 4]).into();
+        let mut out = body;
+        out[..INDEX_HEADER_LEN].copy_from_slice(header.as_bytes());
+        put_u64(&mut out, body_len);
+        put_u32(&mut out, body_crc);
         out
     }
 
@@ -174,36 +200,30 @@ impl IndexCheckpoint {
                 "index checkpoint shorter than its header and trailer",
             ));
         }
-        let mut r = Reader {
-            bytes,
-            pos: 0,
-            path,
-        };
-        if r.take(8)? != INDEX_MAGIC {
+        let (h, _) = IndexHeader::read_from_prefix(bytes)
+            .map_err(|_| bad(0, "index checkpoint shorter than its header"))?;
+        if h.magic != INDEX_MAGIC {
             return Err(bad(0, "not an index checkpoint (bad magic)"));
         }
-        if crc32(&bytes[..60]) != u32_at(bytes, 60) {
+        if crc32(&h.as_bytes()[..INDEX_HEADER_LEN - 4]) != h.header_crc.get() {
             return Err(bad(60, "index checkpoint header checksum mismatch"));
         }
-        let version = r.u32()?;
-        if version != INDEX_VERSION {
+        if h.version.get() != INDEX_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_owned(),
-                found: version,
+                found: h.version.get(),
                 supported: INDEX_VERSION,
             });
         }
-        if r.u32()? as usize != INDEX_HEADER_LEN {
+        if h.header_len.get() as usize != INDEX_HEADER_LEN {
             return Err(bad(12, "index checkpoint header length"));
         }
-        let generation = r.u64()?;
-        let last_lsn = r.u64()?;
-        let active_end = r.u64()?;
-        let segment_count = r.u32()? as usize;
-        let reserved = r.u32()?;
-        let journal_count = r.u64()?;
-        let reserved2 = r.u32()?;
-        if reserved != 0 || reserved2 != 0 {
+        let generation = h.generation.get();
+        let last_lsn = h.last_lsn.get();
+        let active_end = h.active_end.get();
+        let segment_count = h.segment_count.get() as usize;
+        let journal_count = h.journal_count.get();
+        if h.reserved.get() != 0 || h.reserved2.get() != 0 {
             return Err(bad(44, "reserved index checkpoint bytes not zero"));
         }
         let trailer = bytes.len() - 12;
@@ -592,6 +612,11 @@ mod tests {
 
     /// What is encoded decodes to the same state, and every truncation or
     /// single flipped byte is an error, never a different state.
+    #[test]
+    fn header_size_matches_the_spec() {
+        assert_eq!(std::mem::size_of::<IndexHeader>(), INDEX_HEADER_LEN);
+    }
+
     #[test]
     fn roundtrip_and_damage() {
         let cp = sample();

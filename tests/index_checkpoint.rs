@@ -26,6 +26,15 @@ fn options() -> Options {
     }
 }
 
+/// `options()` without the checkpoint at close: what a test wrote
+/// explicitly stays the newest one.
+fn no_close_checkpoint() -> Options {
+    Options {
+        index_checkpoint_bytes: None,
+        ..options()
+    }
+}
+
 /// The index checkpoint files in `dir`.
 fn checkpoint_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
@@ -120,10 +129,6 @@ fn open_from_a_checkpoint_equals_a_full_replay() {
 fn the_tail_after_a_checkpoint_is_replayed_across_rolls_and_frees() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let no_close_checkpoint = || Options {
-        index_checkpoint_bytes: None,
-        ..options()
-    };
     let store = Store::open(&dir, no_close_checkpoint()).unwrap();
     let mut model = Model::default();
     let mut write = |store: &Store, ops: Vec<Op>| {
@@ -177,10 +182,6 @@ fn damaged_or_unusable_checkpoints_fall_back_to_a_full_replay() {
     let (store, work) = open(&dir, options());
     assert_eq!(work.index_checkpoints_loaded, 1);
     drop(store);
-    let no_close_checkpoint = || Options {
-        index_checkpoint_bytes: None,
-        ..options()
-    };
     let mut damaged: Vec<(String, Vec<u8>)> = Vec::new();
     for cut in [0, 10, 64, original.len() / 2, original.len() - 1] {
         damaged.push((format!("cut at {cut}"), original[..cut].to_vec()));
@@ -334,10 +335,6 @@ fn continued_by_manifest(dir: &Path) -> bool {
 fn the_inspect_helper_agrees_with_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let no_close_checkpoint = || Options {
-        index_checkpoint_bytes: None,
-        ..options()
-    };
     let store = Store::open(&dir, no_close_checkpoint()).unwrap();
     let mut model = Model::default();
     let write = |store: &Store, model: &mut Model, ops: Vec<Op>| {
