@@ -1,28 +1,49 @@
 //! Group commit: the queue of writers and the published version.
 //!
 //! A batch written with `sync: true` (the default under `SyncMode::Always`)
-//! and a `sync_to` request go through the queue: the request at the head
-//! becomes the leader and commits every queued batch as one group (LevelDB
-//! style), so that one fdatasync serves them all and every request queued
-//! with them (`LogWriter::commit_group`), then publishes a new [`Version`]
-//! that snapshots pick up. Followers wait on a condition variable and
-//! return the leader's verdict. A batch written with `sync: false` (the
-//! default under `Never` and `Interval`) has no sync to share, and handing
-//! it to a leader would cost a sleep and a wake-up per batch: its writer
-//! commits it as a group of one under the writer's lock, applies it to the
-//! index only once its write succeeded, and does not publish a version:
-//! `Committer::current` makes one when a snapshot finds the published
-//! version older than the newest acknowledged batch. A published version
-//! makes the writer copy the index nodes it touches next, which is most of
-//! a small buffered batch's cost.
+//! and a `sync_to` request go through the queue, and are committed in
+//! groups that share one fdatasync, in a pipeline of two stages:
+//!
+//! 1. **Write.** The request at the head of the queue becomes the leader:
+//!    it takes every queued request, encodes and writes their batches under
+//!    the writer's lock, releases the lock, and repeats with the requests
+//!    that arrived meanwhile, for as long as the previous group syncs (up to
+//!    `MAX_GROUP_BATCHES` / `MAX_GROUP_BYTES`). So the next group keeps
+//!    filling, and is written, while the previous one syncs.
+//! 2. **Sync.** When the previous group's sync is over, the leader takes
+//!    the requests still queued in a last pass, hands the write stage to the
+//!    next head of the queue, and fdatasyncs its group without the writer's
+//!    lock; then, under the lock, it leaves a sync mark, publishes the
+//!    group's [`Version`] and acknowledges its LSN, lets the next group
+//!    sync, and wakes its followers with their verdicts.
+//!
+//! Followers wait parked (each is woken alone, by its own leader) and
+//! return the leader's verdict; their batches are read in place, never
+//! copied into the queue. A batch written with `sync: false` (the default
+//! under `Never` and `Interval`) has no sync to share, and handing it to a
+//! leader would cost a sleep and a wake-up per batch: its writer commits it
+//! as a group of one under the writer's lock (never held across an
+//! fdatasync of a group), applies it to the index only once its write
+//! succeeded, and does not publish a version: `Committer::current` makes
+//! one when a snapshot finds the published version older than the newest
+//! acknowledged batch. A published version makes the writer copy the index
+//! nodes it touches next, which is most of a small buffered batch's cost.
 //!
 //! Invariants:
-//! - A version is published only after its records are written. A batch
-//!   written with `sync: true` is published (and acknowledged) only after
-//!   its group's sync: a snapshot never shows it while a power loss could
-//!   take it back. A batch written with `sync: false` is visible as soon as
-//!   it is written, in every `SyncMode`: a snapshot may show it before it is
-//!   durable, and so may show batches a power loss takes back.
+//! - At most one group is in the write stage and one in the sync stage.
+//!   Groups take LSNs, sync, publish and acknowledge in order: a group's
+//!   sync starts after the previous group's ended, and covers every record
+//!   written before it (its version and LSN are taken at the end of its
+//!   last write pass). Syncs of one file never overlap ([`SyncGate`]).
+//! - A version is published only after its records are written, and never
+//!   replaces a newer one. A batch written with `sync: true` is published
+//!   (and acknowledged) only after a sync covering it, unless a later batch
+//!   is made visible first: snapshots always show a prefix of the log, so a
+//!   `sync: false` batch written (and visible) while a group syncs shows the
+//!   group's batches too, and so do the versions a roll, a free or a
+//!   compaction publishes, which sync first. A batch written with `sync:
+//!   false` is visible as soon as it is written, in every `SyncMode`, and
+//!   may be taken back by a power loss.
 //! - Neither a `sync: true` write nor `sync_to` returns `Ok` before every
 //!   byte of the batches it covers is durable: the `Progress` durable LSN
 //!   is raised only after a successful sync covering it, and a roll syncs
@@ -30,13 +51,17 @@
 //! - After a failed write or sync, writes stop (`Error::WritesStopped`) until
 //!   reopen, checked under the writer's lock; the last published version
 //!   stays readable, and a `sync_to` or `sync: true` write not yet covered
-//!   by a successful sync fails: no later sync may count (see [`SyncGate`]).
+//!   by a successful sync fails: no later sync may count (see [`SyncGate`]),
+//!   so a group written while the group before it failed to sync is never
+//!   acknowledged.
 //! - Replaced versions are dropped after the locks are released
 //!   ([`Retired`]).
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, Thread};
 
 use arc_swap::ArcSwap;
 use std::time::Instant;
@@ -48,6 +73,7 @@ use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
 use crate::progress::{Progress, Waited};
 use crate::record::{record_len, OP_HEADER_LEN};
+use crate::segment::Segment;
 use crate::sync_gate::SyncGate;
 use crate::version::{Retired, Version};
 
@@ -57,8 +83,9 @@ const MAX_GROUP_BATCHES: usize = 512;
 /// What a queued caller asks the leader for.
 #[derive(Debug)]
 enum Request {
-    /// Write this batch and sync it.
-    Write(WriteBatch),
+    /// Write this batch and sync it. The batch is the caller's own, read in
+    /// place (see [`Waiter::batch`]).
+    Write(NonNull<WriteBatch>),
     /// Make every batch up to this LSN durable.
     SyncTo(u64),
 }
@@ -67,14 +94,105 @@ enum Request {
 #[derive(Debug)]
 struct Waiter {
     request: Request,
+    /// The caller's thread, unparked when its verdict is set or when it
+    /// comes to lead.
+    thread: Thread,
     result: Mutex<Option<Result<u64>>>,
+}
+
+// SAFETY: the only field that is not `Send` and `Sync` by itself is the
+// pointer in `Request::Write`, which is read only through `Waiter::batch`
+// (a shared borrow of a `WriteBatch`, which is `Sync`), under the
+// conditions stated there.
+#[allow(unsafe_code)]
+unsafe impl Send for Waiter {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl Sync for Waiter {}
+
+impl Waiter {
+    /// The batch to write, for a `Write` request.
+    #[allow(unsafe_code)]
+    fn batch(&self) -> Option<&WriteBatch> {
+        match &self.request {
+            // SAFETY: the pointer comes from the `&WriteBatch` that
+            // `Committer::write` got, and that borrow lasts until `enqueue`
+            // returns, which it does only once the waiter's `result` is set
+            // (or it never queued). Leaders read batches only in the write
+            // stage, before the group's results are set, so every read is
+            // within the borrow.
+            Request::Write(batch) => Some(unsafe { batch.as_ref() }),
+            Request::SyncTo(_) => None,
+        }
+    }
+
+    /// Sets the verdict and wakes the caller (unless it is the caller).
+    fn finish(&self, result: Result<u64>) {
+        *lock(&self.result) = Some(result);
+        if self.thread.id() != thread::current().id() {
+            self.thread.unpark();
+        }
+    }
+}
+
+/// The queue and the pipeline's two stages (see the module comment).
+#[derive(Debug, Default)]
+struct Queue {
+    /// Requests no leader has taken yet, oldest first.
+    waiting: VecDeque<Arc<Waiter>>,
+    /// A leader is in the write stage (only the head of `waiting` may
+    /// become one while none is).
+    leading: bool,
+    /// A group is in the sync stage.
+    syncing: bool,
+    /// The leader in the write stage while it is parked, waiting for
+    /// requests or for the sync stage to be free.
+    parked_leader: Option<Thread>,
+}
+
+/// A group in the pipeline: its requests, their verdicts so far, and where
+/// its last write pass left the log.
+#[derive(Default)]
+struct Group {
+    waiters: Vec<Arc<Waiter>>,
+    /// One per waiter; a `SyncTo` request's is set by the sync.
+    results: Vec<Result<u64>>,
+    /// Bytes of operations its batches hold (the group's size limit).
+    bytes: usize,
+    /// The I/O failure that stopped writes while it was written.
+    fatal: Option<Error>,
+    /// What its sync must cover, taken at the end of its last pass.
+    end: Option<GroupEnd>,
+}
+
+impl Group {
+    /// Writes stopped while the group was written: its batches written by
+    /// earlier passes will never be synced, and fail like the rest.
+    fn fail(&mut self, e: Error) {
+        for (w, r) in self.waiters.iter().zip(&mut self.results) {
+            if r.is_ok() && w.batch().is_some() {
+                *r = Err(e.clone());
+            }
+        }
+        self.fatal = Some(e);
+    }
+}
+
+/// The log as a group's last write pass left it.
+struct GroupEnd {
+    segment: Arc<Segment>,
+    /// The end of the records written in `segment`.
+    pos: u64,
+    /// The newest LSN written.
+    lsn: u64,
+    /// The version to publish once synced, if the group wrote a batch.
+    version: Option<Arc<Version>>,
 }
 
 /// Group commit: the queue, the leader's state and the published version.
 #[derive(Debug)]
 pub(crate) struct Committer {
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
-    cv: Condvar,
+    queue: Mutex<Queue>,
     pub(crate) log: Mutex<LogWriter>,
     /// The version snapshots start from. Loading it takes no lock
     /// (`ArcSwap`), so readers taking snapshots never wait for each other or
@@ -100,8 +218,7 @@ impl Committer {
         let gate = log.sync_gate.clone();
         let progress = log.progress.clone();
         Committer {
-            queue: Mutex::new(VecDeque::new()),
-            cv: Condvar::new(),
+            queue: Mutex::new(Queue::default()),
             log: Mutex::new(log),
             current: ArcSwap::new(version),
             gate,
@@ -212,7 +329,7 @@ impl Committer {
             // writer commits its own batch under the writer's lock.
             return self.commit_direct(batch);
         }
-        self.enqueue(Request::Write(batch.clone()))
+        self.enqueue(Request::Write(NonNull::from(batch)))
     }
 
     /// Returns once every batch up to `lsn` is durable: at once if a sync
@@ -263,50 +380,195 @@ impl Committer {
         self.progress.close();
     }
 
-    /// Queues `request` and returns its verdict, leading a group if it
-    /// comes to the head of the queue.
+    /// Queues `request` and returns its verdict, leading a group through
+    /// the pipeline if it comes to the head of the queue while no other
+    /// leader writes (see the module comment).
     fn enqueue(&self, request: Request) -> Result<u64> {
         let me = Arc::new(Waiter {
             request,
+            thread: thread::current(),
             result: Mutex::new(None),
         });
         let mut queue = lock(&self.queue);
-        queue.push_back(me.clone());
+        queue.waiting.push_back(me.clone());
+        if let Some(leader) = queue.parked_leader.take() {
+            leader.unpark();
+        }
         loop {
             if let Some(r) = lock(&me.result).take() {
                 return r;
             }
-            if queue.front().is_some_and(|w| Arc::ptr_eq(w, &me)) {
+            if !queue.leading && queue.waiting.front().is_some_and(|w| Arc::ptr_eq(w, &me)) {
+                queue.leading = true;
                 break;
             }
-            queue = self.cv.wait(queue).unwrap_or_else(|e| e.into_inner());
-        }
-        // Leader: take the group (it stays queued so that later arrivals
-        // wait for this group to finish).
-        let mut group = Vec::new();
-        let mut bytes = 0;
-        for w in queue.iter() {
-            if group.len() == MAX_GROUP_BATCHES || bytes >= MAX_GROUP_BYTES {
-                break;
-            }
-            if let Request::Write(batch) = &w.request {
-                bytes += batch.len() * OP_HEADER_LEN;
-            }
-            group.push(w.clone());
+            drop(queue);
+            // A verdict or the lead is always announced by an `unpark`
+            // after the state that the loop checks is set, so no wake-up is
+            // lost; spurious ones only repeat the check.
+            thread::park();
+            queue = lock(&self.queue);
         }
         drop(queue);
-
-        let results = self.commit(&group);
-
-        let mut queue = lock(&self.queue);
-        for (w, r) in group.iter().zip(results) {
-            queue.pop_front();
-            *lock(&w.result) = Some(r);
-        }
-        drop(queue);
-        self.cv.notify_all();
+        let group = self.write_stage();
+        self.sync_stage(group);
         let result = lock(&me.result).take();
         result.unwrap_or(Err(Error::Closed))
+    }
+
+    /// The write stage of a leader: takes queued requests and writes their
+    /// batches, pass after pass, until the sync stage is free; then takes a
+    /// last pass, hands the lead to the next head of the queue and returns
+    /// the group for its sync.
+    fn write_stage(&self) -> Group {
+        let mut group = Group::default();
+        loop {
+            let mut queue = lock(&self.queue);
+            let mut taken = Vec::new();
+            while group.waiters.len() + taken.len() < MAX_GROUP_BATCHES
+                && group.bytes < MAX_GROUP_BYTES
+            {
+                let Some(w) = queue.waiting.pop_front() else {
+                    break;
+                };
+                group.bytes += w.batch().map_or(0, |b| b.len() * OP_HEADER_LEN);
+                taken.push(w);
+            }
+            let last = !queue.syncing;
+            if last {
+                queue.syncing = true;
+                queue.leading = false;
+                if let Some(next) = queue.waiting.front() {
+                    next.thread.unpark();
+                }
+            } else if taken.is_empty() {
+                // Full, or nothing new: wait for requests or for the sync
+                // stage (either unparks the leader).
+                queue.parked_leader = Some(thread::current());
+                drop(queue);
+                thread::park();
+                continue;
+            }
+            drop(queue);
+            self.write_pass(&mut group, taken, last);
+            if last {
+                return group;
+            }
+        }
+    }
+
+    /// Writes the batches of `taken` (one write of the encoded records) and
+    /// adds them to `group`; on the `last` pass, notes where the log ends.
+    fn write_pass(&self, group: &mut Group, taken: Vec<Arc<Waiter>>, last: bool) {
+        let mut log = lock(&self.log);
+        if let (None, Err(e)) = (&group.fatal, self.check_stopped()) {
+            group.fail(e);
+        }
+        if let Some(e) = &group.fatal {
+            let durable = self.progress.durable();
+            for w in &taken {
+                group.results.push(match w.request {
+                    Request::SyncTo(lsn) if lsn <= durable => Ok(durable),
+                    _ => Err(e.clone()),
+                });
+            }
+            group.waiters.extend(taken);
+            return;
+        }
+        let batches: Vec<&WriteBatch> = taken.iter().filter_map(|w| w.batch()).collect();
+        let mut written = Vec::with_capacity(batches.len());
+        let fatal = log.write_group(&batches, &mut written);
+        self.note_compaction_due(&mut log);
+        let mut written = written.into_iter();
+        for w in &taken {
+            group.results.push(match w.request {
+                // `write_group` gives one verdict per batch.
+                Request::Write(_) => written.next().unwrap_or(Err(Error::Closed)),
+                // Set by the sync.
+                Request::SyncTo(lsn) => Ok(lsn),
+            });
+        }
+        group.waiters.extend(taken);
+        if let Err(e) = fatal {
+            self.stop(&e);
+            group.fail(e);
+        } else if last {
+            let wrote = group
+                .waiters
+                .iter()
+                .zip(&group.results)
+                .any(|(w, r)| w.batch().is_some() && r.is_ok());
+            group.end = Some(GroupEnd {
+                segment: log.active().clone(),
+                pos: log.write_pos,
+                lsn: log.next_lsn - 1,
+                version: wrote.then(|| log.version()),
+            });
+        }
+    }
+
+    /// The sync stage of a group: syncs it (unless a sync covered it
+    /// already), publishes and acknowledges it, frees the segments its
+    /// records left dead, lets the next group sync, and hands every waiter
+    /// its verdict.
+    fn sync_stage(&self, group: Group) {
+        let mut retired = Retired::default();
+        // A group that failed while written has its verdicts already.
+        let synced = match (&group.fatal, &group.end) {
+            (Some(_), _) => None,
+            (None, None) => Some(Err(Error::Closed)),
+            (None, Some(end)) => Some(self.finish_sync(end, &mut retired)),
+        };
+        {
+            let mut queue = lock(&self.queue);
+            queue.syncing = false;
+            if let Some(leader) = queue.parked_leader.take() {
+                leader.unpark();
+            }
+        }
+        for (w, r) in group.waiters.iter().zip(group.results) {
+            w.finish(match (&synced, r) {
+                (Some(Err(e)), Ok(_)) => Err(e.clone()),
+                (Some(Ok(lsn)), Ok(_)) if w.batch().is_none() => Ok(*lsn),
+                (_, r) => r,
+            });
+        }
+    }
+
+    /// Syncs a written group, leaves a sync mark claiming it, publishes its
+    /// version and acknowledges it; returns the LSN made durable.
+    fn finish_sync(&self, end: &GroupEnd, retired: &mut Retired) -> Result<u64> {
+        let synced = self
+            .gate
+            .sync_covering(&end.segment, end.lsn, &self.progress);
+        let mut log = lock(&self.log);
+        // No mark repeating the last one when nothing new was synced (a
+        // group of `sync_to` requests, or one a roll or `sync` covered).
+        let marked = synced.and_then(|()| {
+            if log.active().id == end.segment.id && log.synced_pos < end.pos {
+                log.synced_pos = end.pos;
+                log.write_sync_mark()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = marked {
+            self.stop(&e);
+            return Err(e);
+        }
+        if let Some(version) = &end.version {
+            if version.lsn > self.current.load().lsn {
+                retired.push(self.publish(version.clone()));
+            }
+        }
+        self.progress.acknowledge(end.lsn);
+        match log.free_segments() {
+            Ok(true) => retired.push(self.publish(log.version())),
+            Ok(false) => {}
+            // The group is durable; the failure stops later writes.
+            Err(e) => self.stop(&e),
+        }
+        drop(log);
+        Ok(end.lsn)
     }
 
     /// Commits one batch without a sync, publishing lazily.
@@ -345,76 +607,6 @@ impl Committer {
         result
     }
 
-    /// Commits a group of queued requests: writes its batches and syncs
-    /// them with everything written before. Returns each request's verdict,
-    /// in order: a batch's LSN, or for a `sync_to` request the LSN its sync
-    /// covered.
-    fn commit(&self, group: &[Arc<Waiter>]) -> Vec<Result<u64>> {
-        // Versions replaced here are dropped once the writer's lock is
-        // released: the drop frees the index nodes the writer copied since
-        // (a good part of a small batch's cost), which need not hold up the
-        // next writer.
-        let mut retired = Retired::default();
-        let mut log = lock(&self.log);
-        let durable = self.progress.durable();
-        if let Err(e) = self.check_stopped() {
-            return group
-                .iter()
-                .map(|w| {
-                    if covered(&w.request, durable) {
-                        Ok(durable)
-                    } else {
-                        Err(e.clone())
-                    }
-                })
-                .collect();
-        }
-        let batches: Vec<&WriteBatch> = group
-            .iter()
-            .filter_map(|w| match &w.request {
-                Request::Write(batch) => Some(batch),
-                Request::SyncTo(_) => None,
-            })
-            .collect();
-        if batches.is_empty() && group.iter().all(|w| covered(&w.request, durable)) {
-            // A sync that ran while these requests queued covered them.
-            return group.iter().map(|_| Ok(durable)).collect();
-        }
-        let (results, fatal) = log.commit_group(&batches);
-        self.note_compaction_due(&mut log);
-        let synced = match &fatal {
-            Ok(()) => Ok(log.next_lsn - 1),
-            Err(e) => Err(e.clone()),
-        };
-        let fatal = fatal.and_then(|()| {
-            if results.iter().any(Result::is_ok) || log.dirty {
-                log.dirty = false;
-                retired.push(self.publish(log.version()));
-                self.progress.acknowledge(log.next_lsn - 1);
-            }
-            if log.free_segments()? {
-                retired.push(self.publish(log.version()));
-            }
-            Ok(())
-        });
-        if let Err(e) = fatal {
-            self.stop(&e);
-        }
-        drop(log);
-        let mut results = results.into_iter();
-        group
-            .iter()
-            .map(|w| match &w.request {
-                // `commit_group` gives one verdict per batch.
-                Request::Write(_) => results.next().unwrap_or(Err(Error::Closed)),
-                Request::SyncTo(_) => match &synced {
-                    Ok(lsn) => Ok(*lsn),
-                    Err(e) => Err(e.clone()),
-                },
-            })
-            .collect()
-    }
-
     /// Makes `version` the one new snapshots get, and returns the one it
     /// replaces, to be retired outside the locks (see [`Retired`]).
     #[must_use = "the replaced version should be dropped outside the locks"]
@@ -434,12 +626,9 @@ impl Committer {
         };
         // `sync_to` callers wait for this sync rather than repeat it.
         self.progress.begin_sync(lsn);
-        let synced = self.gate.sync(&segment);
-        if synced.is_ok() {
-            // Every record up to `lsn` was written to `segment` below
-            // `pos`, or to a segment sealed (and so synced) before it.
-            self.progress.made_durable(lsn);
-        }
+        // Every record up to `lsn` was written to `segment` below `pos`, or
+        // to a segment sealed (and so synced) before it.
+        let synced = self.gate.sync_covering(&segment, lsn, &self.progress);
         self.progress.end_sync(lsn);
         if let Err(e) = synced {
             // Recorded by the gate already; this wakes the waiters.
@@ -465,10 +654,4 @@ impl Committer {
         let log = lock(&self.log);
         self.gate.sync(log.active())
     }
-}
-
-/// Whether a sync already covered `request` (a `sync_to` request up to the
-/// durable LSN).
-fn covered(request: &Request, durable: u64) -> bool {
-    matches!(request, Request::SyncTo(lsn) if *lsn <= durable)
 }

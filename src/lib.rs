@@ -74,8 +74,9 @@
 //! targets and tools.
 
 // Unsafe code is denied everywhere but the three places of `io.rs` that map
-// files and borrow from the mapping, each allowed on its own function with
-// a `// SAFETY:` argument.
+// files and borrow from the mapping, and the group commit queue's borrow of
+// a waiting writer's batch (`commit.rs`, `Waiter`), each allowed on its own
+// item with a `// SAFETY:` argument.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]

@@ -10,10 +10,12 @@
 //! - `synced_pos <= write_pos`, and every byte of the active segment below
 //!   `synced_pos` is durable; a record's `synced_through` is `synced_pos`
 //!   when it was encoded, and a sync mark claims it only after the sync.
-//! - Every sync of the active segment runs with the encoded records
-//!   flushed, so a successful one makes every batch up to `next_lsn - 1`
-//!   durable (the segments before it were synced when their roll sealed
-//!   them) and raises `progress`'s durable LSN to it.
+//! - Every sync of the active segment runs with the records it covers
+//!   written (flushed from the buffer), and raises `progress`'s durable LSN
+//!   only to the newest of them: `sync_active` to `next_lsn - 1`, a group
+//!   synced by the committer outside the lock to the group's last LSN (the
+//!   segments before the active one were synced when their roll sealed
+//!   them). A sync that finds its LSN durable already skips the fdatasync.
 //! - A segment is dropped from the manifest only after the records that
 //!   made it dead are durable.
 //! - After an I/O error the working state is ahead of what is durable: the
@@ -161,14 +163,19 @@ impl LogWriter {
         })
     }
 
-    /// Commits a group and syncs it, with every record written before (the
-    /// queue path: batches written with `sync: true` and `sync_to`
-    /// requests). Returns each batch's result; `Err` when the group hit an
-    /// I/O error, after which nothing more may be written.
-    pub fn commit_group(&mut self, batches: &[&WriteBatch]) -> (Vec<Result<u64>>, Result<()>) {
-        let mut results = Vec::with_capacity(batches.len());
+    /// Writes a group's batches (the queue path: batches written with
+    /// `sync: true`), without syncing them: the committer syncs the group
+    /// after the writer's lock is released (see `Committer`). Pushes each
+    /// batch's result to `results`; `Err` when the group hit an I/O error,
+    /// after which nothing more may be written.
+    pub fn write_group(
+        &mut self,
+        batches: &[&WriteBatch],
+        results: &mut Vec<Result<u64>>,
+    ) -> Result<()> {
         self.buf.clear();
         self.buf_start = self.write_pos;
+        let first = results.len();
         let mut fatal = Ok(());
         for batch in batches {
             if let Err(e) = &fatal {
@@ -187,25 +194,16 @@ impl LogWriter {
             }
         }
         if fatal.is_ok() {
-            fatal = self.flush().and_then(|()| {
-                // Nothing new since the last sync (a group of `sync_to`
-                // requests): no sync, and no mark repeating the last one.
-                let unsynced = self.synced_pos != self.write_pos;
-                self.sync_active()?;
-                if unsynced {
-                    self.write_sync_mark()?;
-                }
-                Ok(())
-            });
+            fatal = self.flush();
         }
         if let Err(e) = &fatal {
-            for r in results.iter_mut() {
+            for r in results[first..].iter_mut() {
                 if r.is_ok() {
                     *r = Err(e.clone());
                 }
             }
         }
-        (results, fatal)
+        fatal
     }
 
     /// Validates, encodes and applies one batch; returns its LSN.
@@ -415,7 +413,8 @@ impl LogWriter {
             .map_err(|e| Error::io("write segment", &active.path, e))
     }
 
-    /// fdatasyncs the active segment up to `write_pos`.
+    /// fdatasyncs the active segment up to `write_pos` (the buffer must be
+    /// flushed), unless a sync already covered every record written.
     pub fn sync_active(&mut self) -> Result<()> {
         if self.synced_pos == self.write_pos {
             // Every record is durable already (see the module comment).
@@ -423,9 +422,10 @@ impl LogWriter {
             self.progress.made_durable(self.next_lsn - 1);
             return Ok(());
         }
-        self.sync_gate.sync(self.active())?;
+        // A group's sync, run outside the lock, may have covered them.
+        self.sync_gate
+            .sync_covering(self.active(), self.next_lsn - 1, &self.progress)?;
         self.synced_pos = self.write_pos;
-        self.progress.made_durable(self.next_lsn - 1);
         Ok(())
     }
 

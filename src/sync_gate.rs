@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::mutex::lock;
+use crate::progress::Progress;
 use crate::segment::Segment;
 
 /// Serialises the fdatasyncs of the active segment and remembers the first
@@ -45,6 +46,27 @@ impl SyncGate {
             self.fail(&e);
             e
         })
+    }
+
+    /// Makes every batch up to `lsn`, written to `segment` or to segments
+    /// sealed before it, durable: fdatasyncs `segment` unless a sync that
+    /// ran before covered `lsn` already, and raises
+    /// `progress`'s durable LSN before it lets the next sync start. So a
+    /// caller that comes after a roll sealed (and synced) its segment finds
+    /// its LSN durable rather than syncing a sealed segment again.
+    pub fn sync_covering(&self, segment: &Segment, lsn: u64, progress: &Progress) -> Result<()> {
+        let _one_at_a_time = lock(&self.syncing);
+        self.check()?;
+        if progress.durable() >= lsn {
+            return Ok(());
+        }
+        segment.file().and_then(|f| f.sync_data()).map_err(|e| {
+            let e = Error::io("sync segment", &segment.path, e);
+            self.fail(&e);
+            e
+        })?;
+        progress.made_durable(lsn);
+        Ok(())
     }
 
     /// Records a failure (the first one is kept). A `WritesStopped` is
