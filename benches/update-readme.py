@@ -13,8 +13,10 @@ Usage (from the repository root, after a run of the peers program):
 The block between the lines `<!-- peers-results:begin -->` and
 `<!-- peers-results:end -->` in the README is replaced with: the date and
 machine of the run, the command (exactly as given with --command: the
-program cannot know how cargo was invoked), the run's settings, and the
-table of `results.md` copied verbatim. Nothing in it is typed by hand.
+program cannot know how cargo was invoked), the run's settings (rounds
+per pair included), a note on what the columns mean (medians over the
+rounds and their spread, or single runs for results older than
+PEERS_ROUNDS), and the table of `results.md` copied verbatim. Nothing in it is typed by hand.
 
 The run's date, machine and settings come from `run.tsv`, which the peers
 program writes next to `results.md`. If it is missing (results of an older
@@ -130,9 +132,37 @@ def build_block(results_dir, command):
             f"Load average (1/5/15 min) {info.get('loadavg_start', '?')} at the"
             f" start, {info.get('loadavg_end', '?')} at the end."
             f" Settings: `PEERS_SECS={info.get('peers_secs', '?')}`,"
-            f" `PEERS_RECOVERY_MIB={info.get('peers_recovery_mib', '?')}`,"
+            + (
+                f" `PEERS_ROUNDS={info['peers_rounds']}`,"
+                if "peers_rounds" in info
+                else " one round per pair (before `PEERS_ROUNDS`),"
+            )
+            + f" `PEERS_RECOVERY_MIB={info.get('peers_recovery_mib', '?')}`,"
             f" workloads {info.get('workloads', '?')},"
             f" engines {info.get('engines', '?').replace(',', ', ')}."
+        )
+    if " spread | rounds |" in table.splitlines()[0]:
+        explanation = (
+            '"headline" is the metric each workload is ranked by, the median'
+            " over the rounds of the pair that succeeded (\"rounds\": succeeded"
+            ' / run; so are the other metrics); "spread" is ±(max - min) / 2'
+            ' / median of the headline over those rounds; "vs best peer" is'
+            " the headline median over the best median of the peer engines"
+            ' (not journalstore, not the raw baselines); "vs raw" over the'
+            " median of the per-thread raw baseline (workloads 1 and 2 only)."
+            " A ratio > 1 always means better (more throughput; for open, less"
+            " time). Every round's values, and each metric's median, min and"
+            " max, are in the run's `results.tsv`. The table is `results.md`"
+            " verbatim:"
+        )
+    else:  # one round per pair, before PEERS_ROUNDS
+        explanation = (
+            '"headline" is the metric each workload is ranked by; "vs best'
+            ' peer" is the headline over the best of the peer engines (not'
+            ' journalstore, not the raw baselines); "vs raw" over the'
+            " per-thread raw baseline (workloads 1 and 2 only). A ratio > 1"
+            " always means better (more throughput; for open, less time). The"
+            " table is `results.md` verbatim:"
         )
     lines += [
         "",
@@ -142,12 +172,7 @@ def build_block(results_dir, command):
         command,
         "```",
         "",
-        '"headline" is the metric each workload is ranked by; "vs best peer" is'
-        " the headline over the best of the peer engines (not journalstore, not"
-        ' the raw baselines); "vs raw" over the per-thread raw baseline'
-        " (workloads 1 and 2 only). A ratio > 1 always means better (more"
-        " throughput; for open, less time). The table is `results.md`"
-        " verbatim:",
+        explanation,
         "",
         table,
         END,

@@ -6,23 +6,31 @@
 //! `--features peer-rocksdb` / `peer-raft-engine` / `peers-all` for the
 //! engines with long native builds. See `benches/README.md` for what each
 //! workload does, how each engine is configured, and the environment
-//! variables (`PEERS_SECS`, `PEERS_ENGINES`, `PEERS_WORKLOADS`,
-//! `PEERS_RECOVERY_MIB`, `PEERS_DIR`, `PEERS_OUT`).
+//! variables (`PEERS_SECS`, `PEERS_ROUNDS`, `PEERS_ENGINES`,
+//! `PEERS_WORKLOADS`, `PEERS_RECOVERY_MIB`, `PEERS_DIR`, `PEERS_OUT`).
 //!
-//! Every (workload, engine) pair runs in a child process (this binary
-//! re-executed with `--child ...`), so peak memory (VmHWM) is per pair, one
-//! engine's background threads cannot slow the next, and the recovery
-//! workload can SIGKILL a writer. Children print `metric\tvalue\tunit` lines;
-//! the parent collects them into a TSV file, a Markdown table and a human
-//! table with ratios to the best peer and to the raw baseline, plus
-//! `run.tsv` (date, machine, settings) for `benches/update-readme.py`.
+//! Every (workload, engine) pair runs `PEERS_ROUNDS` times (default 3), the
+//! engines interleaved: for each workload, round 1 runs every engine once,
+//! then round 2 runs every engine again, and so on; round r starts at the
+//! (r-1)-th engine (mod their number), so that no engine always runs first,
+//! right after the previous workload. Each run is a child process (this
+//! binary re-executed with `--child ...`), so peak memory (VmHWM) is per
+//! run, one engine's background threads cannot slow the next, and the
+//! recovery workload can SIGKILL a writer. Children print
+//! `metric\tvalue\tunit` lines; the parent collects them into a TSV file
+//! (every round, plus median, min and max) and a Markdown table (medians,
+//! the headline's spread, the ratios to the best peer and to the raw
+//! baseline), plus `run.tsv` (date, machine, settings) for
+//! `benches/update-readme.py`.
 //!
 //! Modules: `engines` (one file per engine behind the `Engine` trait),
 //! `workloads` (what runs in a child), `report` (the parent's output
-//! files), `sys` (disk use, memory, load from /proc).
+//! files), `stats` (median, min, max and spread over the rounds), `sys`
+//! (disk use, memory, load from /proc).
 
 mod engines;
 mod report;
+mod stats;
 mod sys;
 mod workloads;
 
@@ -32,8 +40,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use engines::ENGINES;
-use report::Row;
+use report::Run;
 use sys::loadavg;
+use workloads::env_u64;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, BoxError>;
@@ -52,7 +61,8 @@ fn main() -> Res<()> {
     let mut engines: Vec<&str> = vec!["raw", "raw-group"];
     engines.extend_from_slice(ENGINES);
     engines.retain(|e| filter("PEERS_ENGINES", e));
-    let mut info = report::run_info(&base, &engines);
+    let rounds = env_u64("PEERS_ROUNDS", 3).max(1);
+    let mut info = report::run_info(&base, &engines, rounds);
 
     // (label, child workload, extra arg, whether raw takes part)
     let mut plan: Vec<(String, &str, Option<&str>, bool)> = Vec::new();
@@ -90,46 +100,69 @@ fn main() -> Res<()> {
         _ => "5",
     };
 
-    let mut rows: Vec<Row> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for (label, workload, arg, with_raw) in &plan {
         if !filter("PEERS_WORKLOADS", workload_key(workload)) {
             continue;
         }
-        for engine in &engines {
-            if engine.starts_with("raw") && !with_raw {
-                continue;
-            }
+        let taking_part: Vec<&str> = engines
+            .iter()
+            .copied()
+            .filter(|e| *with_raw || !e.starts_with("raw"))
             // Workload 6 compares the two Raft log stores only.
-            if *workload == "raft-groups" && !["journalstore", "raft-engine"].contains(engine) {
-                continue;
-            }
-            let dir = tempfile::tempdir_in(&base)?;
-            let d = dir.path().to_str().ok_or("non-UTF-8 temp dir")?;
-            eprintln!("running {label} on {engine}");
-            let result = match *workload {
-                "open-clean" => {
-                    run_child(&["fill", engine, d]).and_then(|_| run_child(&["open", engine, d]))
+            .filter(|e| *workload != "raft-groups" || ["journalstore", "raft-engine"].contains(e))
+            .collect();
+        if taking_part.is_empty() {
+            continue;
+        }
+        for round in 1..=rounds {
+            // Round r starts at engine r-1 (mod n): the engines interleaved,
+            // their order rotated.
+            let start = (round - 1) as usize % taking_part.len();
+            let (tail, head) = taking_part.split_at(start);
+            for &engine in head.iter().chain(tail) {
+                eprintln!("running {label} on {engine}, round {round}/{rounds}");
+                let result = run_pair(workload, *arg, engine, &base);
+                if let Err(err) = &result {
+                    eprintln!("  {label} on {engine}, round {round} failed: {err}");
                 }
-                "open-kill" => {
-                    fill_and_kill(engine, d).and_then(|_| run_child(&["open", engine, d]))
-                }
-                "open-cold" => run_child(&["fill", engine, d])
-                    .and_then(|_| drop_page_cache())
-                    .and_then(|()| run_child(&["open", engine, d])),
-                w => {
-                    let mut a = vec![w, engine, d];
-                    a.extend(arg.iter().copied());
-                    run_child(&a)
-                }
-            };
-            match result {
-                Ok(metrics) => rows.push((label.clone(), engine.to_string(), metrics)),
-                Err(err) => eprintln!("  {label} on {engine} failed: {err}"),
+                runs.push(Run {
+                    label: label.clone(),
+                    engine: engine.to_string(),
+                    round,
+                    result: result.map_err(|e| e.to_string()),
+                });
             }
         }
     }
     info.push(("loadavg_end".into(), loadavg()));
-    report::report(&rows, &info)
+    report::report(&runs, &info)
+}
+
+/// Runs one round of one (workload, engine) pair in a fresh directory under
+/// `base` and returns its metrics.
+fn run_pair(
+    workload: &str,
+    arg: Option<&str>,
+    engine: &str,
+    base: &std::path::Path,
+) -> Res<Vec<report::Metric>> {
+    let dir = tempfile::tempdir_in(base)?;
+    let d = dir.path().to_str().ok_or("non-UTF-8 temp dir")?;
+    match workload {
+        "open-clean" => {
+            run_child(&["fill", engine, d]).and_then(|_| run_child(&["open", engine, d]))
+        }
+        "open-kill" => fill_and_kill(engine, d).and_then(|_| run_child(&["open", engine, d])),
+        "open-cold" => run_child(&["fill", engine, d])
+            .and_then(|_| drop_page_cache())
+            .and_then(|()| run_child(&["open", engine, d])),
+        w => {
+            let mut a = vec![w, engine, d];
+            a.extend(arg);
+            run_child(&a)
+        }
+    }
 }
 
 /// Writes dirty pages back and drops the page cache, so that the next open
@@ -142,7 +175,7 @@ fn drop_page_cache() -> Res<()> {
 }
 
 /// Runs one child and returns its metrics.
-fn run_child(args: &[&str]) -> Res<Vec<(String, f64, String)>> {
+fn run_child(args: &[&str]) -> Res<Vec<report::Metric>> {
     let out = Command::new(std::env::current_exe()?)
         .arg("--child")
         .args(args)
@@ -154,7 +187,7 @@ fn run_child(args: &[&str]) -> Res<Vec<(String, f64, String)>> {
     Ok(parse_metrics(&String::from_utf8_lossy(&out.stdout)))
 }
 
-fn parse_metrics(text: &str) -> Vec<(String, f64, String)> {
+fn parse_metrics(text: &str) -> Vec<report::Metric> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
