@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 mod sim;
 #[doc(hidden)]
-pub use sim::{CrashMode, Fault, SimFs};
+pub use sim::{CrashMode, Fault, SimFs, SyncHold};
 
 /// How [`FileSystem::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

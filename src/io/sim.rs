@@ -30,8 +30,8 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::{FileIdentity, FileSystem, LockGuard, Mapping, OpenMode, RealFs, StorageFile};
 
@@ -351,6 +351,60 @@ impl State {
 #[derive(Clone, Debug, Default)]
 pub struct SimFs {
     inner: Arc<Mutex<State>>,
+    /// The hold armed by [`SimFs::hold_next_sync`], shared with its handle.
+    hold: Arc<(Mutex<Hold>, Condvar)>,
+}
+
+/// Where the sync held by [`SimFs::hold_next_sync`] is.
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    Off,
+    /// The next `sync_data` will wait.
+    Armed,
+    /// A `sync_data` waits for [`SyncHold::release`].
+    Holding,
+    Released,
+}
+
+/// A sync held by [`SimFs::hold_next_sync`]: tests wait until it is held,
+/// do what must happen while a sync is under way, and release it.
+#[derive(Debug)]
+pub struct SyncHold {
+    hold: Arc<(Mutex<Hold>, Condvar)>,
+}
+
+impl SyncHold {
+    /// Waits until a `sync_data` is held; `false` if none was by `deadline`.
+    pub fn wait_held(&self, deadline: Instant) -> bool {
+        let (state, cv) = &*self.hold;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        while *state != Hold::Holding {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = cv
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Lets the held sync go on (it then fails if a fault is armed for it).
+    pub fn release(&self) {
+        let (state, cv) = &*self.hold;
+        *state.lock().unwrap_or_else(|e| e.into_inner()) = Hold::Released;
+        cv.notify_all();
+    }
+}
+
+impl Drop for SyncHold {
+    /// A hold is never left holding a thread.
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl SimFs {
@@ -381,6 +435,30 @@ impl SimFs {
     /// syncs, not its CPU, are the bottleneck.
     pub fn set_sync_latency(&self, latency: Duration) {
         self.state().sync_latency = latency;
+    }
+
+    /// Makes the next `sync_data` wait, before it does anything, until the
+    /// returned handle releases it (or drops): for testing what runs while
+    /// a sync is under way.
+    pub fn hold_next_sync(&self) -> SyncHold {
+        *self.hold.0.lock().unwrap_or_else(|e| e.into_inner()) = Hold::Armed;
+        SyncHold {
+            hold: self.hold.clone(),
+        }
+    }
+
+    /// Waits in `sync_data` if a hold is armed (see `hold_next_sync`).
+    fn wait_if_held(&self) {
+        let (state, cv) = &*self.hold;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        if *state != Hold::Armed {
+            return;
+        }
+        *state = Hold::Holding;
+        cv.notify_all();
+        while *state == Hold::Holding {
+            state = cv.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     fn sleep_for_sync(&self) {
@@ -598,6 +676,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         // No real fsync: durability is what SimFs tracks (see module docs).
+        self.fs.wait_if_held();
         self.fs.sleep_for_sync();
         let mut state = self.fs.state();
         let power_lost = state.fail_after == Some(0);

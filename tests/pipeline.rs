@@ -1,0 +1,183 @@
+//! The group commit pipeline (`SyncMode::Always`): a group is written while
+//! the group before it syncs, and is acknowledged only by a sync of its own
+//! that succeeds after that one. `SimFs::hold_next_sync` stops a sync in its
+//! tracks so that the next group is written behind it, deterministically.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use journalstore::io::{CrashMode, Fault, SimFs};
+use journalstore::{Error, Options, Store, SyncMode, WriteBatch};
+
+fn options(sim: &SimFs) -> Options {
+    Options {
+        sync: SyncMode::Always,
+        segment_size: 64 << 10,
+        background_compaction: false,
+        status_interval: None,
+        fs: Arc::new(sim.clone()),
+        ..Options::default()
+    }
+}
+
+/// A generous bound for conditions that hold within milliseconds on an
+/// idle machine; only a hang reaches it.
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+fn append(
+    store: &Arc<Store>,
+    journal: &'static str,
+    value: &'static str,
+) -> JoinHandle<Result<u64, Error>> {
+    let store = store.clone();
+    std::thread::spawn(move || {
+        let mut batch = WriteBatch::new();
+        batch.append(journal.as_bytes(), value.as_bytes());
+        store.write(&batch)
+    })
+}
+
+/// Sets up the pipeline's two groups: "a" is written and its sync is held;
+/// then "b" is written while that sync waits. Returns both writers and the
+/// LSN acknowledged before them.
+fn group_written_behind_a_held_sync(
+    store: &Arc<Store>,
+    sim: &SimFs,
+) -> (
+    JoinHandle<Result<u64, Error>>,
+    JoinHandle<Result<u64, Error>>,
+    u64,
+    journalstore::io::SyncHold,
+) {
+    let mut first = WriteBatch::new();
+    first.append(b"first", b"durable before the test");
+    let before = store.write(&first).unwrap();
+
+    let hold = sim.hold_next_sync();
+    let a = append(store, "a", "group n");
+    assert!(hold.wait_held(deadline()), "group n never synced");
+    let appended = store.stats().bytes_appended;
+    let b = append(store, "b", "group n+1");
+    // `stats` takes the writer's lock, under which a group is encoded and
+    // written in one step: once its bytes are counted, they are written.
+    let limit = deadline();
+    while store.stats().bytes_appended == appended {
+        assert!(
+            Instant::now() < limit,
+            "group n+1 was not written while group n synced"
+        );
+        std::thread::yield_now();
+    }
+    // Written, but neither visible nor acknowledged while group n syncs.
+    assert_eq!(
+        store.last_lsn(),
+        before,
+        "acknowledged before any sync covered it"
+    );
+    assert_eq!(store.durable_lsn(), before);
+    assert!(
+        store.snapshot().journal(b"b").is_none(),
+        "group n+1 visible before its sync"
+    );
+    assert!(
+        !b.is_finished(),
+        "group n+1 returned before group n's sync ended"
+    );
+    (a, b, before, hold)
+}
+
+fn reopen_after_power_loss(sim: &SimFs, dir: &Path) -> Store {
+    drop(sim.crash(dir, CrashMode::DropUnsynced));
+    Store::open(dir, options(&SimFs::new())).unwrap()
+}
+
+/// A failed sync of group n drops the unsynced pages of the file, group
+/// n+1's included (as Linux does): group n+1, written behind it, must fail
+/// too, and never be acknowledged or made visible by a later sync.
+#[test]
+fn failed_sync_of_a_group_never_acknowledges_the_group_written_behind_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
+    let (a, b, before, hold) = group_written_behind_a_held_sync(&store, &sim);
+    sim.inject(Fault::Sync {
+        nth: 0,
+        kind: std::io::ErrorKind::Other,
+    });
+    hold.release();
+
+    let a = a.join().unwrap();
+    assert!(matches!(a, Err(Error::Io { .. })), "group n: {a:?}");
+    let b = b.join().unwrap();
+    match &b {
+        Err(Error::WritesStopped { cause }) => {
+            assert!(
+                matches!(**cause, Error::Io { .. }),
+                "group n+1's cause: {cause:?}"
+            )
+        }
+        other => panic!("group n+1 after group n's failed sync: {other:?}"),
+    }
+    assert_eq!(
+        store.last_lsn(),
+        before,
+        "a batch of a failed pipeline acknowledged"
+    );
+    assert_eq!(store.durable_lsn(), before);
+    let snap = store.snapshot();
+    assert!(snap.journal(b"a").is_none() && snap.journal(b"b").is_none());
+    drop(snap);
+    assert!(
+        store.sync().is_err(),
+        "a later sync counted after the failure"
+    );
+    let store = Arc::try_unwrap(store).unwrap();
+    assert!(store.close().is_err());
+
+    let store = reopen_after_power_loss(&sim, &dir);
+    let snap = store.snapshot();
+    assert_eq!(
+        snap.journal(b"first").unwrap().len(),
+        1,
+        "acknowledged batch lost"
+    );
+    assert!(snap.journal(b"a").is_none() && snap.journal(b"b").is_none());
+}
+
+/// When group n's sync succeeds, group n+1 (written behind it) is synced
+/// on its own and both are acknowledged, in LSN order, and survive a power
+/// loss.
+#[test]
+fn group_written_during_a_sync_is_synced_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
+    let (a, b, before, hold) = group_written_behind_a_held_sync(&store, &sim);
+    hold.release();
+
+    let a = a.join().unwrap().unwrap();
+    let b = b.join().unwrap().unwrap();
+    assert!(before < a && a < b, "LSNs {before} < {a} < {b}");
+    assert_eq!(store.durable_lsn(), b);
+    assert_eq!(store.last_lsn(), b);
+    // The power fails before close: only what the syncs made durable
+    // survives.
+    sim.fail_after(0);
+    drop(store);
+
+    let store = reopen_after_power_loss(&sim, &dir);
+    let snap = store.snapshot();
+    for journal in [&b"first"[..], b"a", b"b"] {
+        assert_eq!(
+            snap.journal(journal).map(|j| j.len()),
+            Some(1),
+            "{journal:?}"
+        );
+    }
+}
