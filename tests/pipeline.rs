@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use journalstore::io::{CrashMode, Fault, SimFs};
+use journalstore::io::{CrashMode, Fault, SimFs, SyncHold};
 use journalstore::{Error, Options, Store, SyncMode, WriteBatch};
 
 fn options(sim: &SimFs) -> Options {
@@ -41,18 +41,20 @@ fn append(
     })
 }
 
-/// Sets up the pipeline's two groups: "a" is written and its sync is held;
-/// then "b" is written while that sync waits. Returns both writers and the
-/// LSN acknowledged before them.
-fn group_written_behind_a_held_sync(
-    store: &Arc<Store>,
-    sim: &SimFs,
-) -> (
-    JoinHandle<Result<u64, Error>>,
-    JoinHandle<Result<u64, Error>>,
-    u64,
-    journalstore::io::SyncHold,
-) {
+type Writer = JoinHandle<Result<u64, Error>>;
+
+/// The pipeline's two groups, "a" (group n, its sync held) and "b" (group
+/// n+1, written behind it), the LSN acknowledged before them and the hold.
+struct Pipeline {
+    a: Writer,
+    b: Writer,
+    before: u64,
+    hold: SyncHold,
+}
+
+/// Sets up the pipeline: "a" is written and its sync is held; then "b" is
+/// written while that sync waits.
+fn group_written_behind_a_held_sync(store: &Arc<Store>, sim: &SimFs) -> Pipeline {
     let mut first = WriteBatch::new();
     first.append(b"first", b"durable before the test");
     let before = store.write(&first).unwrap();
@@ -87,7 +89,7 @@ fn group_written_behind_a_held_sync(
         !b.is_finished(),
         "group n+1 returned before group n's sync ended"
     );
-    (a, b, before, hold)
+    Pipeline { a, b, before, hold }
 }
 
 fn reopen_after_power_loss(sim: &SimFs, dir: &Path) -> Store {
@@ -104,7 +106,7 @@ fn failed_sync_of_a_group_never_acknowledges_the_group_written_behind_it() {
     let dir = tmp.path().join("store");
     let sim = SimFs::new();
     let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
-    let (a, b, before, hold) = group_written_behind_a_held_sync(&store, &sim);
+    let Pipeline { a, b, before, hold } = group_written_behind_a_held_sync(&store, &sim);
     sim.inject(Fault::Sync {
         nth: 0,
         kind: std::io::ErrorKind::Other,
@@ -158,7 +160,7 @@ fn group_written_during_a_sync_is_synced_after_it() {
     let dir = tmp.path().join("store");
     let sim = SimFs::new();
     let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
-    let (a, b, before, hold) = group_written_behind_a_held_sync(&store, &sim);
+    let Pipeline { a, b, before, hold } = group_written_behind_a_held_sync(&store, &sim);
     hold.release();
 
     let a = a.join().unwrap().unwrap();
