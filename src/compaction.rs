@@ -614,11 +614,13 @@ impl Committer {
                 // The sealed segment is now a candidate like any other.
                 return Ok(Some(CompactionReport::default()));
             }
-            // Holding the writer's lock, the published version is the
-            // working state once a lazy publish is made: every group
-            // publishes (or marks the state dirty) before it lets go.
-            retired.push(self.publish_dirty(&mut log));
-            let version = self.current.load_full();
+            // The plan reads what is live from the working state, not from
+            // the published version: that may lag behind groups written and
+            // not yet synced (see `Committer`), whose records in a segment a
+            // roll sealed would be left out of the copy while the index
+            // still points at them. The copy may thus hold records not yet
+            // durable; the switch syncs them before the manifest names it.
+            let version = log.version();
             match log.plan_compaction(policy, version) {
                 Some(plan) => (plan, log.fs.clone(), log.dir.clone(), log.segment_size),
                 None => return Ok(None),
