@@ -443,6 +443,13 @@ fn churn_keeps_disk_usage_bounded() {
     let store = Store::open(&dir, options()).unwrap();
     assert_exact(&store.snapshot(), expected, "after reopen");
     let reopened = store.stats();
+    eprintln!(
+        "after reopen: {} segments, bytes_on_disk / live_bytes {:.2} ({} for {})",
+        reopened.segments,
+        reopened.bytes_on_disk as f64 / reopened.live_bytes.max(1) as f64,
+        reopened.bytes_on_disk,
+        reopened.live_bytes,
+    );
     assert!(
         within_bound(&reopened),
         "after reopen: {} bytes on disk for {} live",
