@@ -54,9 +54,9 @@ const LONG: u64 = 3;
 const LONG_CAP: usize = 1500;
 /// Largest entry; entries average half of it.
 const MAX_ENTRY: usize = 600;
-/// Bytes of records each writer aims to write per second. The background
-/// thread looks for work every 200 ms; this keeps what one period adds
-/// to about two segments per writer, a load it is meant to keep up with.
+/// Bytes of records each writer aims to write per second: about two
+/// segments per writer per 200 ms, a load the background thread (woken by
+/// seals and by dead bytes) is meant to keep up with.
 const WRITE_RATE: f64 = 1.2e6;
 /// The part of the run before sampling starts.
 const WARM_UP: Duration = Duration::from_secs(3);
