@@ -127,6 +127,9 @@ pub(crate) struct Policy {
     /// When the sealed segments hold more than this many times their live
     /// bytes, segments above `threshold` are rewritten too.
     pub max_space_amplification: f64,
+    /// `Options::compaction_dead_bytes`: how many bytes die between looks
+    /// (`None`: see `LogWriter::dead_bytes_between_looks`).
+    pub dead_bytes: Option<u64>,
 }
 
 /// Segments at or above this live ratio are never rewritten to bring the
@@ -140,7 +143,32 @@ const REWRITE_MAX_RATIO: f64 = 0.8;
 /// it holds this much data.
 const EARLY_SEAL_MIN: u64 = 1 << 20;
 
+/// The least the automatic `dead_bytes_between_looks` waits for: below it
+/// the thread would wake for amounts no seal or rewrite is triggered by
+/// (sealing early needs [`EARLY_SEAL_MIN`] of data).
+const DEAD_BYTES_MIN: u64 = 256 << 10;
+
 impl LogWriter {
+    /// Bytes that must die before compaction looks again:
+    /// `policy.dead_bytes`, or a quarter of the live bytes, at least
+    /// [`DEAD_BYTES_MIN`] and at most a quarter of `segment_size`. A look
+    /// finds work only once the dead bytes pass the space target's slack
+    /// (`max_space_amplification`, 1.25 by default, plus `space_slack`):
+    /// a quarter of the live bytes is about that far, so looks come when
+    /// work may be there, and the store overshoots its target by at most
+    /// about a quarter of the live bytes before one. Tied to the live
+    /// bytes, the cost of looking (a wake-up, a scan of the segment list
+    /// under the writer's lock) stays a small, fixed share of the writes
+    /// whatever the store's size; the cap keeps a large store looking at
+    /// least once per quarter segment of deaths, as a seal would.
+    pub(crate) fn dead_bytes_between_looks(&self, policy: Policy) -> u64 {
+        policy.dead_bytes.unwrap_or_else(|| {
+            (self.acct.total_live_bytes() / 4)
+                .max(DEAD_BYTES_MIN)
+                .min(self.segment_size / 4)
+        })
+    }
+
     /// Whether to seal the active segment before it is full, so that
     /// compaction can reclaim it: it holds at least [`EARLY_SEAL_MIN`] of
     /// data, less than `policy.threshold` of it live or more dead bytes
@@ -581,13 +609,17 @@ pub(crate) fn copy(
 }
 
 impl Committer {
-    /// Whether the sealed segments hold more than `limit` times their live
-    /// bytes, plus some slack (`space_slack`; see
-    /// `Options::stall_space_amplification`).
+    /// Whether the segments, the active one included, hold more data than
+    /// `limit` times the live bytes, plus some slack (`space_slack`; see
+    /// `Options::stall_space_amplification`). The active segment counts:
+    /// when the live set is small next to `segment_size`, dead records pile
+    /// up there between seals, and compaction can reach them only by
+    /// sealing it early (`should_seal_active`).
     pub fn over_space_limit(&self, limit: f64) -> bool {
         let log = lock(&self.log);
         let live = log.acct.total_live_bytes();
-        log.sealed_data() as f64 > limit * live as f64 + log.space_slack(live)
+        let active = log.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
+        (log.sealed_data() + active) as f64 > limit * live as f64 + log.space_slack(live)
     }
 
     /// Runs one compaction step: `Ok(None)` when no run of segments is worth
@@ -603,6 +635,9 @@ impl Committer {
         let (plan, fs, dir, segment_size) = {
             let mut retired = Retired::default();
             let mut log = lock(&self.log);
+            // Looking now: the next look is due once that many more die.
+            let between = log.dead_bytes_between_looks(policy);
+            log.acct.arm_dead_trigger(between);
             if log.should_seal_active(policy) {
                 // Publish first: the roll syncs under the lock.
                 retired.push(self.publish_dirty(&mut log));

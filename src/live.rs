@@ -9,6 +9,8 @@
 //! dependencies point to older segments and freeing proceeds oldest first.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::index::{Liveness, Loc};
 
@@ -51,11 +53,39 @@ pub(crate) struct Accounting {
     pub segments: BTreeMap<u32, SegmentUsage>,
     /// Set when something died; `freeable` has work only then.
     pub changed: bool,
+    /// Encoded bytes of every operation that died since this accounting
+    /// was made (replay included); only grows.
+    pub dead_bytes: u64,
+    /// Tells the store's compaction thread when enough died; `None` without
+    /// background compaction (and during recovery).
+    pub dead_trigger: Option<DeadTrigger>,
+}
+
+/// The writer's side of compaction pacing: compaction looks for work once
+/// `Accounting::dead_bytes` reaches `due_at`. A [`Tracker`] compares once,
+/// when it is dropped at the end of its record, and raises `flag` on the
+/// crossing only; the store turns the flag into one wake-up of its
+/// compaction thread after the write. Compaction re-arms it each time it
+/// looks (see `Accounting::arm_dead_trigger`).
+#[derive(Clone, Debug)]
+pub(crate) struct DeadTrigger {
+    /// `u64::MAX` while the flag is raised and compaction has not looked
+    /// since, so that a crossing wakes the thread once.
+    pub due_at: u64,
+    pub flag: Arc<AtomicBool>,
 }
 
 impl Accounting {
     pub fn add_segment(&mut self, id: u32) {
         self.segments.entry(id).or_default();
+    }
+
+    /// Compaction looks now: it is due again once `threshold` more bytes
+    /// die.
+    pub fn arm_dead_trigger(&mut self, threshold: u64) {
+        if let Some(t) = &mut self.dead_trigger {
+            t.due_at = self.dead_bytes.saturating_add(threshold);
+        }
     }
 
     pub fn total_live_bytes(&self) -> u64 {
@@ -128,6 +158,7 @@ impl Liveness for Tracker<'_> {
                 .insert(victim.segment);
         }
         self.acct.changed = true;
+        self.acct.dead_bytes += len;
         len
     }
 
@@ -138,6 +169,21 @@ impl Liveness for Tracker<'_> {
             .or_default()
             .journals
             .insert(journal_hash(id));
+    }
+}
+
+/// A tracker lives for one record (one batch, or a group's batches): the
+/// dead-bytes trigger is checked here, once per record rather than once
+/// per death.
+impl Drop for Tracker<'_> {
+    fn drop(&mut self) {
+        let acct = &mut *self.acct;
+        if let Some(t) = &mut acct.dead_trigger {
+            if acct.dead_bytes >= t.due_at {
+                t.due_at = u64::MAX;
+                t.flag.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -167,5 +213,37 @@ mod tests {
         }
         assert_eq!(acct.freeable(3), vec![1, 2]);
         assert_eq!(acct.segments[&1].live_bytes, 0);
+    }
+
+    #[test]
+    fn the_dead_bytes_trigger_raises_its_flag_once_per_crossing() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut acct = Accounting {
+            dead_trigger: Some(DeadTrigger {
+                due_at: 0,
+                flag: flag.clone(),
+            }),
+            ..Accounting::default()
+        };
+        acct.arm_dead_trigger(25);
+        let size = |_: Loc| 10u64;
+        let loc = |segment| Loc { segment, offset: 0 };
+        let kill = |acct: &mut Accounting, n: usize| {
+            let mut t = acct.tracker(&size);
+            for _ in 0..n {
+                t.live(loc(1), 10);
+                t.dead(loc(1), loc(1));
+            }
+        };
+        kill(&mut acct, 2);
+        assert!(!flag.load(Ordering::Relaxed), "20 of 25 bytes");
+        kill(&mut acct, 1);
+        assert!(flag.swap(false, Ordering::Relaxed), "30 of 25 bytes");
+        kill(&mut acct, 10);
+        assert!(!flag.load(Ordering::Relaxed), "raised once until re-armed");
+        acct.arm_dead_trigger(25);
+        kill(&mut acct, 3);
+        assert!(flag.load(Ordering::Relaxed));
+        assert_eq!(acct.dead_bytes, 160);
     }
 }

@@ -107,6 +107,18 @@ pub struct Options {
     /// Whether a background thread compacts on its own. Default true;
     /// [`Store::compact`](crate::Store::compact) works either way.
     pub background_compaction: bool,
+    /// Compaction is paced by work: with `background_compaction`, its
+    /// thread looks for work each time this many bytes of records have
+    /// died (superseded metadata, trimmed, truncated and deleted entries)
+    /// since it last looked, and each time a write seals a segment.
+    /// `None` (default): a quarter of the live bytes, at least 256 KiB and
+    /// at most a quarter of `segment_size` (README, "Compaction").
+    pub compaction_dead_bytes: Option<u64>,
+    /// How often the compaction thread also looks for work when nothing
+    /// wakes it (a fallback: it retries a failed compaction and picks up a
+    /// store reopened with dead records). Default 1 second; `None` looks
+    /// only when dead bytes or a seal call for it.
+    pub compaction_interval: Option<Duration>,
     /// Most bytes per second compaction writes; `None` (default) for no limit.
     pub compaction_rate_limit: Option<u64>,
     /// How often the open store rewrites its advisory `STATUS` file, which
@@ -139,6 +151,8 @@ impl Default for Options {
             max_space_amplification: 1.25,
             stall_space_amplification: Some(1.4),
             background_compaction: true,
+            compaction_dead_bytes: None,
+            compaction_interval: Some(Duration::from_secs(1)),
             compaction_rate_limit: None,
             status_interval: Some(Duration::from_secs(10)),
             index_checkpoint_bytes: None,
@@ -185,6 +199,18 @@ impl Options {
                     "SyncMode::Interval needs a non-zero duration".into(),
                 ));
             }
+        }
+        if self.compaction_dead_bytes == Some(0) {
+            return Err(Error::InvalidOptions(
+                "compaction_dead_bytes needs a non-zero size (None picks one from the live bytes)"
+                    .into(),
+            ));
+        }
+        if self.compaction_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidOptions(
+                "compaction_interval needs a non-zero duration (None turns the fallback off)"
+                    .into(),
+            ));
         }
         if self.index_checkpoint_bytes == Some(0) {
             return Err(Error::InvalidOptions(

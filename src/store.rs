@@ -12,6 +12,7 @@ use crate::commit::Committer;
 use crate::compaction::{CompactionReport, Policy};
 use crate::error::{Error, Result};
 use crate::index_checkpoint;
+use crate::live::DeadTrigger;
 use crate::mutex::lock;
 use crate::options::{Options, SyncMode, WriteOptions};
 use crate::recovery;
@@ -45,9 +46,14 @@ struct Inner {
     calls: RwLock<()>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
-    /// Set (and `closed_cv` notified) when a write seals a segment: the
-    /// compaction thread wakes without waiting out its period.
+    /// Set (and `closed_cv` notified) when a write seals a segment or
+    /// `dead_due` is raised: the compaction thread wakes without waiting
+    /// out its period.
     compaction_due: AtomicBool,
+    /// Raised under the writer's lock when enough bytes died since
+    /// compaction last looked (`live::DeadTrigger`, which shares it);
+    /// taken after the write, which then wakes the compaction thread.
+    dead_due: Arc<AtomicBool>,
     /// The directory lock, held until close; segment files are removed
     /// only under it (see `DirOwner`).
     owner: Arc<DirOwner>,
@@ -74,6 +80,7 @@ impl Store {
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
             compaction_due: AtomicBool::new(false),
+            dead_due: Arc::new(AtomicBool::new(false)),
             owner,
             index_checkpointed: Mutex::new(0),
             options,
@@ -82,7 +89,7 @@ impl Store {
             inner: inner.clone(),
             threads: Mutex::new(Vec::new()),
         };
-        let start = |what, every, early: Option<fn(&Inner) -> bool>, work: fn(&Inner)| {
+        let start = |what, every: Duration, early: Option<fn(&Inner) -> bool>, work: fn(&Inner)| {
             spawn_periodic(inner.clone(), what, every, early, work)
                 .map(|h| lock(&store.threads).push(h))
                 .map_err(|e| Error::io("start background thread", &inner.dir, e))
@@ -120,9 +127,21 @@ impl Store {
             )?;
         }
         if inner.options.background_compaction {
+            // Armed before the thread starts: deaths from here on count.
+            {
+                let mut log = lock(&inner.committer.log);
+                log.acct.dead_trigger = Some(DeadTrigger {
+                    due_at: u64::MAX,
+                    flag: inner.dead_due.clone(),
+                });
+                let between = log.dead_bytes_between_looks(inner.policy());
+                log.acct.arm_dead_trigger(between);
+            }
+            // Without a fallback period the thread waits for a wake-up.
+            let every = inner.options.compaction_interval.unwrap_or(Duration::MAX);
             start(
                 "journalstore-compact",
-                COMPACTION_CHECK,
+                every,
                 Some(|inner| inner.compaction_due.swap(false, Ordering::Relaxed)),
                 |inner| match inner.compact() {
                     Ok(_report) => {
@@ -206,7 +225,12 @@ impl Store {
         let o = &self.inner.options;
         batch.validate(o.max_entry_size, o.max_metadata_size)?;
         let lsn = self.inner.committer.write(batch, options.sync)?;
-        if self.inner.committer.take_compaction_due() {
+        let sealed = self.inner.committer.take_compaction_due();
+        // Raised once per crossing of the dead-bytes threshold, so the
+        // wake-up (a lock and a futex call) is not paid per write.
+        let dead = self.inner.dead_due.load(Ordering::Relaxed)
+            && self.inner.dead_due.swap(false, Ordering::Relaxed);
+        if sealed || dead {
             self.inner.on_compaction_due();
         }
         Ok(lsn)
@@ -532,10 +556,6 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 /// How often the index checkpoint thread looks whether one is due.
 const INDEX_CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
-/// How often the compaction thread looks for work (it also wakes when a
-/// write seals a segment).
-const COMPACTION_CHECK: Duration = Duration::from_millis(200);
-
 /// Most compaction steps one stalled write runs.
 const STALL_STEPS: usize = 64;
 
@@ -618,20 +638,30 @@ impl Inner {
         let _ = status::write(&*self.options.fs, &self.dir, &text);
     }
 
-    /// After a write sealed a segment: wakes the compaction thread and, if
-    /// the store is over `Options::stall_space_amplification`, makes the
-    /// writer compact until it is not (the write stall). The writer's batch
-    /// is already written and visible; only its return waits.
-    fn on_compaction_due(&self) {
-        let o = &self.options;
-        if !o.background_compaction {
-            return;
-        }
+    /// Wakes the compaction thread (it looks for work at once).
+    fn wake_compaction(&self) {
         self.compaction_due.store(true, Ordering::Relaxed);
         // Under the lock, so the thread cannot check the flag and then miss
         // the notification.
         drop(lock(&self.closed));
         self.closed_cv.notify_all();
+    }
+
+    /// After a write sealed a segment or took the dead bytes since
+    /// compaction last looked past `dead_bytes_between_looks`: wakes the
+    /// compaction thread and, if the store is over
+    /// `Options::stall_space_amplification`, makes the writer compact until
+    /// it is not (the write stall). Checked at the dead-bytes crossings too,
+    /// since writers that outrun the thread (which shares the cores with
+    /// them) would otherwise fill the active segment with dead records
+    /// until it is full. The writer's batch is already written and visible;
+    /// only its return waits.
+    fn on_compaction_due(&self) {
+        let o = &self.options;
+        if !o.background_compaction {
+            return;
+        }
+        self.wake_compaction();
         let Some(limit) = o.stall_space_amplification else {
             return;
         };
@@ -662,6 +692,7 @@ impl Inner {
         Policy {
             threshold: self.options.compaction_threshold,
             max_space_amplification: self.options.max_space_amplification,
+            dead_bytes: self.options.compaction_dead_bytes,
         }
     }
 

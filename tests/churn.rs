@@ -54,9 +54,9 @@ const LONG: u64 = 3;
 const LONG_CAP: usize = 1500;
 /// Largest entry; entries average half of it.
 const MAX_ENTRY: usize = 600;
-/// Bytes of records each writer aims to write per second. The background
-/// thread looks for work every 200 ms; this keeps what one period adds
-/// to about two segments per writer, a load it is meant to keep up with.
+/// Bytes of records each writer aims to write per second: about two
+/// segments per writer per 200 ms, a load the background thread (woken by
+/// seals and by dead bytes) is meant to keep up with.
 const WRITE_RATE: f64 = 1.2e6;
 /// The part of the run before sampling starts.
 const WARM_UP: Duration = Duration::from_secs(3);
@@ -443,6 +443,13 @@ fn churn_keeps_disk_usage_bounded() {
     let store = Store::open(&dir, options()).unwrap();
     assert_exact(&store.snapshot(), expected, "after reopen");
     let reopened = store.stats();
+    eprintln!(
+        "after reopen: {} segments, bytes_on_disk / live_bytes {:.2} ({} for {})",
+        reopened.segments,
+        reopened.bytes_on_disk as f64 / reopened.live_bytes.max(1) as f64,
+        reopened.bytes_on_disk,
+        reopened.live_bytes,
+    );
     assert!(
         within_bound(&reopened),
         "after reopen: {} bytes on disk for {} live",

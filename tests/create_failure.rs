@@ -2,7 +2,8 @@
 //!
 //! Creating a segment makes its file, sizes it, reserves its space, writes
 //! its header and maps it; on a full disk any step after the first can
-//! fail. Compaction retries (every 200 ms and at each seal) and takes a new
+//! fail. Compaction retries (at each seal, each dead-bytes crossing and every
+//! `compaction_interval`) and takes a new
 //! segment id each time, so a file left by each failure would fill the disk
 //! further on every attempt. Claims checked: after each failed compaction
 //! (sizing, reserving, header write), the directory holds exactly the
