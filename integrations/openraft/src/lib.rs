@@ -175,6 +175,7 @@ impl RaftStore {
     pub fn log_store<C: RaftTypeConfig>(&self, group: u64) -> LogStore<C> {
         LogStore {
             group: Group::new(self.shared.clone(), group, "log"),
+            bounds: None,
             _c: PhantomData,
         }
     }
@@ -390,6 +391,15 @@ impl Group {
 /// ```
 pub struct LogStore<C> {
     group: Group,
+    /// `(first, end)` of the log journal as this log store's last append
+    /// left it, when known. The log store is the only writer of its journal
+    /// (one per group, see [`RaftStore::log_store`]), so an append need not
+    /// take a snapshot to learn them: a snapshot taken right after a write
+    /// without a sync publishes a new version of the store's index, which
+    /// makes the next write of every group copy the index nodes it touches.
+    /// `None` after a truncate, a purge or a failed write: the next append
+    /// reads them from a snapshot.
+    bounds: Option<(u64, u64)>,
     _c: PhantomData<fn() -> C>,
 }
 
@@ -545,12 +555,16 @@ where
         I::IntoIter: OptionalSend,
     {
         let g = &self.group;
-        let snap = g.store().snapshot();
-        let (first, end) = snap
-            .journal(&g.id)
-            .map_or((0, 0), |j| (j.first_index(), j.end_index()));
-        drop(snap);
+        let (first, end) = match self.bounds.take() {
+            Some(bounds) => bounds,
+            None => g
+                .store()
+                .snapshot()
+                .journal(&g.id)
+                .map_or((0, 0), |j| (j.first_index(), j.end_index())),
+        };
         let mut batch = WriteBatch::new();
+        let mut start: Option<u64> = None;
         let mut next: Option<u64> = None;
         for entry in entries {
             let log_id = entry.get_log_id().clone();
@@ -573,17 +587,24 @@ where
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| StorageIOError::write_log_entry(log_id.clone(), AnyError::new(&e)))?;
             batch.append_at(&g.id, index, &bytes);
+            start.get_or_insert(index);
             next = Some(index + 1);
         }
-        if batch.is_empty() {
+        let (Some(start), Some(next)) = (start, next) else {
+            self.bounds = Some((first, end));
             callback.log_io_completed(Ok(()));
             return Ok(());
-        }
+        };
         // Readable when this returns; durable when the flusher calls back.
         let lsn = g
             .store()
             .write_with(&batch, WriteOptions { sync: false })
             .map_err(|e| write_err(&e))?;
+        // As the batch left the journal (`bounds` stays `None` on failure):
+        // an empty log moved up to `start`, a truncate below `first` emptied
+        // the journal there, else `first` stays.
+        let first = if start > end { start } else { first.min(start) };
+        self.bounds = Some((first, next));
         g.flush(lsn, Box::new(move |r| callback.log_io_completed(r)));
         Ok(())
     }
@@ -591,6 +612,7 @@ where
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         // Durable with the next sync (an append's or a vote's): a lost
         // truncate leaves entries that openraft truncates again.
+        self.bounds = None;
         let mut batch = WriteBatch::new();
         batch.truncate(&self.group.id, log_id.index);
         self.group
@@ -604,6 +626,7 @@ where
         // The trim and the purged id in one batch: a reader sees both or
         // neither. Past the last entry the journal moves up to continue
         // after `log_id`.
+        self.bounds = None;
         let mut batch = WriteBatch::new();
         batch.trim_prefix(&self.group.id, log_id.index + 1);
         self.group

@@ -145,3 +145,56 @@ fn state_survives_reopen() {
         assert_eq!(current.meta, meta);
     });
 }
+
+/// Appends learn the log's bounds from the log store's own bookkeeping
+/// after the first one; across overlapping appends, purges past the end
+/// and truncates, each append lands where a snapshot says the log is.
+#[test]
+fn appends_follow_truncates_and_purges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stores = RaftStore::open(tmp.path(), Options::default()).unwrap();
+    let bounds = |stores: &RaftStore| {
+        let snap = stores.store().snapshot();
+        let j = snap.journal(b"raft/00000000000000000001/log").unwrap();
+        let values: Vec<String> = j
+            .entries(..)
+            .map(|e| {
+                let entry: Entry<TypeConfig> = serde_json::from_slice(e.unwrap().1).unwrap();
+                match entry.payload {
+                    EntryPayload::Normal(Request::Set { value, .. }) => value,
+                    _ => String::new(),
+                }
+            })
+            .collect();
+        (j.first_index(), j.end_index(), values.join(","))
+    };
+    rt().block_on(async {
+        let mut log = stores.log_store::<TypeConfig>(1);
+        log.blocking_append([set(1, "k", "a"), set(2, "k", "b"), set(3, "k", "c")])
+            .await
+            .unwrap();
+        assert_eq!(bounds(&stores), (1, 4, "a,b,c".into()));
+        // Overlapping: entries from 2 on are replaced.
+        log.blocking_append([set(2, "k", "B"), set(3, "k", "C"), set(4, "k", "D")])
+            .await
+            .unwrap();
+        assert_eq!(bounds(&stores), (1, 5, "a,B,C,D".into()));
+        log.truncate(log_id(1, 1, 3)).await.unwrap();
+        log.blocking_append([set(3, "k", "x")]).await.unwrap();
+        assert_eq!(bounds(&stores), (1, 4, "a,B,x".into()));
+        // A purge past the end moves the empty log up.
+        log.purge(log_id(1, 1, 9)).await.unwrap();
+        log.blocking_append([set(10, "k", "y"), set(11, "k", "z")])
+            .await
+            .unwrap();
+        assert_eq!(bounds(&stores), (10, 12, "y,z".into()));
+        log.purge(log_id(1, 1, 10)).await.unwrap();
+        log.blocking_append([set(12, "k", "w")]).await.unwrap();
+        assert_eq!(bounds(&stores), (11, 13, "z,w".into()));
+        // A hole is refused and changes nothing; the next append still fits.
+        let hole = log.blocking_append([set(15, "k", "h")]).await;
+        assert!(hole.is_err());
+        log.blocking_append([set(13, "k", "v")]).await.unwrap();
+        assert_eq!(bounds(&stores), (11, 14, "z,w,v".into()));
+    });
+}

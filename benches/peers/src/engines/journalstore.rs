@@ -1,5 +1,6 @@
 //! journalstore itself.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,6 +16,9 @@ use crate::Res;
 /// `journalstore-openraft`'s (see [`Js::append_raft`]).
 pub struct Js {
     store: Arc<Store>,
+    /// Each group's log end after its last append, as the adapter's log
+    /// store keeps it (read from a snapshot only when unknown).
+    raft_ends: Mutex<HashMap<u64, u64>>,
     flusher: Mutex<Option<mpsc::Sender<Flush>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -58,6 +62,7 @@ impl Js {
         });
         Ok(Js {
             store,
+            raft_ends: Mutex::new(HashMap::new()),
             flusher: Mutex::new(Some(tx)),
             thread: Some(thread),
         })
@@ -119,7 +124,8 @@ impl Engine for Js {
     }
 
     /// What `journalstore-openraft`'s log store does for an append: the
-    /// entry at its index of the group's journal, written visible but not
+    /// entry at its index of the group's journal (whose end it knows from
+    /// its previous append), written visible but not
     /// synced, then handed to the flusher thread, which answers once a
     /// `sync_to` covering it returned (one sync serves the requests of all
     /// groups queued meanwhile).
@@ -128,16 +134,27 @@ impl Engine for Js {
         let mut wb = WriteBatch::new();
         // As the adapter: an empty log continues at the entry's index (a
         // Raft log starts at 1).
-        let end = self
-            .store
-            .snapshot()
-            .journal(id.as_bytes())
-            .map_or(0, |j| j.end_index());
+        let known = self
+            .raft_ends
+            .lock()
+            .map_err(|_| "raft_ends lock poisoned")?
+            .get(&group)
+            .copied();
+        let end = known.unwrap_or_else(|| {
+            self.store
+                .snapshot()
+                .journal(id.as_bytes())
+                .map_or(0, |j| j.end_index())
+        });
         if index > end {
             wb.trim_prefix(id.as_bytes(), index);
         }
         wb.append_at(id.as_bytes(), index, entry);
         let lsn = self.store.write_with(&wb, WriteOptions { sync: false })?;
+        self.raft_ends
+            .lock()
+            .map_err(|_| "raft_ends lock poisoned")?
+            .insert(group, index + 1);
         let (done, answer) = mpsc::sync_channel(1);
         self.flusher
             .lock()
