@@ -54,6 +54,11 @@ pub(crate) const RESERVE_STEP: u64 = 1 << 20;
 /// A group's buffer is written once it reaches this many bytes.
 pub(crate) const MAX_GROUP_BYTES: usize = 4 << 20;
 
+/// Under `SyncMode::Always`, space ahead of the data is reserved by writing
+/// zeros while the groups written average fewer bytes than this, and with
+/// `fallocate` once they average more (see `write_buffer`).
+const ZERO_FILL_MAX_GROUP: u64 = 64 << 10;
+
 /// State owned by the leader: the active segment and the working index.
 #[derive(Debug)]
 pub(crate) struct LogWriter {
@@ -81,6 +86,9 @@ pub(crate) struct LogWriter {
     buf_start: u64,
     /// Disk space of the active segment is reserved below this offset.
     reserved: u64,
+    /// Bytes per write of the buffer, a moving average (weight 1/8 for
+    /// the newest write); chooses how space is reserved (`write_buffer`).
+    avg_write: u64,
     /// Whether the index holds acknowledged batches that no published
     /// version shows yet (buffered modes publish lazily, see `Committer`).
     pub dirty: bool,
@@ -138,6 +146,7 @@ impl LogWriter {
             buf_start: write_pos,
             // Unknown after a reopen: the first flush reserves.
             reserved: write_pos,
+            avg_write: 0,
             dirty: false,
             appended: 0,
             compacted: 0,
@@ -385,9 +394,10 @@ impl LogWriter {
             .map_err(|e| Error::io("write segment", &active.path, e))?;
         let len = self.buf.len();
         let end = self.buf_start + len as u64;
+        self.avg_write = (self.avg_write * 7 + len as u64) / 8;
         if end > self.reserved {
             let upto = (end + RESERVE_STEP).min(active.capacity);
-            if self.sync == SyncMode::Always {
+            if self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP {
                 // Zeros written ahead of the data, in the same write: an
                 // fdatasync of data in blocks that are already written (and
                 // whose allocation is committed) needs no metadata commit,
@@ -397,7 +407,13 @@ impl LogWriter {
                 // its own sync commits their allocation once; the next
                 // groups of the step sync data only. (Zeros are what
                 // recovery reads as the end of the log, so a crash at any
-                // point of this write leaves a valid tail.)
+                // point of this write leaves a valid tail.) The zeros cost
+                // disk bandwidth, as much as the data that follows them:
+                // that pays for small groups, whose syncs would each commit
+                // a conversion, but not for large ones, which are bound by
+                // the disk's bandwidth and few enough per step that a
+                // conversion per sync costs less than writing everything
+                // twice.
                 self.buf.resize(len + (upto - end) as usize, 0);
                 let written = file.write_at(self.buf_start, &self.buf);
                 self.buf.truncate(len);
