@@ -140,12 +140,25 @@ pub(crate) struct Policy {
 const REWRITE_MAX_RATIO: f64 = 0.8;
 
 /// The active segment is sealed early (see `should_seal_active`) only once
-/// it holds this much data.
+/// it holds this much data, and this much is the least slack of the space
+/// target (`space_slack`).
 const EARLY_SEAL_MIN: u64 = 1 << 20;
+
+/// The active segment is sealed early only once this much was written to
+/// it: a seal, and the compaction and free that follow it, cost several
+/// syncs and manifest swaps whatever the amount of data, so a writer whose
+/// live set is tiny would otherwise pay them every MiB it writes.
+const EARLY_SEAL_MIN_WRITTEN: u64 = 4 << 20;
+
+/// The write stall starts only this far past the stall limit (on top of
+/// `space_slack`), or one segment if that is less: below it the background
+/// thread is left to catch up, rather than the writer paying a compaction
+/// cycle's syncs for every MiB the thread is behind.
+const STALL_SLACK: u64 = 4 << 20;
 
 /// The least the automatic `dead_bytes_between_looks` waits for: below it
 /// the thread would wake for amounts no seal or rewrite is triggered by
-/// (sealing early needs [`EARLY_SEAL_MIN`] of data).
+/// (sealing early needs [`EARLY_SEAL_MIN_WRITTEN`] of data).
 const DEAD_BYTES_MIN: u64 = 256 << 10;
 
 impl LogWriter {
@@ -170,7 +183,7 @@ impl LogWriter {
     }
 
     /// Whether to seal the active segment before it is full, so that
-    /// compaction can reclaim it: it holds at least [`EARLY_SEAL_MIN`] of
+    /// compaction can reclaim it: it holds at least [`EARLY_SEAL_MIN_WRITTEN`] of
     /// data, less than `policy.threshold` of it live or more dead bytes
     /// than `space_slack` allows, and the store is over
     /// `policy.max_space_amplification` (with 1 MiB of slack). Without this
@@ -180,7 +193,7 @@ impl LogWriter {
     pub(crate) fn should_seal_active(&self, policy: Policy) -> bool {
         let active = self.active();
         let written = self.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
-        if written < EARLY_SEAL_MIN {
+        if written < EARLY_SEAL_MIN_WRITTEN {
             return false;
         }
         let active_live = self
@@ -610,7 +623,8 @@ pub(crate) fn copy(
 
 impl Committer {
     /// Whether the segments, the active one included, hold more data than
-    /// `limit` times the live bytes, plus some slack (`space_slack`; see
+    /// `limit` times the live bytes, plus some slack (`space_slack` and
+    /// [`STALL_SLACK`] or a segment; see
     /// `Options::stall_space_amplification`). The active segment counts:
     /// when the live set is small next to `segment_size`, dead records pile
     /// up there between seals, and compaction can reach them only by
@@ -619,7 +633,8 @@ impl Committer {
         let log = lock(&self.log);
         let live = log.acct.total_live_bytes();
         let active = log.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
-        (log.sealed_data() + active) as f64 > limit * live as f64 + log.space_slack(live)
+        (log.sealed_data() + active) as f64
+            > limit * live as f64 + log.space_slack(live) + STALL_SLACK.min(log.segment_size) as f64
     }
 
     /// Runs one compaction step: `Ok(None)` when no run of segments is worth
