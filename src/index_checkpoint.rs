@@ -25,8 +25,8 @@
 //!
 //! Open trusts the checkpoint for the records before `active_end`: their
 //! checksums are not read at open. Every value's checksum is still checked
-//! on every read through a snapshot, and compaction checks every record it
-//! copies.
+//! before its bytes are first handed out by a snapshot, and compaction
+//! checks every record it copies.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -131,7 +131,8 @@ pub struct Options {
     /// appended, so that open replays only the log written after the
     /// newest one instead of the whole store (README, "Open"). Open does
     /// not checksum the records a checkpoint covers: their values are
-    /// checked on every read, their headers when compaction copies them.
+    /// checked on their first read, their headers when compaction copies
+    /// them.
     /// Default `None` (none written; open uses one it finds), while the
     /// checkpoint's format is provisional (see `CHANGELOG.md`).
     pub index_checkpoint_bytes: Option<u64>,
