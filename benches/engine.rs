@@ -354,9 +354,14 @@ fn bench_compaction(c: &mut Criterion) {
 
 /// `Store::open` of a cleanly closed store holding
 /// `JOURNALSTORE_BENCH_OPEN_MIB` MiB (default 1024) in 1,000 journals of 4 KiB
-/// entries. The files are in the page cache (they were just written), so
-/// this measures recovery's CPU work (scanning and checking records,
-/// rebuilding the index), not cold-disk reads.
+/// entries: with no index checkpoint (full replay), with one covering
+/// everything (what a clean close leaves by default), and with one
+/// covering all but the last 32 MiB (the replay after a crash half-way
+/// between two checkpoints with the default `index_checkpoint_bytes`,
+/// without the torn-tail check a crash adds). The files are in the page
+/// cache (they were just written), so this measures recovery's CPU work
+/// (scanning and checking records, rebuilding the index), not cold-disk
+/// reads.
 fn bench_open(c: &mut Criterion) {
     const ENTRY: usize = 4096;
     let mib: u64 = std::env::var("JOURNALSTORE_BENCH_OPEN_MIB")
@@ -365,7 +370,10 @@ fn bench_open(c: &mut Criterion) {
         .unwrap_or(1024);
     let fixture = OnceCell::new();
     let with_checkpoint = OnceCell::new();
-    let build = |index_checkpoint_bytes: Option<u64>| {
+    let with_checkpoint_behind = OnceCell::new();
+    // `checkpoint_behind`: an explicit index checkpoint this many MiB
+    // before the end.
+    let build = |index_checkpoint_bytes: Option<u64>, checkpoint_behind: Option<u64>| {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
             dir.path(),
@@ -381,8 +389,13 @@ fn bench_open(c: &mut Criterion) {
         .unwrap();
         let entry = vec![3u8; ENTRY];
         let batches = (mib << 20) / (ENTRY as u64 * 64);
+        let checkpoint_at = checkpoint_behind
+            .map(|behind| batches.saturating_sub((behind << 20) / (ENTRY as u64 * 64)));
         let mut wb = WriteBatch::new();
         for n in 0..batches {
+            if checkpoint_at == Some(n) {
+                store.write_index_checkpoint().unwrap();
+            }
             wb.clear();
             for k in 0..64 {
                 wb.append(&journal_id((n * 64 + k) % 1000), &entry);
@@ -399,24 +412,33 @@ fn bench_open(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Bytes(mib << 20));
     // The same store closed without and with an index checkpoint: from
-    // one, open loads it and replays nothing (a clean close writes none of
-    // its own here, so the checkpoint stays the newest).
+    // one, open loads it and replays only what follows it. The timed opens
+    // write no checkpoint at close (`None`), so every iteration opens the
+    // same state.
     let cases = [
-        (format!("{mib}mib"), &fixture, None),
+        (format!("{mib}mib"), &fixture, None, None),
         (
             format!("{mib}mib_from_index_checkpoint"),
             &with_checkpoint,
             Some(u64::MAX),
+            None,
+        ),
+        (
+            format!("{mib}mib_from_index_checkpoint_32mib_behind"),
+            &with_checkpoint_behind,
+            None,
+            Some(32),
         ),
     ];
-    for (name, cell, index_checkpoint_bytes) in cases {
+    for (name, cell, index_checkpoint_bytes, behind) in cases {
         group.bench_function(name, |b| {
-            let dir = cell.get_or_init(|| build(index_checkpoint_bytes));
+            let dir = cell.get_or_init(|| build(index_checkpoint_bytes, behind));
             b.iter(|| {
                 let store = Store::open(
                     dir.path(),
                     Options {
                         background_compaction: false,
+                        index_checkpoint_bytes: None,
                         ..Options::default()
                     },
                 )

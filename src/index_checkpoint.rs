@@ -25,8 +25,8 @@
 //!
 //! Open trusts the checkpoint for the records before `active_end`: their
 //! checksums are not read at open. Every value's checksum is still checked
-//! on every read through a snapshot, and compaction checks every record it
-//! copies.
+//! before its bytes are first handed out by a snapshot, and compaction
+//! checks every record it copies.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -405,8 +405,9 @@ impl IndexCheckpoint {
 
 /// Writes `checkpoint` durably as `dir/index-<generation>.jidx` (a tmp
 /// file, synced, renamed, the directory synced), then removes the older
-/// checkpoint files. The data it covers must be durable already.
-pub(crate) fn store(fs: &dyn FileSystem, dir: &Path, checkpoint: &IndexCheckpoint) -> Result<()> {
+/// checkpoint files. The data it covers must be durable already. Returns
+/// the file's size.
+pub(crate) fn store(fs: &dyn FileSystem, dir: &Path, checkpoint: &IndexCheckpoint) -> Result<u64> {
     let tmp = dir.join(INDEX_TMP_FILE);
     let path = dir.join(file_name(checkpoint.generation));
     let steps = crate::io::ReplaceSteps {
@@ -416,7 +417,8 @@ pub(crate) fn store(fs: &dyn FileSystem, dir: &Path, checkpoint: &IndexCheckpoin
         sync: "sync index checkpoint",
         rename: "rename index checkpoint",
     };
-    crate::io::replace_durably(fs, dir, &tmp, &path, &checkpoint.encode(), &steps)?;
+    let bytes = checkpoint.encode();
+    crate::io::replace_durably(fs, dir, &tmp, &path, &bytes, &steps)?;
     // Older ones are never chosen over this one (open takes the newest
     // usable); removing them only saves space, so a failure is ignored.
     for (generation, old) in list(fs, dir) {
@@ -424,7 +426,7 @@ pub(crate) fn store(fs: &dyn FileSystem, dir: &Path, checkpoint: &IndexCheckpoin
             let _ = fs.remove_file(&old);
         }
     }
-    Ok(())
+    Ok(bytes.len() as u64)
 }
 
 /// The checkpoint files in `dir`, newest generation first.

@@ -9,7 +9,8 @@
 //! Reads go through a [`Snapshot`]: it pins one manifest generation and one
 //! LSN, so metadata and entries always come from the same point in time,
 //! whatever writers do meanwhile. Entries are borrowed straight from
-//! memory-mapped segment files and checksum-verified on every read.
+//! memory-mapped segment files, each value checksum-verified on its first
+//! read since the store was opened (README, "What is checked, and when").
 //!
 //! ```
 //! # fn main() -> journalstore::Result<()> {

@@ -112,7 +112,8 @@ pub struct OpHeader {
     pub reserved: U16,
     /// Length of the value (entry or metadata) after the id; 0 for others.
     pub value_len: U32,
-    /// CRC-32 of the value; checked on every read through a snapshot.
+    /// CRC-32 of the value; checked on the value's first read through a
+    /// snapshot of an open store (later reads skip it, `Segment::read_value`).
     pub value_crc: U32,
     /// Zero.
     pub reserved2: U32,

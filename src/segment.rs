@@ -14,11 +14,18 @@
 //!   next open's orphan sweep.
 //! - A segment keeps its file descriptor only while it may be written: a
 //!   sealed segment keeps its mapping alone (see [`Segment::close_file`]).
+//! - A value's checksum is checked before its bytes are first handed out
+//!   by this `Segment`; a bit in its `verified` map then lets later reads
+//!   skip it (see [`Segment::read_value`]). The bytes an index location
+//!   points at never change while a `Segment` maps them (records are only
+//!   appended, and no location points past what was written and
+//!   published), so one check holds for the life of the mapping, short of
+//!   the file being changed behind the store's back.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -30,6 +37,32 @@ use crate::record::{
     READABLE_VERSIONS, RECORD_HEADER_LEN, RECORD_KIND_BATCH, RECORD_KIND_SYNC_MARK,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
+
+/// Bytes of segment per bit of a segment's `verified` map, as a shift.
+///
+/// An operation is its 32-byte header, a journal id of at least one byte
+/// and its value, so two operations start at least `OP_HEADER_LEN + 1`
+/// bytes apart and never in the same 32-byte granule: a bit stands for one
+/// operation. The map costs `capacity / 256` bytes (256 KiB for a 64 MiB
+/// segment).
+const VERIFY_GRANULE_SHIFT: u32 = 5;
+const _: () = assert!(1 << VERIFY_GRANULE_SHIFT <= OP_HEADER_LEN + 1);
+
+/// Starts loading the cache line holding `p` (a no-op where no prefetch
+/// instruction is wired up).
+#[inline]
+#[allow(unsafe_code)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program can see
+    // and never faults, whatever the address; the SSE feature it needs is
+    // part of every x86_64 target.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// File name of segment `id`.
 pub(crate) fn segment_file_name(id: u32) -> String {
@@ -115,6 +148,26 @@ pub(crate) struct Segment {
     /// The store that may remove the file; `None` for a read-only open,
     /// which never removes anything.
     owner: Option<Arc<DirOwner>>,
+    /// Which operations' values passed their checksum.
+    verified: VerifiedMap,
+}
+
+/// One bit per 32-byte granule of a segment (see [`VERIFY_GRANULE_SHIFT`]),
+/// set once the value of the operation starting in it passed its checksum.
+/// Allocated at the segment's first [`Segment::read_value`], so a segment
+/// never read costs nothing; empty if that allocation failed (every read
+/// is then checked).
+#[derive(Default)]
+struct VerifiedMap(OnceLock<Box<[AtomicU64]>>);
+
+impl std::fmt::Debug for VerifiedMap {
+    /// Its size, not its bits.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words = self.0.get().map(|w| w.len());
+        f.debug_struct("VerifiedMap")
+            .field("words", &words)
+            .finish()
+    }
 }
 
 impl Segment {
@@ -167,6 +220,7 @@ impl Segment {
             obsolete: AtomicBool::new(false),
             fs: fs.clone(),
             owner: owner.cloned(),
+            verified: VerifiedMap::default(),
         })
     }
 
@@ -280,6 +334,7 @@ impl Segment {
             obsolete: AtomicBool::new(false),
             fs: fs.clone(),
             owner: owner.cloned(),
+            verified: VerifiedMap::default(),
         })
     }
 
@@ -341,8 +396,26 @@ impl Segment {
             .map_or(0, |h| h.encoded_len() as u64)
     }
 
-    /// The value (entry or metadata bytes) of the operation at `offset`,
-    /// after checking its CRC: a flipped bit on disk is an error, never data.
+    /// Asks the CPU to start loading the operation at `offset` into its
+    /// cache: its header and the journal id after it, which a read touches
+    /// before the value (two lines when they straddle one). A hint, with no
+    /// effect on what any read returns.
+    pub fn prefetch(&self, offset: u32) {
+        let head = OP_HEADER_LEN + 8;
+        if let Some(bytes) = self.bytes(offset as usize, head) {
+            prefetch_line(bytes.as_ptr());
+            prefetch_line(bytes[head - 1..].as_ptr());
+        }
+    }
+
+    /// The value (entry or metadata bytes) of the operation at `offset`.
+    ///
+    /// Its CRC is checked on the first read through this `Segment` (a
+    /// flipped bit on disk is an error, never data); a check that passes
+    /// sets the operation's `verified` bit, and later reads skip the CRC.
+    /// A check that fails sets nothing, so damage is reported on every
+    /// read. The operation header's bounds and journal id are checked on
+    /// every read.
     pub fn read_value(&self, offset: u32, journal: &[u8]) -> Result<&[u8]> {
         let corrupt = |reason: &str| Error::Corruption {
             path: self.path.clone(),
@@ -364,10 +437,36 @@ impl Segment {
         let value = self
             .bytes(start, len)
             .ok_or_else(|| corrupt("value runs past the end of the segment"))?;
+        let bit = self.verified_bit(offset);
+        // The bit guards no bytes its setter wrote (the value was
+        // published before either read), so the orderings only keep it
+        // after the check that set it; on x86 they cost what Relaxed does.
+        if bit.is_some_and(|(word, mask)| word.load(Ordering::Acquire) & mask != 0) {
+            return Ok(value);
+        }
         if crc32(value) != header.value_crc.get() {
             return Err(corrupt("value checksum mismatch"));
         }
+        if let Some((word, mask)) = bit {
+            word.fetch_or(mask, Ordering::Release);
+        }
         Ok(value)
+    }
+
+    /// The word and mask of the `verified` bit of the operation at
+    /// `offset`; `None` (check every time) if the map could not be
+    /// allocated or `offset` is outside the segment.
+    fn verified_bit(&self, offset: u32) -> Option<(&AtomicU64, u64)> {
+        let words = self.verified.0.get_or_init(|| {
+            let granules = self.capacity.div_ceil(1 << VERIFY_GRANULE_SHIFT);
+            usize::try_from(granules.div_ceil(64))
+                .ok()
+                .and_then(|n| <[AtomicU64]>::new_box_zeroed_with_elems(n).ok())
+                .unwrap_or_default()
+        });
+        let granule = (offset >> VERIFY_GRANULE_SHIFT) as usize;
+        let word = words.get(granule / 64)?;
+        Some((word, 1 << (granule % 64)))
     }
 
     /// Marks the segment for removal once its last reference drops.

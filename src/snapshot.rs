@@ -159,6 +159,14 @@ impl Snapshot {
         self.version.index.len()
     }
 
+    /// Starts loading the operation header at `loc` into the CPU's cache
+    /// (see [`Segment::prefetch`](crate::segment::Segment::prefetch)).
+    fn prefetch(&self, loc: Loc) {
+        if let Some(segment) = self.version.generation.segment(loc.segment) {
+            segment.prefetch(loc.offset);
+        }
+    }
+
     fn read(&self, loc: Loc, journal: &[u8]) -> Result<&[u8]> {
         let segment = self
             .version
@@ -339,6 +347,7 @@ impl<'a> Journal<'a> {
             state: self.state,
             next: start,
             end: stop,
+            prefetched: start,
             locs,
         }
     }
@@ -358,6 +367,8 @@ pub struct Entries<'a> {
     end: u64,
     /// Locations from `next` on (only the front advances it).
     locs: crate::locs::LocsIter<'a>,
+    /// The front has prefetched the entries below this index.
+    prefetched: u64,
 }
 
 impl std::fmt::Debug for Entries<'_> {
@@ -369,6 +380,9 @@ impl std::fmt::Debug for Entries<'_> {
     }
 }
 
+/// How many entries ahead [`Entries`] prefetches.
+const PREFETCH_AHEAD: u64 = 4;
+
 impl<'a> Iterator for Entries<'a> {
     type Item = Result<(u64, &'a [u8])>;
 
@@ -379,6 +393,18 @@ impl<'a> Iterator for Entries<'a> {
         let loc = *self.locs.next()?;
         let index = self.next;
         self.next += 1;
+        // Each entry's first touch (its operation header) is a cache miss
+        // when the journal is not in the cache: the loads of the next
+        // `PREFETCH_AHEAD` entries are under way while this one is read.
+        let ahead = self.end.min(index + 1 + PREFETCH_AHEAD);
+        self.prefetched = self.prefetched.max(index + 1);
+        while self.prefetched < ahead {
+            let at = (self.prefetched - self.state.first) as usize;
+            if let Some(&loc) = self.state.entries.get(at) {
+                self.snapshot.prefetch(loc);
+            }
+            self.prefetched += 1;
+        }
         Some(self.snapshot.read(loc, self.id).map(|bytes| (index, bytes)))
     }
 

@@ -50,6 +50,12 @@ struct Inner {
     /// `dead_due` is raised: the compaction thread wakes without waiting
     /// out its period.
     compaction_due: AtomicBool,
+    /// Set (and `closed_cv` notified) when a write seals a segment: the
+    /// index checkpoint thread looks whether one is due without waiting
+    /// out its period, so that under a fast writer the log after the
+    /// newest checkpoint stays near `index_checkpoint_bytes` (a segment,
+    /// by default) rather than a period's worth of writes.
+    index_checkpoint_look: AtomicBool,
     /// Raised under the writer's lock when enough bytes died since
     /// compaction last looked (`live::DeadTrigger`, which shares it);
     /// taken after the write, which then wakes the compaction thread.
@@ -57,9 +63,29 @@ struct Inner {
     /// The directory lock, held until close; segment files are removed
     /// only under it (see `DirOwner`).
     owner: Arc<DirOwner>,
-    /// Serialises index checkpoints (they share a tmp file); holds
-    /// `LogWriter::appended` as of the last one.
-    index_checkpointed: Mutex<u64>,
+    /// Serialises index checkpoints (they share a tmp file); holds what
+    /// the next background one waits for.
+    index_checkpointed: Mutex<LastIndexCheckpoint>,
+}
+
+/// The last index checkpoint this store wrote.
+#[derive(Clone, Copy, Debug, Default)]
+struct LastIndexCheckpoint {
+    /// `LogWriter::appended` as of it.
+    appended: u64,
+    /// Its file's size.
+    bytes: u64,
+}
+
+impl LastIndexCheckpoint {
+    /// The `appended` at which the background writer takes the next one:
+    /// `every` bytes later, or [`INDEX_CHECKPOINT_SPACING`] times the last
+    /// one's size if that is more, so that checkpoints of a large index
+    /// never cost more than an eighth of the bytes appended.
+    fn next_due(self, every: u64) -> u64 {
+        let spacing = self.bytes.saturating_mul(INDEX_CHECKPOINT_SPACING);
+        self.appended.saturating_add(every.max(spacing))
+    }
 }
 
 impl Store {
@@ -80,9 +106,10 @@ impl Store {
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
             compaction_due: AtomicBool::new(false),
+            index_checkpoint_look: AtomicBool::new(false),
             dead_due: Arc::new(AtomicBool::new(false)),
             owner,
-            index_checkpointed: Mutex::new(0),
+            index_checkpointed: Mutex::new(LastIndexCheckpoint::default()),
             options,
         });
         let store = Store {
@@ -108,19 +135,20 @@ impl Store {
             })?;
         }
         if inner.options.index_checkpoint_bytes.is_some() {
-            // Looks once a second whether `every` bytes were appended since
-            // the last checkpoint; a failure is retried at the next look
-            // (a failed sync stops writes, and with them checkpoints).
+            // Looks once a second, and when a write seals a segment,
+            // whether one is due (`LastIndexCheckpoint::next_due`); a
+            // failure is retried at the next look (a failed sync stops
+            // writes, and with them checkpoints).
             start(
                 "journalstore-index",
                 INDEX_CHECKPOINT_CHECK,
-                None,
+                Some(|inner| inner.index_checkpoint_look.swap(false, Ordering::Relaxed)),
                 |inner| {
                     let Some(every) = inner.options.index_checkpoint_bytes else {
                         return;
                     };
-                    let last = *lock(&inner.index_checkpointed);
-                    if inner.committer.appended() >= last.saturating_add(every) {
+                    let due = lock(&inner.index_checkpointed).next_due(every);
+                    if inner.committer.appended() >= due {
                         let _ = inner.write_index_checkpoint();
                     }
                 },
@@ -232,6 +260,9 @@ impl Store {
             && self.inner.dead_due.swap(false, Ordering::Relaxed);
         if sealed || dead {
             self.inner.on_compaction_due();
+        }
+        if sealed && self.inner.options.index_checkpoint_bytes.is_some() {
+            self.inner.wake(&self.inner.index_checkpoint_look);
         }
         Ok(lsn)
     }
@@ -431,8 +462,9 @@ impl Store {
     /// everything written so far, to a file that the next open loads
     /// before replaying only what is written after it (README, "Open").
     /// Syncs first, as the checkpoint may only describe durable records.
-    /// The store also writes one at clean close and every
-    /// [`Options::index_checkpoint_bytes`] appended.
+    /// Unless [`Options::index_checkpoint_bytes`] is `None`, the store also
+    /// writes one at clean close and in the background as that option
+    /// says.
     ///
     /// ```
     /// # fn main() -> journalstore::Result<()> {
@@ -556,6 +588,10 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 /// How often the index checkpoint thread looks whether one is due.
 const INDEX_CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
+/// The background index checkpoint waits for at least this many times the
+/// last one's size to be appended (see [`LastIndexCheckpoint::next_due`]).
+const INDEX_CHECKPOINT_SPACING: u64 = 8;
+
 /// Most compaction steps one stalled write runs.
 const STALL_STEPS: usize = 64;
 
@@ -565,8 +601,11 @@ impl Inner {
         let mut last = lock(&self.index_checkpointed);
         let checkpoint = self.committer.index_checkpoint_state()?;
         self.committer.sync()?;
-        index_checkpoint::store(&*self.options.fs, &self.dir, &checkpoint)?;
-        *last = checkpoint.appended;
+        let bytes = index_checkpoint::store(&*self.options.fs, &self.dir, &checkpoint)?;
+        *last = LastIndexCheckpoint {
+            appended: checkpoint.appended,
+            bytes,
+        };
         Ok(())
     }
 
@@ -640,7 +679,12 @@ impl Inner {
 
     /// Wakes the compaction thread (it looks for work at once).
     fn wake_compaction(&self) {
-        self.compaction_due.store(true, Ordering::Relaxed);
+        self.wake(&self.compaction_due);
+    }
+
+    /// Sets `flag`, a background thread's early wake-up, and notifies.
+    fn wake(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::Relaxed);
         // Under the lock, so the thread cannot check the flag and then miss
         // the notification.
         drop(lock(&self.closed));

@@ -378,3 +378,148 @@ fn the_inspect_helper_agrees_with_open() {
     assert_eq!(work.index_checkpoints_loaded, 0, "{work:?}");
     model.assert_matches(&store.snapshot(), "full replay");
 }
+
+/// The default options write an index checkpoint at clean close, and the
+/// next open starts from it: it replays no record.
+#[test]
+fn the_default_options_checkpoint_at_clean_close() {
+    assert_eq!(Options::default().index_checkpoint_bytes, Some(64 << 20));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let defaults = || Options {
+        sync: SyncMode::Never,
+        ..Options::default()
+    };
+    let store = Store::open(&dir, defaults()).unwrap();
+    let mut batch = journalstore::WriteBatch::new();
+    for i in 0..200u32 {
+        batch.clear();
+        batch.append(format!("j{}", i % 7).as_bytes(), &i.to_le_bytes());
+        store.write(&batch).unwrap();
+    }
+    store.close().unwrap();
+    assert_eq!(checkpoint_files(&dir).len(), 1);
+    let (store, work) = open(&dir, defaults());
+    assert_eq!(
+        (work.index_checkpoints_loaded, work.records_replayed),
+        (1, 0),
+        "{work:?}"
+    );
+    let snap = store.snapshot();
+    let total: usize = (0..7)
+        .map(|j| snap.journal(format!("j{j}").as_bytes()).unwrap().len() as usize)
+        .sum();
+    assert_eq!(total, 200);
+}
+
+/// The newest checkpoint file's `last_lsn` and size.
+fn newest_checkpoint(dir: &Path) -> (u64, u64) {
+    let files = checkpoint_files(dir);
+    let newest = files.last().expect("a checkpoint");
+    let bytes = std::fs::read(newest).unwrap();
+    let info = journalstore::inspect::decode_index_checkpoint(&bytes, newest).unwrap();
+    (info.last_lsn, bytes.len() as u64)
+}
+
+/// The background writer waits for `index_checkpoint_bytes` appended and
+/// for 8 times the last checkpoint's size: with the interval at 1 byte, no
+/// checkpoint follows one until that much more was appended, and one does
+/// once it was. (Its thread looks once a second.)
+#[test]
+fn background_checkpoints_wait_for_eight_times_their_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(
+        &dir,
+        Options {
+            index_checkpoint_bytes: Some(1),
+            segment_size: 4 << 20,
+            ..options()
+        },
+    )
+    .unwrap();
+    let mut batch = journalstore::WriteBatch::new();
+    let mut n = 0u64;
+    let mut write_bytes = |store: &Store, bytes: u64| {
+        let until = store.stats().bytes_appended + bytes;
+        while store.stats().bytes_appended < until {
+            batch.clear();
+            for _ in 0..10 {
+                batch.append(format!("j{}", n % 500).as_bytes(), &[n as u8; 100]);
+                n += 1;
+            }
+            store.write(&batch).unwrap();
+        }
+        store.snapshot().lsn()
+    };
+    write_bytes(&store, 512 << 10);
+    store.write_index_checkpoint().unwrap();
+    let (lsn, size) = newest_checkpoint(&dir);
+    assert_eq!(lsn, store.snapshot().lsn());
+    assert!(
+        size > 16 << 10,
+        "a checkpoint of {size} bytes is too small to tell"
+    );
+    // A quarter of the spacing: over two looks of the thread, none is due.
+    write_bytes(&store, 2 * size);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        newest_checkpoint(&dir).0,
+        lsn,
+        "a checkpoint came too early"
+    );
+    // Past the spacing: the thread writes one at its next look.
+    let last = write_bytes(&store, 7 * size);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while newest_checkpoint(&dir).0 < last {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint came");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A write that seals a segment wakes the checkpoint thread: once a
+/// checkpoint is due, the next seal brings one without waiting out the
+/// thread's one-second period. Four rounds, each from an explicit
+/// checkpoint: past the spacing, then two segments more; each round's new
+/// checkpoint must be there within 300 ms of its last write. (Without the
+/// wake-up the period alone passes a round about a third of the time.)
+#[test]
+fn a_sealed_segment_wakes_the_checkpoint_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let segment_size = 64u64 << 10;
+    let store = Store::open(
+        &dir,
+        Options {
+            index_checkpoint_bytes: Some(1),
+            segment_size,
+            ..options()
+        },
+    )
+    .unwrap();
+    let mut batch = journalstore::WriteBatch::new();
+    let mut n = 0u64;
+    let mut write_bytes = |store: &Store, bytes: u64| {
+        let until = store.stats().bytes_appended + bytes;
+        while store.stats().bytes_appended < until {
+            batch.clear();
+            batch.append(format!("j{}", n % 50).as_bytes(), &[n as u8; 200]);
+            n += 1;
+            store.write(&batch).unwrap();
+        }
+    };
+    write_bytes(&store, 64 << 10);
+    for round in 0..4 {
+        store.write_index_checkpoint().unwrap();
+        let (lsn, size) = newest_checkpoint(&dir);
+        write_bytes(&store, 8 * size + 2 * segment_size);
+        let stopped = std::time::Instant::now();
+        while newest_checkpoint(&dir).0 <= lsn {
+            assert!(
+                stopped.elapsed() < std::time::Duration::from_millis(300),
+                "round {round}: no checkpoint 300 ms after the seals"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}

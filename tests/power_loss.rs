@@ -95,8 +95,8 @@ fn prefixed(t: usize, ops: &[Op]) -> Vec<Op> {
 }
 
 /// Reads the whole store into one model per writer (writer-local ids).
-/// Every value read is checksum-verified by the store; a failed read is a
-/// test failure.
+/// Every value read is checksum-verified by the store (on its first read);
+/// a failed read is a test failure.
 fn read_state(snap: &Snapshot, writers: usize, ctx: &str) -> Vec<Model> {
     let mut models = vec![Model::default(); writers];
     for id in snap.journal_ids() {

@@ -78,6 +78,11 @@ pub(crate) fn options(sim: &SimFs, sync: SyncMode) -> Options {
         // No status file either: it holds a pid and a time (templates and
         // seeds would differ from run to run) and is no part of the format.
         status_interval: None,
+        // No index checkpoints (on by default): the targets check what
+        // open's full replay makes of their bytes, which a checkpoint
+        // written at clean close would let open skip; checkpoint files
+        // have their own target (`index_checkpoint_decode`).
+        index_checkpoint_bytes: None,
         ..Options::default()
     }
 }
