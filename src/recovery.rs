@@ -387,7 +387,9 @@ fn replay_from(
             s.will_need(sealed);
         }
     };
-    read_ahead(0);
+    // Only what is replayed: a checkpoint's open reads none of the segments
+    // before `first_segment`.
+    read_ahead(first_segment);
     for (k, (segment, listed)) in segments.iter().zip(&manifest.segments).enumerate() {
         if k < first_segment {
             continue;
