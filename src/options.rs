@@ -144,6 +144,10 @@ pub struct Options {
     /// none (open still uses one it finds): every open then replays and
     /// checksums every record.
     pub index_checkpoint_bytes: Option<u64>,
+    /// How often the index checkpoint thread also looks whether a
+    /// checkpoint is due when no write sealed a segment (a write that
+    /// seals one wakes it). Default 1 second; `None` looks only at seals.
+    pub index_checkpoint_interval: Option<Duration>,
     /// The I/O layer. Default: the real file system.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -165,6 +169,7 @@ impl Default for Options {
             compaction_rate_limit: None,
             status_interval: Some(Duration::from_secs(10)),
             index_checkpoint_bytes: Some(64 << 20),
+            index_checkpoint_interval: Some(Duration::from_secs(1)),
             fs: Arc::new(RealFs),
         }
     }
@@ -224,6 +229,12 @@ impl Options {
         if self.index_checkpoint_bytes == Some(0) {
             return Err(Error::InvalidOptions(
                 "index_checkpoint_bytes needs a non-zero size (None turns index checkpoints off)"
+                    .into(),
+            ));
+        }
+        if self.index_checkpoint_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidOptions(
+                "index_checkpoint_interval needs a non-zero duration (None looks only at seals)"
                     .into(),
             ));
         }

@@ -135,13 +135,17 @@ impl Store {
             })?;
         }
         if inner.options.index_checkpoint_bytes.is_some() {
-            // Looks once a second, and when a write seals a segment,
-            // whether one is due (`LastIndexCheckpoint::next_due`); a
-            // failure is retried at the next look (a failed sync stops
-            // writes, and with them checkpoints).
+            // Looks every `index_checkpoint_interval`, and when a write
+            // seals a segment, whether one is due
+            // (`LastIndexCheckpoint::next_due`); a failure is retried at the
+            // next look (a failed sync stops writes, and with them
+            // checkpoints).
             start(
                 "journalstore-index",
-                INDEX_CHECKPOINT_CHECK,
+                inner
+                    .options
+                    .index_checkpoint_interval
+                    .unwrap_or(Duration::MAX),
                 Some(|inner| inner.index_checkpoint_look.swap(false, Ordering::Relaxed)),
                 |inner| {
                     let Some(every) = inner.options.index_checkpoint_bytes else {
@@ -584,9 +588,6 @@ impl Drop for Store {
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
-
-/// How often the index checkpoint thread looks whether one is due.
-const INDEX_CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
 /// The background index checkpoint waits for at least this many times the
 /// last one's size to be appended (see [`LastIndexCheckpoint::next_due`]).
