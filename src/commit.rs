@@ -561,11 +561,9 @@ impl Committer {
             }
         }
         self.progress.acknowledge(end.lsn);
-        match log.free_segments() {
-            Ok(true) => retired.push(self.publish(log.version())),
-            Ok(false) => {}
+        if let Err(e) = self.free_or_defer(&mut log, retired) {
             // The group is durable; the failure stops later writes.
-            Err(e) => self.stop(&e),
+            self.stop(&e);
         }
         drop(log);
         Ok(end.lsn)
@@ -591,20 +589,32 @@ impl Committer {
                 log.dirty = true;
                 self.progress.acknowledge(log.next_lsn - 1);
             }
-            let ids = log.freeable();
-            if !ids.is_empty() {
-                retired.push(self.publish_dirty(&mut log));
-                if log.free(ids)? {
-                    retired.push(self.publish(log.version()));
-                }
-            }
-            Ok(())
+            self.free_or_defer(&mut log, &mut retired)
         });
         if let Err(e) = fatal {
             self.stop(&e);
         }
         drop(log);
         result
+    }
+
+    /// Frees the segments the last write left freeable or, with
+    /// `LogWriter::defer_frees`, leaves them to the compaction thread.
+    fn free_or_defer(&self, log: &mut LogWriter, retired: &mut Retired) -> Result<()> {
+        let ids = log.freeable();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if log.defer_frees {
+            log.defer_free(ids);
+            return Ok(());
+        }
+        // The free syncs under the lock: publish first.
+        retired.push(self.publish_dirty(log));
+        if log.free(ids)? {
+            retired.push(self.publish(log.version()));
+        }
+        Ok(())
     }
 
     /// Makes `version` the one new snapshots get, and returns the one it

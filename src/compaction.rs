@@ -122,8 +122,14 @@ pub(crate) struct Output {
 /// What compaction aims for, from [`Options`](crate::Options).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Policy {
-    /// A sealed segment whose live ratio is below this is always rewritten.
+    /// A sealed segment whose live ratio is below this is always rewritten
+    /// (once old enough, with `wait_for_young`).
     pub threshold: f64,
+    /// Background compaction and the write stall: below `threshold` alone
+    /// is not enough for a segment until as many bytes were written after
+    /// it as it holds (see `plan_compaction`). `Store::compact` does not
+    /// wait.
+    pub wait_for_young: bool,
     /// When the sealed segments hold more than this many times their live
     /// bytes, segments above `threshold` are rewritten too.
     pub max_space_amplification: f64,
@@ -138,6 +144,11 @@ pub(crate) struct Policy {
 /// rewriting the same data again and again is what a target that cannot be
 /// met would otherwise cause.
 const REWRITE_MAX_RATIO: f64 = 0.8;
+
+/// A young sealed segment (see `plan_compaction`) is rewritten by the
+/// background thread only below this live ratio: copying it costs at most
+/// a quarter of its size, and what died in it is gone at once.
+const YOUNG_REWRITE_MAX_RATIO: f64 = 0.25;
 
 /// The active segment is sealed early (see `should_seal_active`) only once
 /// it holds this much data, and this much is the least slack of the space
@@ -222,11 +233,14 @@ impl LogWriter {
         (self.segment_size as f64).min(live as f64 / 10.0 + EARLY_SEAL_MIN as f64)
     }
 
-    /// Bytes of data (records, past the headers) in the sealed segments.
+    /// Bytes of data (records, past the headers) in the sealed segments,
+    /// but for those already found freeable (`pending_free`), which go
+    /// without a copy.
     pub(crate) fn sealed_data(&self) -> u64 {
         self.manifest
             .segments
             .iter()
+            .filter(|s| !self.pending_free.contains(&s.id))
             .filter_map(|s| s.sealed_len)
             .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN as u64))
             .sum()
@@ -234,14 +248,23 @@ impl LogWriter {
 
     /// Picks a run of sealed segments to rewrite, or `None`:
     ///
-    /// 1. the oldest segment whose live ratio is below `policy.threshold`;
+    /// 1. the oldest segment whose live ratio is below `policy.threshold`
+    ///    and, with `policy.wait_for_young`, old enough: at least as many
+    ///    bytes were written after it as it holds, or it is cheap to copy
+    ///    (live ratio below [`YOUNG_REWRITE_MAX_RATIO`]). Data that dies
+    ///    young (journals trimmed behind their writers) would otherwise be
+    ///    copied only to die in the copy; a segment that is still young when
+    ///    writes stop is left to `Store::compact`, the write stall, or the
+    ///    writes that come next. Only the newest sealed segments can be
+    ///    young, so this leaves about a segment of dead data at most;
     /// 2. else, if the sealed segments hold more than
     ///    `policy.max_space_amplification` times their live bytes (plus the
     ///    slack of `space_slack`), the segment below [`REWRITE_MAX_RATIO`] with
     ///    the best benefit/cost in the sense of Rosenblum and Ousterhout's
     ///    log-structured file system: `(1 - u) * age / (1 + u)` for live
     ///    ratio `u`, where age is the bytes written after it. Old segments
-    ///    first, since young ones are still dying on their own.
+    ///    first, since young ones are still dying on their own; with
+    ///    `policy.wait_for_young`, those not old enough (as in 1.) are left.
     ///
     /// The run then grows over neighbours below the same limit while its
     /// live bytes fit in about half a segment, so small compacted segments
@@ -278,7 +301,20 @@ impl LogWriter {
             candidate.then(|| live as f64 / data as f64)
         };
         let below = |i: usize, limit: f64| ratio(i).is_some_and(|r| r < limit);
-        let (start, limit) = match (0..last).find(|&i| below(i, policy.threshold)) {
+        // Bytes written after each sealed segment, the active one's included.
+        let mut written_after = vec![0u64; last];
+        let mut after = self.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
+        for i in (0..last).rev() {
+            written_after[i] = after;
+            after += usage[i].0;
+        }
+        let old_enough = |i: usize| {
+            !policy.wait_for_young
+                || written_after[i] >= usage[i].0
+                || ratio(i).is_some_and(|r| r < YOUNG_REWRITE_MAX_RATIO)
+        };
+        let (start, limit) = match (0..last).find(|&i| below(i, policy.threshold) && old_enough(i))
+        {
             Some(i) => (i, policy.threshold),
             None => {
                 let data: u64 = usage.iter().map(|u| u.0).sum();
@@ -290,6 +326,10 @@ impl LogWriter {
                 let mut best: Option<(f64, usize)> = None;
                 let mut age = 0u64;
                 for i in (0..last).rev() {
+                    if !old_enough(i) {
+                        age += usage[i].0;
+                        continue;
+                    }
                     if let Some(u) = ratio(i).filter(|&u| u < REWRITE_MAX_RATIO) {
                         let score = (1.0 - u) * age as f64 / (1.0 + u);
                         if best.is_none_or(|(b, _)| score > b) {
@@ -335,13 +375,17 @@ impl LogWriter {
     /// Switches the index and the manifest over to a finished copy. Returns
     /// `false` (and changes nothing) if the run changed meanwhile.
     pub(crate) fn finish_compaction(&mut self, plan: &Plan, output: Output) -> Result<bool> {
-        // The copy left out what the published version had killed, maybe by
+        // The copy left out what the plan's version had killed, maybe by
         // records not yet synced (`SyncMode::Never`/`Interval`). They must be
         // durable before a durable manifest forgets the old segments: else a
         // power loss keeps the new manifest, loses those records, and the
-        // state they superseded is gone (as in `free_segments`).
-        self.flush()?;
-        self.sync_active()?;
+        // state they superseded is gone (as in `free_segments`). The caller
+        // syncs them without the lock first; this covers a caller that did
+        // not.
+        if self.progress.durable() < plan.version.lsn {
+            self.flush()?;
+            self.sync_active()?;
+        }
         let ids: Vec<u32> = plan.run().iter().map(|(s, _)| s.id).collect();
         let segments = &self.generation.segments;
         let Some(start) = segments.iter().position(|s| s.id == ids[0]) else {
@@ -637,6 +681,40 @@ impl Committer {
             > limit * live as f64 + log.space_slack(live) + STALL_SLACK.min(log.segment_size) as f64
     }
 
+    /// Frees the segments writes left to compaction
+    /// (`LogWriter::pending_free`) and any others freeable now. The records
+    /// that left them dead are made durable first, by a sync that does not
+    /// hold the writer's lock; the manifest swap that frees them does.
+    /// Returns whether segments were freed.
+    fn free_dead(&self) -> Result<bool> {
+        let (ids, lsn) = {
+            let mut log = lock(&self.log);
+            let mut ids = log.freeable();
+            ids.extend_from_slice(&log.pending_free);
+            if ids.is_empty() {
+                return Ok(false);
+            }
+            (ids, log.next_lsn - 1)
+        };
+        // Every record that killed something in `ids` is at or below `lsn`.
+        self.sync_to(lsn)?;
+        let mut retired = Retired::default();
+        let mut log = lock(&self.log);
+        // The swap runs under the lock: publish first (see `current`).
+        retired.push(self.publish_dirty(&mut log));
+        match log.free_durable(&ids, lsn) {
+            Ok(true) => {
+                retired.push(self.publish(log.version()));
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                self.stop(&e);
+                Err(e)
+            }
+        }
+    }
+
     /// Runs one compaction step: `Ok(None)` when no run of segments is worth
     /// rewriting under `policy`. The copy runs without the writer's lock;
     /// the switch (manifest swap, publish, free) takes it.
@@ -647,6 +725,9 @@ impl Committer {
     ) -> Result<Option<CompactionReport>> {
         let _one_at_a_time = lock(&self.compacting);
         self.check_stopped()?;
+        if self.free_dead()? {
+            return Ok(Some(CompactionReport::default()));
+        }
         let (plan, fs, dir, segment_size) = {
             let mut retired = Retired::default();
             let mut log = lock(&self.log);
@@ -654,6 +735,13 @@ impl Committer {
             let between = log.dead_bytes_between_looks(policy);
             log.acct.arm_dead_trigger(between);
             if log.should_seal_active(policy) {
+                // The roll syncs the segment it seals under the lock: sync
+                // what is written so far without it first, so that the
+                // roll's own sync covers only what came meanwhile.
+                let lsn = log.next_lsn - 1;
+                drop(log);
+                self.sync_to(lsn)?;
+                log = lock(&self.log);
                 // Publish first: the roll syncs under the lock.
                 retired.push(self.publish_dirty(&mut log));
                 if let Err(e) = log.roll() {
@@ -693,15 +781,21 @@ impl Committer {
             segments_written: u64::from(output.bytes_copied > 0),
             ..Default::default()
         };
+        // What the copy left out as dead was killed by records at or below
+        // the plan's LSN: durable before the switch (see
+        // `finish_compaction`), synced here without the writer's lock.
+        self.sync_to(plan.version.lsn)?;
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         let started = Instant::now();
-        // The switch syncs under the lock: publish first (see `current`).
+        // The switch may sync under the lock: publish first (see `current`).
         retired.push(self.publish_dirty(&mut log));
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
                 retired.push(self.publish(log.version()));
-                if log.free_segments()? {
+                // With `defer_frees`, the next step frees (`free_dead`),
+                // syncing without the lock.
+                if !log.defer_frees && log.free_segments()? {
                     retired.push(self.publish(log.version()));
                 }
             }

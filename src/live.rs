@@ -98,9 +98,20 @@ impl Accounting {
             return Vec::new();
         }
         self.changed = false;
+        self.freeable_among(active, |_| true)
+    }
+
+    /// Those of `candidates` that can be freed now, oldest first: the same
+    /// rule as `freeable`, for segments found freeable earlier (a
+    /// compaction switch since may have given them a dependency).
+    pub fn still_freeable(&self, active: u32, candidates: &[u32]) -> Vec<u32> {
+        self.freeable_among(active, |id| candidates.contains(&id))
+    }
+
+    fn freeable_among(&self, active: u32, candidate: impl Fn(u32) -> bool) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         for (&id, usage) in &self.segments {
-            if id == active || usage.live_items != 0 {
+            if id == active || usage.live_items != 0 || !candidate(id) {
                 continue;
             }
             let deps_gone = usage

@@ -100,6 +100,14 @@ pub(crate) struct LogWriter {
     /// Set when a write sealed a segment; taken by the committer, which
     /// tells the store (see `Committer::take_compaction_due`).
     pub compaction_due: bool,
+    /// With background compaction, writes do not free segments themselves
+    /// (a free syncs the active segment and swaps the manifest, which would
+    /// hold the writer's lock across an fdatasync of every unsynced record):
+    /// they note the segments here and wake the compaction thread, which
+    /// syncs without the lock and then frees (`Committer::free_dead`).
+    pub defer_frees: bool,
+    /// Segments writes found freeable, not yet freed (see `defer_frees`).
+    pub pending_free: Vec<u32>,
 }
 
 /// Where `encode_record` put a record.
@@ -152,6 +160,8 @@ impl LogWriter {
             compacted: 0,
             compaction_runs: 0,
             compaction_due: false,
+            defer_frees: false,
+            pending_free: Vec::new(),
         }
     }
 
@@ -527,6 +537,18 @@ impl LogWriter {
         self.acct.freeable(active)
     }
 
+    /// Notes segments a write found freeable for the compaction thread
+    /// (see `defer_frees`) and wakes it, through the dead-bytes flag, which
+    /// makes the store wake it after the write.
+    pub fn defer_free(&mut self, ids: Vec<u32>) {
+        self.pending_free.extend(ids);
+        self.pending_free.sort_unstable();
+        self.pending_free.dedup();
+        if let Some(t) = &self.acct.dead_trigger {
+            t.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Frees segments `freeable` chose.
     pub fn free(&mut self, ids: Vec<u32>) -> Result<bool> {
         if ids.is_empty() {
@@ -539,6 +561,37 @@ impl LogWriter {
         self.flush()?;
         self.sync_active()?;
         self.write_sync_mark()?;
+        self.drop_segments(&ids)?;
+        Ok(true)
+    }
+
+    /// Frees segments found freeable when the last LSN was `lsn`, which a
+    /// sync has made durable since: every record that left them dead is at
+    /// or below `lsn` (see `free`), so nothing is synced here. Those of
+    /// `ids` that are no longer freeable (a compaction switch may have
+    /// rewritten them or given them a dependency) are left. Returns whether
+    /// segments were freed.
+    pub fn free_durable(&mut self, ids: &[u32], lsn: u64) -> Result<bool> {
+        self.pending_free.retain(|id| !ids.contains(id));
+        let still = self.acct.still_freeable(self.active().id, ids);
+        if still.len() < ids.len() {
+            // Left to `freeable`, should they become freeable again.
+            self.acct.changed = true;
+        }
+        let ids = still;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        if self.progress.durable() < lsn {
+            return self.free(ids);
+        }
+        self.drop_segments(&ids)?;
+        Ok(true)
+    }
+
+    /// Swaps in a manifest and a generation without `ids`, whose files go
+    /// when the last snapshot that can reach them drops.
+    fn drop_segments(&mut self, ids: &[u32]) -> Result<()> {
         let mut manifest = self.manifest.clone();
         manifest.segments.retain(|s| !ids.contains(&s.id));
         let mut freed = Vec::new();
@@ -554,8 +607,9 @@ impl LogWriter {
         for s in freed {
             s.mark_obsolete();
         }
-        self.acct.remove(&ids);
-        Ok(true)
+        self.acct.remove(ids);
+        self.pending_free.retain(|id| !ids.contains(id));
+        Ok(())
     }
 
     /// Makes `manifest` (with the next generation number) durable, then

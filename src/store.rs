@@ -166,8 +166,9 @@ impl Store {
                     due_at: u64::MAX,
                     flag: inner.dead_due.clone(),
                 });
-                let between = log.dead_bytes_between_looks(inner.policy());
+                let between = log.dead_bytes_between_looks(inner.policy(true));
                 log.acct.arm_dead_trigger(between);
+                log.defer_frees = true;
             }
             // Without a fallback period the thread waits for a wake-up.
             let every = inner.options.compaction_interval.unwrap_or(Duration::MAX);
@@ -175,7 +176,7 @@ impl Store {
                 "journalstore-compact",
                 every,
                 Some(|inner| inner.compaction_due.swap(false, Ordering::Relaxed)),
-                |inner| match inner.compact() {
+                |inner| match inner.compact(inner.policy(true)) {
                     Ok(_report) => {
                         if _report.runs > 0 {
                             trace_event!(
@@ -443,7 +444,7 @@ impl Store {
     /// alongside writers and readers (see `compaction.rs` for the pause).
     pub fn compact(&self) -> Result<CompactionReport> {
         let _call = self.begin_call()?;
-        self.inner.compact()
+        self.inner.compact(self.inner.policy(false))
     }
 
     /// Writes a consistent copy of the store as of a snapshot taken now into
@@ -719,7 +720,9 @@ impl Inner {
             .committer
             .over_space_limit(limit)
             .then(std::time::Instant::now);
-        let _result = self.compact_while(STALL_STEPS, || self.committer.over_space_limit(limit));
+        let _result = self.compact_while(STALL_STEPS, self.policy(false), || {
+            self.committer.over_space_limit(limit)
+        });
         #[cfg(feature = "tracing")]
         if let Some(started) = stalled {
             trace_event!(
@@ -733,24 +736,32 @@ impl Inner {
         }
     }
 
-    fn policy(&self) -> Policy {
+    /// The compaction policy from the options; `background` for the
+    /// compaction thread and the write stall (see `Policy::wait_for_young`).
+    fn policy(&self, background: bool) -> Policy {
         Policy {
             threshold: self.options.compaction_threshold,
+            wait_for_young: background,
             max_space_amplification: self.options.max_space_amplification,
             dead_bytes: self.options.compaction_dead_bytes,
         }
     }
 
-    fn compact(&self) -> Result<CompactionReport> {
+    fn compact(&self, policy: Policy) -> Result<CompactionReport> {
         // Each step rewrites a run into a settled segment or finds its run
         // changed; the cap only guards against a bug looping forever.
         let cap = 16 + 4 * lock(&self.committer.log).generation.segments.len();
-        self.compact_while(cap, || true)
+        self.compact_while(cap, policy, || true)
     }
 
     /// Runs compaction steps while `wanted` says so, until there is nothing
     /// left to do, the store closes, or `cap` steps ran; sums what they did.
-    fn compact_while(&self, cap: usize, wanted: impl Fn() -> bool) -> Result<CompactionReport> {
+    fn compact_while(
+        &self,
+        cap: usize,
+        policy: Policy,
+        wanted: impl Fn() -> bool,
+    ) -> Result<CompactionReport> {
         let mut total = CompactionReport::default();
         for _ in 0..cap {
             if *lock(&self.closed) || !wanted() {
@@ -758,7 +769,7 @@ impl Inner {
             }
             match self
                 .committer
-                .compact_once(self.policy(), self.options.compaction_rate_limit)?
+                .compact_once(policy, self.options.compaction_rate_limit)?
             {
                 None => break,
                 Some(step) => {
