@@ -145,10 +145,11 @@ pub(crate) struct Policy {
 /// met would otherwise cause.
 const REWRITE_MAX_RATIO: f64 = 0.8;
 
-/// A young sealed segment (see `plan_compaction`) is rewritten by the
-/// background thread only below this live ratio: copying it costs at most
-/// a quarter of its size, and what died in it is gone at once.
-const YOUNG_REWRITE_MAX_RATIO: f64 = 0.25;
+/// A sealed segment counts as old for background compaction once this long
+/// has passed since its seal, however little was written after it (see
+/// `plan_compaction`): a store whose writes stopped still gets its dead
+/// bytes back, a little later.
+pub(crate) const YOUNG_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The active segment is sealed early (see `should_seal_active`) only once
 /// it holds this much data, and this much is the least slack of the space
@@ -250,12 +251,12 @@ impl LogWriter {
     ///
     /// 1. the oldest segment whose live ratio is below `policy.threshold`
     ///    and, with `policy.wait_for_young`, old enough: at least as many
-    ///    bytes were written after it as it holds, or it is cheap to copy
-    ///    (live ratio below [`YOUNG_REWRITE_MAX_RATIO`]). Data that dies
-    ///    young (journals trimmed behind their writers) would otherwise be
-    ///    copied only to die in the copy; a segment that is still young when
-    ///    writes stop is left to `Store::compact`, the write stall, or the
-    ///    writes that come next. Only the newest sealed segments can be
+    ///    bytes were written after it as it holds, or sealed at least
+    ///    [`YOUNG_MAX_AGE`] ago (or before this open). Data that dies young
+    ///    (journals trimmed behind their writers) would otherwise be copied
+    ///    only to die in the copy; a store whose writes stopped gets the
+    ///    space back once the time has passed (`young_until` tells the
+    ///    thread when to look again). Only the newest sealed segments can be
     ///    young, so this leaves about a segment of dead data at most;
     /// 2. else, if the sealed segments hold more than
     ///    `policy.max_space_amplification` times their live bytes (plus the
@@ -273,6 +274,20 @@ impl LogWriter {
         &mut self,
         policy: Policy,
         version: Arc<Version>,
+    ) -> Option<Plan> {
+        let young_until = Cell::new(None);
+        let plan = self.plan_run(policy, version, &young_until);
+        self.young_until = young_until.get();
+        plan
+    }
+
+    /// `plan_compaction`, which sets `young_until` to when the youngest
+    /// segment it left for being young will be old.
+    fn plan_run(
+        &mut self,
+        policy: Policy,
+        version: Arc<Version>,
+        young_until: &Cell<Option<Instant>>,
     ) -> Option<Plan> {
         let segments = &self.generation.segments;
         let sealed = &self.manifest.segments;
@@ -308,10 +323,19 @@ impl LogWriter {
             written_after[i] = after;
             after += usage[i].0;
         }
+        let now = Instant::now();
         let old_enough = |i: usize| {
-            !policy.wait_for_young
-                || written_after[i] >= usage[i].0
-                || ratio(i).is_some_and(|r| r < YOUNG_REWRITE_MAX_RATIO)
+            if !policy.wait_for_young || written_after[i] >= usage[i].0 {
+                return true;
+            }
+            match self.sealed_at.get(&segments[i].id) {
+                Some(&at) if now < at + YOUNG_MAX_AGE => {
+                    let until = at + YOUNG_MAX_AGE;
+                    young_until.set(Some(young_until.get().map_or(until, |u| u.min(until))));
+                    false
+                }
+                _ => true,
+            }
         };
         let (start, limit) = match (0..last).find(|&i| below(i, policy.threshold) && old_enough(i))
         {
@@ -713,6 +737,13 @@ impl Committer {
                 Err(e)
             }
         }
+    }
+
+    /// How long until a segment the last plan left for being young is old
+    /// by time (see `plan_compaction`), if one was left.
+    pub fn young_left_for(&self) -> Option<Duration> {
+        let until = lock(&self.log).young_until?;
+        Some(until.saturating_duration_since(Instant::now()))
     }
 
     /// Runs one compaction step: `Ok(None)` when no run of segments is worth

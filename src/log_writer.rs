@@ -21,8 +21,10 @@
 //! - After an I/O error the working state is ahead of what is durable: the
 //!   caller stops writes (the `SyncGate` records it).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use zerocopy::IntoBytes;
 
@@ -108,6 +110,12 @@ pub(crate) struct LogWriter {
     pub defer_frees: bool,
     /// Segments writes found freeable, not yet freed (see `defer_frees`).
     pub pending_free: Vec<u32>,
+    /// When each segment this process sealed was sealed (see
+    /// `plan_compaction`, which waits for young segments to age).
+    pub sealed_at: HashMap<u32, Instant>,
+    /// Set by `plan_compaction` when it left a young segment that only
+    /// time would make old: when that will be.
+    pub young_until: Option<Instant>,
 }
 
 /// Where `encode_record` put a record.
@@ -162,6 +170,8 @@ impl LogWriter {
             compaction_due: false,
             defer_frees: false,
             pending_free: Vec::new(),
+            sealed_at: HashMap::new(),
+            young_until: None,
         }
     }
 
@@ -511,6 +521,7 @@ impl LogWriter {
         self.swap_manifest(manifest, |segments| segments.push(segment))?;
         // Sealed: its mapping is all it needs (see `Segment::close_file`).
         sealed.close_file();
+        self.sealed_at.insert(sealed.id, Instant::now());
         self.acct.add_segment(id);
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.synced_pos = self.write_pos;
@@ -609,6 +620,7 @@ impl LogWriter {
         }
         self.acct.remove(ids);
         self.pending_free.retain(|id| !ids.contains(id));
+        self.sealed_at.retain(|id, _| !ids.contains(id));
         Ok(())
     }
 

@@ -45,17 +45,17 @@ struct Inner {
     /// directory lock is released.
     calls: RwLock<()>,
     closed: Mutex<bool>,
+    /// Notified at close; the threads without an early wake-up wait on it.
     closed_cv: Condvar,
-    /// Set (and `closed_cv` notified) when a write seals a segment or
-    /// `dead_due` is raised: the compaction thread wakes without waiting
-    /// out its period.
-    compaction_due: AtomicBool,
-    /// Set (and `closed_cv` notified) when a write seals a segment: the
-    /// index checkpoint thread looks whether one is due without waiting
-    /// out its period, so that under a fast writer the log after the
-    /// newest checkpoint stays near `index_checkpoint_bytes` (a segment,
-    /// by default) rather than a period's worth of writes.
-    index_checkpoint_look: AtomicBool,
+    /// Raised when a write seals a segment or `dead_due` is raised: the
+    /// compaction thread wakes without waiting out its period.
+    compaction_wake: Wake,
+    /// Raised when a write seals a segment: the index checkpoint thread
+    /// looks whether one is due without waiting out its period, so that
+    /// under a fast writer the log after the newest checkpoint stays near
+    /// `index_checkpoint_bytes` (a segment, by default) rather than a
+    /// period's worth of writes.
+    index_checkpoint_wake: Wake,
     /// Raised under the writer's lock when enough bytes died since
     /// compaction last looked (`live::DeadTrigger`, which shares it);
     /// taken after the write, which then wakes the compaction thread.
@@ -105,8 +105,8 @@ impl Store {
             calls: RwLock::new(()),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
-            compaction_due: AtomicBool::new(false),
-            index_checkpoint_look: AtomicBool::new(false),
+            compaction_wake: Wake::default(),
+            index_checkpoint_wake: Wake::default(),
             dead_due: Arc::new(AtomicBool::new(false)),
             owner,
             index_checkpointed: Mutex::new(LastIndexCheckpoint::default()),
@@ -116,7 +116,10 @@ impl Store {
             inner: inner.clone(),
             threads: Mutex::new(Vec::new()),
         };
-        let start = |what, every: Duration, early: Option<fn(&Inner) -> bool>, work: fn(&Inner)| {
+        let start = |what,
+                     every: Duration,
+                     early: Option<fn(&Inner) -> &Wake>,
+                     work: fn(&Inner) -> Option<Duration>| {
             spawn_periodic(inner.clone(), what, every, early, work)
                 .map(|h| lock(&store.threads).push(h))
                 .map_err(|e| Error::io("start background thread", &inner.dir, e))
@@ -132,6 +135,7 @@ impl Store {
                         "background sync failed; writes are stopped"
                     );
                 }
+                None
             })?;
         }
         if inner.options.index_checkpoint_bytes.is_some() {
@@ -146,15 +150,14 @@ impl Store {
                     .options
                     .index_checkpoint_interval
                     .unwrap_or(Duration::MAX),
-                Some(|inner| inner.index_checkpoint_look.swap(false, Ordering::Relaxed)),
+                Some(|inner| &inner.index_checkpoint_wake),
                 |inner| {
-                    let Some(every) = inner.options.index_checkpoint_bytes else {
-                        return;
-                    };
+                    let every = inner.options.index_checkpoint_bytes?;
                     let due = lock(&inner.index_checkpointed).next_due(every);
                     if inner.committer.appended() >= due {
                         let _ = inner.write_index_checkpoint();
                     }
+                    None
                 },
             )?;
         }
@@ -175,7 +178,9 @@ impl Store {
             start(
                 "journalstore-compact",
                 every,
-                Some(|inner| inner.compaction_due.swap(false, Ordering::Relaxed)),
+                Some(|inner| &inner.compaction_wake),
+                // A segment left for being young is looked at again once
+                // it is old by time (`Committer::young_left_for`).
                 |inner| match inner.compact(inner.policy(true)) {
                     Ok(_report) => {
                         if _report.runs > 0 {
@@ -188,6 +193,7 @@ impl Store {
                                 "background compaction ran"
                             );
                         }
+                        inner.committer.young_left_for()
                     }
                     Err(_e) => {
                         trace_event!(
@@ -196,6 +202,7 @@ impl Store {
                             dir = %inner.dir.display(),
                             "background compaction failed"
                         );
+                        None
                     }
                 },
             )?;
@@ -204,7 +211,8 @@ impl Store {
             // The first one now, so that a reader need not wait `every`.
             inner.write_status(true);
             start("journalstore-status", every, None, |inner| {
-                inner.write_status(true)
+                inner.write_status(true);
+                None
             })?;
         }
         Ok(store)
@@ -267,7 +275,7 @@ impl Store {
             self.inner.on_compaction_due();
         }
         if sealed && self.inner.options.index_checkpoint_bytes.is_some() {
-            self.inner.wake(&self.inner.index_checkpoint_look);
+            self.inner.wake(&self.inner.index_checkpoint_wake);
         }
         Ok(lsn)
     }
@@ -551,6 +559,8 @@ impl Store {
         // held; the ones after it see it closed.
         let _alone = self.inner.calls.write().unwrap_or_else(|e| e.into_inner());
         self.inner.closed_cv.notify_all();
+        self.inner.compaction_wake.cv.notify_all();
+        self.inner.index_checkpoint_wake.cv.notify_all();
         let threads: Vec<_> = lock(&self.threads).drain(..).collect();
         for handle in threads {
             let _ = handle.join();
@@ -681,16 +691,22 @@ impl Inner {
 
     /// Wakes the compaction thread (it looks for work at once).
     fn wake_compaction(&self) {
-        self.wake(&self.compaction_due);
+        self.wake(&self.compaction_wake);
     }
 
-    /// Sets `flag`, a background thread's early wake-up, and notifies.
-    fn wake(&self, flag: &AtomicBool) {
-        flag.store(true, Ordering::Relaxed);
+    /// Raises a background thread's early wake-up and notifies it, unless
+    /// it is raised already: then a notification is on its way, or the
+    /// thread has not taken the wake-up since it last looked and will
+    /// before it waits (so a writer pays the lock and the system call once
+    /// per look of the thread, not once per write).
+    fn wake(&self, wake: &Wake) {
+        if wake.due.swap(true, Ordering::AcqRel) {
+            return;
+        }
         // Under the lock, so the thread cannot check the flag and then miss
         // the notification.
         drop(lock(&self.closed));
-        self.closed_cv.notify_all();
+        wake.cv.notify_one();
     }
 
     /// After a write sealed a segment or took the dead bytes since
@@ -786,33 +802,43 @@ impl Inner {
     }
 }
 
+/// A background thread's early wake-up: raised, then `cv` notified with the
+/// store's `closed` lock taken in between (see `Inner::wake`).
+#[derive(Debug, Default)]
+struct Wake {
+    due: AtomicBool,
+    cv: Condvar,
+}
+
 /// A background thread that runs `work` every `every` until close, and
-/// earlier when `closed_cv` is notified and `early` (which may consume the
-/// reason) says so.
+/// earlier when `early` (if any) is raised, which it consumes, or when
+/// `work` asks to run again sooner.
 fn spawn_periodic(
     inner: Arc<Inner>,
     name: &str,
     every: Duration,
-    early: Option<fn(&Inner) -> bool>,
-    work: fn(&Inner),
+    early: Option<fn(&Inner) -> &Wake>,
+    work: fn(&Inner) -> Option<Duration>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let mut wait = every;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || loop {
+            let cv = early.map_or(&inner.closed_cv, |wake| &wake(&inner).cv);
             // `wait_timeout_while` checks the condition before waiting: a
             // close that came before this thread first took the lock has
             // already notified, and a plain wait would sleep a whole `every`.
             let closed = lock(&inner.closed);
-            let (closed, _) = inner
-                .closed_cv
-                .wait_timeout_while(closed, every, |closed| {
-                    !*closed && !early.is_some_and(|due| due(&inner))
+            let (closed, _) = cv
+                .wait_timeout_while(closed, wait, |closed| {
+                    !*closed
+                        && !early.is_some_and(|wake| wake(&inner).due.swap(false, Ordering::AcqRel))
                 })
                 .unwrap_or_else(|e| e.into_inner());
             if *closed {
                 return;
             }
             drop(closed);
-            work(&inner);
+            wait = work(&inner).map_or(every, |sooner| sooner.min(every));
         })
 }
