@@ -79,6 +79,7 @@ fn main() -> Res<()> {
         plan.push((format!("2 buffered append x{t}"), "buffered", Some(t), true));
     }
     plan.push(("3 snapshot read x2".into(), "read", None, false));
+    plan.push(("3 point read x2".into(), "point", None, false));
     plan.push(("4 churn x4".into(), "churn", None, false));
     plan.push(("5 open after clean close".into(), "open-clean", None, false));
     plan.push(("5 open after kill".into(), "open-kill", None, false));
@@ -94,7 +95,7 @@ fn main() -> Res<()> {
     let workload_key = |w: &str| match w {
         "durable" | "durable-64k" => "1",
         "buffered" => "2",
-        "read" => "3",
+        "read" | "point" => "3",
         "churn" => "4",
         "raft-groups" => "6",
         _ => "5",

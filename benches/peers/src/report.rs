@@ -157,6 +157,9 @@ fn default_out() -> PathBuf {
 
 /// The metric each workload is ranked by, and whether higher is better.
 fn headline(label: &str) -> (&'static str, bool) {
+    if label.starts_with("3 point") {
+        return ("reads_per_s", true);
+    }
     match label.chars().next() {
         Some('1') | Some('2') | Some('6') => ("ops_per_s", true),
         Some('3') => ("journals_per_s", true),

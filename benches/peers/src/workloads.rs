@@ -22,6 +22,7 @@ pub fn run(args: &[String]) -> Res<()> {
         "durable-64k" => append_workload(engine, dir, true, args[3].parse()?, APPEND_ENTRY_LARGE),
         "buffered" => append_workload(engine, dir, false, args[3].parse()?, APPEND_ENTRY),
         "read" => read_workload(engine, dir),
+        "point" => point_workload(engine, dir),
         "churn" => churn_workload(engine, dir),
         "fill" => recovery_fill(engine, dir, false),
         "fill-kill" => recovery_fill(engine, dir, true),
@@ -242,10 +243,9 @@ const READ_ENTRIES: u64 = 20;
 const READ_ENTRY: usize = 512;
 const META: &[u8] = b"state=running step=20 owner=worker-7";
 
-/// Workload 3: 10,000 journals x 20 entries x 512 B (plus metadata) loaded
-/// buffered and synced, then 2 threads read random journals whole (metadata
-/// + all entries) through a fresh snapshot each, for `secs()`.
-fn read_workload(engine: &str, dir: &Path) -> Res<()> {
+/// Workload 3's data: 10,000 journals x 20 entries x 512 B (plus metadata)
+/// loaded buffered and synced; emits the load time.
+fn read_load(engine: &str, dir: &Path) -> Res<Box<dyn Engine>> {
     let e = engines::open(engine, dir, false)?;
     let pool = Pool::new();
     let mut rng = Rng::new(2);
@@ -268,22 +268,28 @@ fn read_workload(engine: &str, dir: &Path) -> Res<()> {
     }
     e.sync()?;
     emit("load_s", load.elapsed().as_secs_f64(), "s");
-    let expected = META.len() as u64 + READ_ENTRIES * READ_ENTRY as u64;
+    Ok(e)
+}
+
+/// Workload 3's readers: 2 threads call `read` (one read, checked) with
+/// their own generator for `secs()`; returns the reads done and the
+/// seconds taken.
+fn read_threads(
+    e: &dyn Engine,
+    read: impl Fn(&dyn Engine, &mut Rng) -> Res<()> + Sync,
+) -> Res<(f64, f64)> {
     let stop = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|s| -> Res<()> {
         let mut handles = Vec::new();
         for t in 0..2u64 {
-            let (e, stop, reads) = (&e, &stop, &reads);
+            let (stop, reads, read) = (&stop, &reads, &read);
             handles.push(s.spawn(move || -> Res<()> {
                 let mut rng = Rng::new(t + 1);
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let got = e.read_journal(rng.range(0, READ_JOURNALS))?;
-                    if got != expected {
-                        return Err(format!("read {got} bytes, expected {expected}").into());
-                    }
+                    read(e, &mut rng)?;
                     n += 1;
                 }
                 reads.fetch_add(n, Ordering::Relaxed);
@@ -297,9 +303,55 @@ fn read_workload(engine: &str, dir: &Path) -> Res<()> {
         }
         Ok(())
     })?;
-    let n = reads.load(Ordering::Relaxed) as f64;
-    let secs = start.elapsed().as_secs_f64();
+    Ok((
+        reads.load(Ordering::Relaxed) as f64,
+        start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Workload 3, snapshot read: on [`read_load`]'s data, 2 threads read
+/// random journals whole (metadata + all entries) through a fresh snapshot
+/// each, for `secs()`.
+fn read_workload(engine: &str, dir: &Path) -> Res<()> {
+    let e = read_load(engine, dir)?;
+    let expected = META.len() as u64 + READ_ENTRIES * READ_ENTRY as u64;
+    let (n, secs) = read_threads(&*e, |e, rng| {
+        let got = e.read_journal(rng.range(0, READ_JOURNALS))?;
+        if got != expected {
+            return Err(format!("read {got} bytes, expected {expected}").into());
+        }
+        Ok(())
+    })?;
     emit("journals_per_s", n / secs, "journal/s");
+    emit(
+        "mib_per_s",
+        n * expected as f64 / secs / (1 << 20) as f64,
+        "MiB/s",
+    );
+    emit("disk_mib", disk_bytes(dir) as f64 / (1 << 20) as f64, "MiB");
+    emit("peak_rss_mib", peak_rss() as f64 / (1 << 20) as f64, "MiB");
+    Ok(())
+}
+
+/// Workload 3, point read: on [`read_load`]'s data, 2 threads read one
+/// entry at a time (a random entry of a random journal, through a fresh
+/// snapshot or read transaction where the engine's reads take one), for
+/// `secs()`.
+fn point_workload(engine: &str, dir: &Path) -> Res<()> {
+    let e = read_load(engine, dir)?;
+    let expected = READ_ENTRY as u64;
+    let (n, secs) = read_threads(&*e, |e, rng| {
+        let (journal, index) = (rng.range(0, READ_JOURNALS), rng.range(0, READ_ENTRIES));
+        let got = e.read_entry(journal, index)?;
+        if got != expected {
+            return Err(format!(
+                "entry {index} of journal {journal}: read {got} bytes, expected {expected}"
+            )
+            .into());
+        }
+        Ok(())
+    })?;
+    emit("reads_per_s", n / secs, "read/s");
     emit(
         "mib_per_s",
         n * expected as f64 / secs / (1 << 20) as f64,

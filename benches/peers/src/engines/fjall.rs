@@ -4,13 +4,14 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
-use super::{consume, for_each_kv, journal_prefix, Deletes, Engine, Kv, Op};
+use super::{consume, entry_key, for_each_kv, journal_prefix, missing, Deletes, Engine, Kv, Op};
 use crate::sys::mem_total;
 use crate::Res;
 
 /// fjall: one keyspace, one `WriteBatch` per batch committed with
 /// `PersistMode::SyncData` when durable and `PersistMode::Buffer` (to the
-/// OS; survives a process crash) otherwise; `Database::snapshot` for reads.
+/// OS; survives a process crash) otherwise; `Database::snapshot` for journal
+/// reads, `Keyspace::get` for point reads.
 /// The batch has no range delete: resets and deletes remove key by key.
 /// Block cache sized as its docs recommend; other options at their
 /// defaults, which are within the documented recommendations (memtable
@@ -60,6 +61,16 @@ impl Engine for Fjall {
             total += consume(&v);
         }
         Ok(total)
+    }
+
+    /// `Keyspace::get` (reads the latest state; one key needs no
+    /// snapshot).
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64> {
+        let value = self
+            .ks
+            .get(entry_key(journal, index))?
+            .ok_or_else(|| missing(journal, index))?;
+        Ok(consume(&value))
     }
 
     fn sync(&self) -> Res<()> {

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use journalstore::{Options, Store, SyncMode, WriteBatch, WriteOptions};
 
-use super::{consume, Engine, Op};
+use super::{consume, missing, Engine, Op};
 use crate::Res;
 
 /// journalstore with its defaults; `SyncMode::Always` (group commit) when
@@ -117,6 +117,18 @@ impl Engine for Js {
             total += consume(item?.1);
         }
         Ok(total)
+    }
+
+    /// As an application reads one entry: a snapshot, the journal, the
+    /// entry (borrowed from the segment mapping, checksum-verified).
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64> {
+        let snapshot = self.store.snapshot();
+        let entry = snapshot
+            .journal(&journal.to_be_bytes())
+            .ok_or_else(|| missing(journal, index))?
+            .entry(index)?
+            .ok_or_else(|| missing(journal, index))?;
+        Ok(consume(entry))
     }
 
     fn sync(&self) -> Res<()> {

@@ -6,12 +6,13 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
-use super::{consume, for_each_kv, journal_prefix, Deletes, Engine, Kv, Op};
+use super::{consume, entry_key, for_each_kv, journal_prefix, missing, Deletes, Engine, Kv, Op};
 use crate::Res;
 
 /// LMDB through heed: one write transaction per batch (resets and deletes
-/// are range deletes), a read transaction per snapshot read. Settings from
-/// `lmdb.h` (`mdb_env_set_mapsize`, `mdb_env_open` flags):
+/// are range deletes), a read transaction per read (a journal scan or one
+/// `get`). Settings from `lmdb.h` (`mdb_env_set_mapsize`, `mdb_env_open`
+/// flags):
 ///
 /// - map size 64 GiB (virtual): "should be chosen as large as possible, to
 ///   accommodate future growth of the database";
@@ -76,6 +77,15 @@ impl Engine for Lmdb {
             total += consume(item?.1);
         }
         Ok(total)
+    }
+
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64> {
+        let tx = self.env.read_txn()?;
+        let value = self
+            .db
+            .get(&tx, &entry_key(journal, index))?
+            .ok_or_else(|| missing(journal, index))?;
+        Ok(consume(value))
     }
 
     fn sync(&self) -> Res<()> {

@@ -1,7 +1,8 @@
 //! The engines under comparison, one file each, behind [`Engine`]: a batch
 //! of [`Op`]s applied atomically, a whole-journal read through a fresh
-//! snapshot, and a sync. The raw per-thread baseline (`raw.rs`) has no
-//! engine to open and is driven by the append workload directly.
+//! snapshot, a point read of one entry, and a sync. The raw per-thread
+//! baseline (`raw.rs`) has no engine to open and is driven by the append
+//! workload directly.
 //!
 //! The key-value engines (redb, fjall, LMDB, RocksDB) share one key layout
 //! and turn a batch into key-level steps with [`for_each_kv`]; each of them
@@ -56,6 +57,11 @@ pub trait Engine: Send + Sync {
     /// Reads metadata and every entry of `journal` through a fresh snapshot
     /// (or read transaction); returns the bytes read.
     fn read_journal(&self, journal: u64) -> Res<u64>;
+    /// Reads entry `index` of `journal` alone, the way the engine's own API
+    /// does a point lookup (through a fresh snapshot or read transaction
+    /// where reads need one); returns its length. A missing entry is an
+    /// error.
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64>;
     /// Makes everything written so far durable.
     fn sync(&self) -> Res<()>;
     /// Workload 6: appends `entry` at `index` of Raft group `group`'s log
@@ -108,6 +114,11 @@ pub fn consume(bytes: &[u8]) -> u64 {
     let folded = bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b);
     std::hint::black_box(folded);
     bytes.len() as u64
+}
+
+/// The error of a point read that found nothing.
+fn missing(journal: u64, index: u64) -> crate::BoxError {
+    format!("entry {index} of journal {journal} not found").into()
 }
 
 /// Key layout for key-value engines: journal id (8 bytes, big-endian), then

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raft_engine::{Config, Engine as RaftEngine, LogBatch, MessageExt, ReadableSize};
 
-use super::{consume, Engine, Op};
+use super::{consume, missing, Engine, Op};
 use crate::Res;
 
 /// A protobuf 2 message holding one entry: raft-engine stores entries as
@@ -107,8 +107,8 @@ const META: &[u8] = b"meta";
 /// replace the tail from their first index). `compact_to` /
 /// `Command::Compact` is raft-engine's prefix trim (TiKV's `gc`); no
 /// workload trims a journal's prefix, so it is never called. No
-/// snapshots: a read is `fetch_entries_to` + `get` (consistent per
-/// region).
+/// snapshots: a journal read is `fetch_entries_to` + `get` (consistent per
+/// region), a point read `get_entry`.
 ///
 /// Garbage collection: the README ("Garbage Collection") says log files
 /// are consolidated and removed "only when the user voluntarily calls
@@ -216,6 +216,18 @@ impl Engine for Raft {
             .fetch_entries_to::<M>(journal, first, last + 1, None, &mut entries)?;
         total += entries.iter().map(|e| consume(&e.data)).sum::<u64>();
         Ok(total)
+    }
+
+    /// `Engine::get_entry` (reads the entry from its log file).
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64> {
+        let entry = self
+            .engine
+            .get_entry::<M>(journal, index)?
+            .ok_or_else(|| missing(journal, index))?;
+        if entry.index != index {
+            return Err(format!("asked for entry {index}, got {}", entry.index).into());
+        }
+        Ok(consume(&entry.data))
     }
 
     fn sync(&self) -> Res<()> {

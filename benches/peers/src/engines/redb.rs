@@ -4,15 +4,17 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
-use super::{consume, for_each_kv, journal_prefix, meta_key, Deletes, Engine, Kv, Op};
+use super::{
+    consume, entry_key, for_each_kv, journal_prefix, meta_key, missing, Deletes, Engine, Kv, Op,
+};
 use crate::Res;
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("journals");
 
-/// redb: one write transaction per batch, one read transaction per
-/// snapshot read, its defaults otherwise (`Builder::new()`: 1 GiB cache,
-/// 1-phase + checksum commits, no quick-repair; the docs recommend no other
-/// setting). No range delete: resets and deletes remove key by key.
+/// redb: one write transaction per batch, one read transaction per read
+/// (a journal range or one `get`), its defaults otherwise
+/// (`Builder::new()`: 1 GiB cache, 1-phase + checksum commits, no
+/// quick-repair; the docs recommend no other setting). No range delete: resets and deletes remove key by key.
 ///
 /// Every commit uses `Durability::Immediate` (the default), buffered or
 /// not: redb's only other level, `Durability::None`, is "implemented with
@@ -69,6 +71,15 @@ impl Engine for Redb {
             total += consume(v.value());
         }
         Ok(total)
+    }
+
+    fn read_entry(&self, journal: u64, index: u64) -> Res<u64> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TABLE)?;
+        let value = t
+            .get(&entry_key(journal, index)[..])?
+            .ok_or_else(|| missing(journal, index))?;
+        Ok(consume(value.value()))
     }
 
     fn sync(&self) -> Res<()> {
