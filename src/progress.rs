@@ -20,10 +20,15 @@
 //!   durable or the failure recorded in the `SyncGate`, which a failed
 //!   sync records before it returns.
 //! - Every raise, a stop of writes and close wake the waiters: a waiter
-//!   checks its condition with the state lock held, and a raise stores the
-//!   watermark before it takes that lock, so no wake-up is lost.
+//!   counts itself in `waiters` and then checks its condition, with the
+//!   state lock held; a raise stores the watermark and then reads
+//!   `waiters`, taking the lock to notify only if it is not zero. Both
+//!   sides use sequentially consistent operations, so at least one sees
+//!   the other's store: the waiter sees the new watermark, or the raise
+//!   sees the waiter, whose lock it then waits for (held until the waiter
+//!   sleeps), and no wake-up is lost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -34,6 +39,9 @@ use crate::mutex::lock;
 pub(crate) struct Progress {
     acked: AtomicU64,
     durable: AtomicU64,
+    /// Threads in `wait_until` or `await_syncs_covering`: a raise with none
+    /// takes no lock and makes no system call (it would on every write).
+    waiters: AtomicUsize,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -41,9 +49,6 @@ pub(crate) struct Progress {
 /// What the waiters need besides the watermarks.
 #[derive(Debug, Default)]
 struct State {
-    /// Threads in `wait_until`: a raise with none skips the notification
-    /// (a system call on every write otherwise).
-    waiters: usize,
     /// Writes stopped after an I/O failure: no watermark moves again.
     stopped: bool,
     /// The LSNs that the explicit syncs under way (`Committer::sync`, run
@@ -67,6 +72,7 @@ impl Progress {
         Progress {
             acked: AtomicU64::new(lsn),
             durable: AtomicU64::new(lsn),
+            waiters: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         }
@@ -74,24 +80,32 @@ impl Progress {
 
     /// LSN of the newest acknowledged batch.
     pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Acquire)
+        self.acked.load(Ordering::SeqCst)
     }
 
     /// LSN up to which every batch is durable.
     pub fn durable(&self) -> u64 {
-        self.durable.load(Ordering::Acquire)
+        self.durable.load(Ordering::SeqCst)
     }
 
     /// Every batch up to `lsn` is acknowledged (see the module comment).
     pub fn acknowledge(&self, lsn: u64) {
-        self.acked.fetch_max(lsn, Ordering::AcqRel);
-        self.notify(|_| {});
+        self.acked.fetch_max(lsn, Ordering::SeqCst);
+        self.wake_waiters();
     }
 
     /// Every batch up to `lsn` is durable (see the module comment).
     pub fn made_durable(&self, lsn: u64) {
-        self.durable.fetch_max(lsn, Ordering::AcqRel);
-        self.notify(|_| {});
+        self.durable.fetch_max(lsn, Ordering::SeqCst);
+        self.wake_waiters();
+    }
+
+    /// After a raise: wakes the waiters if there are any (see the module
+    /// comment for why none is missed).
+    fn wake_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify(|_| {});
+        }
     }
 
     /// An explicit sync that will make every batch up to `lsn` durable
@@ -114,7 +128,7 @@ impl Progress {
     /// made it durable yet, so that the caller need not sync again.
     pub fn await_syncs_covering(&self, lsn: u64) {
         let mut state = lock(&self.state);
-        state.waiters += 1;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
         while self.durable() < lsn
             && !state.stopped
             && !state.closed
@@ -122,7 +136,7 @@ impl Progress {
         {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        state.waiters -= 1;
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Writes stopped: waiters for what cannot come any more fail.
@@ -138,7 +152,7 @@ impl Progress {
     fn notify(&self, change: impl FnOnce(&mut State)) {
         let mut state = lock(&self.state);
         change(&mut state);
-        if state.waiters > 0 {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
         }
     }
@@ -151,7 +165,7 @@ impl Progress {
         reached: impl Fn(u64, u64) -> bool,
     ) -> Waited {
         let mut state = lock(&self.state);
-        state.waiters += 1;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
         let waited = loop {
             if reached(self.acked(), self.durable()) {
                 break Waited::Reached;
@@ -176,7 +190,8 @@ impl Progress {
                 }
             };
         };
-        state.waiters -= 1;
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(state);
         waited
     }
 }
