@@ -6,9 +6,8 @@
 //! straight from the segment mappings, which the snapshot keeps alive, and
 //! each value's CRC is checked before it is handed out.
 
-use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,47 +17,97 @@ use crate::manifest::Generation;
 use crate::mutex::lock;
 use crate::version::Version;
 
-/// Shards of the pin registry. Consecutive snapshots land in different
-/// shards, so threads taking and dropping snapshots at once rarely meet on
-/// one lock.
+/// Shards of the pin registry. Each thread registers in a shard of its
+/// own choosing (assigned round-robin at its first snapshot), so threads
+/// taking and dropping snapshots at once rarely meet on one lock or one
+/// cache line.
 const PIN_SHARDS: usize = 32;
 
 /// When a live snapshot was taken and the generation it pins.
 type Pin = (Instant, Arc<Generation>);
 
+/// One shard: the pins in slots, and the free slots to reuse (no hashing,
+/// no allocation once the shard has grown to its thread's peak).
+#[derive(Debug, Default)]
+struct PinSlots {
+    slots: Vec<Option<Pin>>,
+    free: Vec<u32>,
+}
+
+/// A shard on a cache line (two, for the adjacent-line prefetcher) of its
+/// own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PinShard(Mutex<PinSlots>);
+
 /// The snapshots alive, for `Store::stats`: when each was taken and the
 /// generation it pins. There is no registry-wide lock: registering and
-/// unregistering lock one shard (chosen by the snapshot's serial) for a
-/// map insert or remove, and no writer takes any of them.
+/// unregistering lock one shard (the registering thread's) for a slot
+/// write, and no writer takes any of them.
 #[derive(Debug, Default)]
 pub(crate) struct Pins {
-    next: AtomicU64,
-    shards: [Mutex<HashMap<u64, Pin>>; PIN_SHARDS],
+    shards: [PinShard; PIN_SHARDS],
+}
+
+/// Where a snapshot's pin is: its shard and its slot there.
+#[derive(Clone, Copy, Debug)]
+struct PinSlot {
+    shard: u32,
+    slot: u32,
 }
 
 impl Pins {
-    fn shard(&self, serial: u64) -> &Mutex<HashMap<u64, Pin>> {
-        &self.shards[(serial % PIN_SHARDS as u64) as usize]
+    /// The calling thread's shard.
+    fn own_shard() -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % PIN_SHARDS;
+        }
+        SHARD.with(|s| *s)
     }
 
-    fn register(&self, generation: &Arc<Generation>) -> u64 {
-        let serial = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(self.shard(serial)).insert(serial, (Instant::now(), generation.clone()));
-        serial
+    fn register(&self, generation: &Arc<Generation>) -> PinSlot {
+        let shard = Self::own_shard();
+        let pin = Some((Instant::now(), generation.clone()));
+        let mut slots = lock(&self.shards[shard].0);
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.slots[slot as usize] = pin;
+                slot
+            }
+            None => {
+                slots.slots.push(pin);
+                // A shard holding 2^32 live snapshots would have run out of
+                // memory first.
+                (slots.slots.len() - 1) as u32
+            }
+        };
+        PinSlot {
+            shard: shard as u32,
+            slot,
+        }
     }
 
-    fn unregister(&self, serial: u64) {
-        lock(self.shard(serial)).remove(&serial);
+    fn unregister(&self, at: PinSlot) {
+        let pin = {
+            let mut slots = lock(&self.shards[at.shard as usize].0);
+            let pin = slots.slots.get_mut(at.slot as usize).and_then(Option::take);
+            slots.free.push(at.slot);
+            pin
+        };
+        // The generation is released outside the lock: it may be the last
+        // reference to segments whose files go now.
+        drop(pin);
     }
 
     /// The pins alive at one point: every shard is locked (in order, the
     /// only place that holds more than one) before any is read, so no
     /// snapshot dropped and replaced during the scan is counted twice.
     pub fn live(&self) -> Vec<Pin> {
-        let shards: Vec<_> = self.shards.iter().map(lock).collect();
+        let shards: Vec<_> = self.shards.iter().map(|s| lock(&s.0)).collect();
         shards
             .iter()
-            .flat_map(|shard| shard.values().cloned())
+            .flat_map(|shard| shard.slots.iter().flatten().cloned())
             .collect()
     }
 }
@@ -73,17 +122,13 @@ impl Pins {
 pub struct Snapshot {
     version: Arc<Version>,
     pins: Arc<Pins>,
-    serial: u64,
+    pin: PinSlot,
 }
 
 impl Snapshot {
     pub(crate) fn new(version: Arc<Version>, pins: Arc<Pins>) -> Snapshot {
-        let serial = pins.register(&version.generation);
-        Snapshot {
-            version,
-            pins,
-            serial,
-        }
+        let pin = pins.register(&version.generation);
+        Snapshot { version, pins, pin }
     }
 
     /// The LSN of the last batch this snapshot contains (0 for an empty store).
@@ -190,7 +235,7 @@ impl Clone for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        self.pins.unregister(self.serial);
+        self.pins.unregister(self.pin);
     }
 }
 
@@ -440,5 +485,45 @@ mod tests {
     #[test]
     fn snapshot_is_send_sync_static() {
         assert_send_sync_static::<Snapshot>();
+    }
+
+    fn generation(number: u64) -> Arc<Generation> {
+        Arc::new(Generation::new(number, Vec::new()))
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_every_live_pin_is_listed() {
+        let pins = Pins::default();
+        let (g1, g2, g3) = (generation(1), generation(2), generation(3));
+        let a = pins.register(&g1);
+        let b = pins.register(&g2);
+        pins.unregister(a);
+        let c = pins.register(&g3);
+        assert_eq!(
+            (c.shard, c.slot),
+            (a.shard, a.slot),
+            "the freed slot is taken again"
+        );
+        let mut numbers: Vec<u64> = pins.live().iter().map(|(_, g)| g.number).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, vec![2, 3]);
+        // Another thread registers in its own shard; all are listed.
+        let pins = Arc::new(pins);
+        let other = {
+            let (pins, g1) = (pins.clone(), g1.clone());
+            std::thread::spawn(move || pins.register(&g1))
+                .join()
+                .unwrap()
+        };
+        assert_eq!(pins.live().len(), 3);
+        pins.unregister(b);
+        pins.unregister(c);
+        pins.unregister(other);
+        assert!(pins.live().is_empty());
+        assert_eq!(
+            Arc::strong_count(&g1),
+            1,
+            "an unregistered pin holds nothing"
+        );
     }
 }
