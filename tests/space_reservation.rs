@@ -1,6 +1,6 @@
 //! How the active segment's space is reserved under `SyncMode::Always`:
 //! by writing zeros ahead of the data while groups are small, with
-//! `fallocate` once they average 64 KiB or more (zeros would double the
+//! `fallocate` once they average 160 KiB or more (zeros would double the
 //! bytes large groups send to the disk). Both reservations must keep every
 //! acknowledged batch through a power loss, and a failed reservation
 //! stops writes like any failed write.
@@ -58,7 +58,7 @@ fn assert_entries(sim: &SimFs, dir: &std::path::Path, acked: u64, len_of: impl F
 
 /// Small durable batches reserve by writing zeros, so a file system that
 /// cannot `fallocate` does not matter to them; once the groups grow to
-/// 64 KiB and more the store reserves with `fallocate`, and a full disk
+/// 160 KiB and more the store reserves with `fallocate`, and a full disk
 /// there fails the batch that needed the space with an I/O error, stops
 /// writes, and loses nothing acknowledged.
 #[test]
@@ -79,11 +79,11 @@ fn large_durable_groups_reserve_with_fallocate_and_a_failure_stops_writes() {
     for i in 0..small {
         append(&store, i, 256).unwrap_or_else(|e| panic!("small batch {i}: {e}"));
     }
-    // 96 KiB batches: after a few, the average crosses 64 KiB and the next
-    // step is reserved with fallocate, which fails.
+    // 256 KiB batches: after a few, the average crosses 160 KiB and the
+    // next step is reserved with fallocate, which fails.
     let mut i = small;
     let err = loop {
-        match append(&store, i, 96 << 10) {
+        match append(&store, i, 256 << 10) {
             Ok(_) => i += 1,
             Err(e) => break e,
         }
@@ -105,7 +105,7 @@ fn large_durable_groups_reserve_with_fallocate_and_a_failure_stops_writes() {
         &sim,
         tmp.path(),
         i,
-        |k| if k < small { 256 } else { 96 << 10 },
+        |k| if k < small { 256 } else { 256 << 10 },
     );
 }
 
@@ -113,9 +113,10 @@ fn large_durable_groups_reserve_with_fallocate_and_a_failure_stops_writes() {
 /// with `fallocate`, across segment rolls) keeps every acknowledged one.
 #[test]
 fn large_durable_groups_survive_a_power_loss_at_every_step() {
-    let len = 200 << 10;
+    // Large enough that the average passes 160 KiB after four batches.
+    let len = 400 << 10;
     // Enough batches for two rolls of the 4 MiB segments.
-    let batches = 48;
+    let batches = 24;
     let mut deaths = 0;
     for after in (1..400).step_by(7) {
         let tmp = tempfile::tempdir().unwrap();
