@@ -13,9 +13,12 @@
 //! elapsed time. The "nothing runs" half waits a fixed while and can only
 //! miss a bug (a look that would come later), never fail a correct store.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use journalstore::{Options, Stats, Store, SyncMode, WriteBatch};
+use journalstore::{Options, Store, SyncMode, WriteBatch};
+
+mod common;
+use common::wait_for_stats;
 
 const THRESHOLD: u64 = 3 << 20;
 
@@ -50,17 +53,6 @@ fn fill_and_delete(store: &Store, id: &[u8], bytes: usize) {
     store.write(&b).unwrap();
 }
 
-fn wait_until(store: &Store, deadline: Duration, done: impl Fn(&Stats) -> bool) -> Stats {
-    let start = Instant::now();
-    loop {
-        let s = store.stats();
-        if done(&s) || start.elapsed() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn dead_bytes_past_the_threshold_start_a_compaction_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -76,7 +68,7 @@ fn dead_bytes_past_the_threshold_start_a_compaction_run() {
     // About 4 MiB dead in all: past it. The thread seals the active
     // segment (mostly dead, store over its space target) and rewrites it.
     fill_and_delete(&store, b"b", 2 << 20);
-    let s = wait_until(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
+    let s = wait_for_stats(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
     assert!(s.compaction_runs > 0, "no compaction run: {s:?}");
     assert!(s.bytes_written < 2 << 20, "the dead bytes are gone: {s:?}");
 

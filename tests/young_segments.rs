@@ -17,7 +17,10 @@
 
 use std::time::{Duration, Instant};
 
-use journalstore::{Options, Stats, Store, SyncMode, WriteBatch};
+use journalstore::{Options, Store, SyncMode, WriteBatch};
+
+mod common;
+use common::wait_for_stats;
 
 const ENTRY: usize = 1024;
 
@@ -52,17 +55,6 @@ fn young_segment_40_percent_live(store: &Store) -> Instant {
     sealed
 }
 
-fn wait_until(store: &Store, deadline: Duration, done: impl Fn(&Stats) -> bool) -> Stats {
-    let start = Instant::now();
-    loop {
-        let s = store.stats();
-        if done(&s) || start.elapsed() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn the_thread_waits_for_a_young_segment_to_age_before_copying_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -81,7 +73,7 @@ fn the_thread_waits_for_a_young_segment_to_age_before_copying_it() {
         b.append(b"y", &[0x11; ENTRY]);
         store.write(&b).unwrap();
     }
-    let s = wait_until(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
+    let s = wait_for_stats(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
     assert!(
         s.compaction_runs > 0,
         "the aged segment was not rewritten: {s:?}"
@@ -105,7 +97,7 @@ fn a_young_segment_is_rewritten_once_a_second_passed_without_writes() {
     young_segment_40_percent_live(&store);
     // No more writes, no timer: only the thread's own look after the
     // second can rewrite it.
-    let s = wait_until(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
+    let s = wait_for_stats(&store, Duration::from_secs(30), |s| s.compaction_runs > 0);
     assert!(
         s.compaction_runs > 0,
         "the idle young segment stayed: {s:?}"

@@ -372,3 +372,20 @@ pub fn counter(model: &Model, ctx: &str) -> usize {
         }
     }
 }
+
+/// Polls `store.stats()` every 10 ms until `done` holds or `deadline`
+/// passes; returns the last figures (the caller asserts on them).
+pub fn wait_for_stats(
+    store: &journalstore::Store,
+    deadline: std::time::Duration,
+    done: impl Fn(&journalstore::Stats) -> bool,
+) -> journalstore::Stats {
+    let start = std::time::Instant::now();
+    loop {
+        let s = store.stats();
+        if done(&s) || start.elapsed() > deadline {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -323,14 +323,16 @@ fn read_workload(engine: &str, dir: &Path) -> Res<()> {
         Ok(())
     })?;
     emit("journals_per_s", n / secs, "journal/s");
-    emit(
-        "mib_per_s",
-        n * expected as f64 / secs / (1 << 20) as f64,
-        "MiB/s",
-    );
+    emit_read_figures(dir, n * expected as f64 / secs);
+    Ok(())
+}
+
+/// The figures both read workloads report besides their rate: bytes read
+/// per second, disk use and peak RSS.
+fn emit_read_figures(dir: &Path, bytes_per_s: f64) {
+    emit("mib_per_s", bytes_per_s / (1 << 20) as f64, "MiB/s");
     emit("disk_mib", disk_bytes(dir) as f64 / (1 << 20) as f64, "MiB");
     emit("peak_rss_mib", peak_rss() as f64 / (1 << 20) as f64, "MiB");
-    Ok(())
 }
 
 /// Workload 3, point read: on [`read_load`]'s data, 2 threads read one
@@ -352,13 +354,7 @@ fn point_workload(engine: &str, dir: &Path) -> Res<()> {
         Ok(())
     })?;
     emit("reads_per_s", n / secs, "read/s");
-    emit(
-        "mib_per_s",
-        n * expected as f64 / secs / (1 << 20) as f64,
-        "MiB/s",
-    );
-    emit("disk_mib", disk_bytes(dir) as f64 / (1 << 20) as f64, "MiB");
-    emit("peak_rss_mib", peak_rss() as f64 / (1 << 20) as f64, "MiB");
+    emit_read_figures(dir, n * expected as f64 / secs);
     Ok(())
 }
 
