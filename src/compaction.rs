@@ -220,7 +220,7 @@ impl LogWriter {
         {
             return false;
         }
-        (self.sealed_data() + written) as f64
+        (self.sealed_data(false) + written) as f64
             > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
     }
 
@@ -235,13 +235,16 @@ impl LogWriter {
     }
 
     /// Bytes of data (records, past the headers) in the sealed segments,
-    /// but for those already found freeable (`pending_free`), which go
-    /// without a copy.
-    pub(crate) fn sealed_data(&self) -> u64 {
+    /// with or without those already found freeable (`pending_free`): they
+    /// go without a copy, so sealing early to reach them is pointless, but
+    /// they are on disk until the compaction thread frees them, and the
+    /// write stall counts them (the writer's own compaction step frees them
+    /// first).
+    pub(crate) fn sealed_data(&self, with_pending_frees: bool) -> u64 {
         self.manifest
             .segments
             .iter()
-            .filter(|s| !self.pending_free.contains(&s.id))
+            .filter(|s| with_pending_frees || !self.pending_free.contains(&s.id))
             .filter_map(|s| s.sealed_len)
             .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN as u64))
             .sum()
@@ -701,7 +704,7 @@ impl Committer {
         let log = lock(&self.log);
         let live = log.acct.total_live_bytes();
         let active = log.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
-        (log.sealed_data() + active) as f64
+        (log.sealed_data(true) + active) as f64
             > limit * live as f64 + log.space_slack(live) + STALL_SLACK.min(log.segment_size) as f64
     }
 
