@@ -125,10 +125,10 @@ pub(crate) struct Policy {
     /// A sealed segment whose live ratio is below this is always rewritten
     /// (once old enough, with `wait_for_young`).
     pub threshold: f64,
-    /// Background compaction and the write stall: below `threshold` alone
-    /// is not enough for a segment until as many bytes were written after
-    /// it as it holds (see `plan_compaction`). `Store::compact` does not
-    /// wait.
+    /// Background compaction: below `threshold` alone is not enough for a
+    /// segment until as many bytes were written after it as it holds or
+    /// [`YOUNG_MAX_AGE`] passed since its seal (see `plan_compaction`).
+    /// `Store::compact` and the write stall do not wait.
     pub wait_for_young: bool,
     /// When the sealed segments hold more than this many times their live
     /// bytes, segments above `threshold` are rewritten too.
@@ -515,6 +515,7 @@ impl LogWriter {
                 .collect();
         })?;
         for s in removed {
+            self.sealed_at.remove(&s.id);
             s.mark_obsolete();
         }
         Ok(true)
@@ -718,6 +719,8 @@ impl Committer {
             let mut log = lock(&self.log);
             let mut ids = log.freeable();
             ids.extend_from_slice(&log.pending_free);
+            ids.sort_unstable();
+            ids.dedup();
             if ids.is_empty() {
                 return Ok(false);
             }
@@ -776,6 +779,10 @@ impl Committer {
                 drop(log);
                 self.sync_to(lsn)?;
                 log = lock(&self.log);
+                if !log.should_seal_active(policy) {
+                    // A write rolled meanwhile (the segment filled up).
+                    return Ok(Some(CompactionReport::default()));
+                }
                 // Publish first: the roll syncs under the lock.
                 retired.push(self.publish_dirty(&mut log));
                 if let Err(e) = log.roll() {
