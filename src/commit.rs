@@ -599,13 +599,13 @@ impl Committer {
     }
 
     /// Frees the segments the last write left freeable or, with
-    /// `LogWriter::defer_frees`, leaves them to the compaction thread.
+    /// `LogWriter::defers_frees`, leaves them to the compaction thread.
     fn free_or_defer(&self, log: &mut LogWriter, retired: &mut Retired) -> Result<()> {
         let ids = log.freeable();
         if ids.is_empty() {
             return Ok(());
         }
-        if log.defer_frees {
+        if log.defers_frees() {
             log.defer_free(ids);
             return Ok(());
         }

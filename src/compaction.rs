@@ -834,9 +834,9 @@ impl Committer {
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
                 retired.push(self.publish(log.version()));
-                // With `defer_frees`, the next step frees (`free_dead`),
+                // With `defers_frees`, the next step frees (`free_dead`),
                 // syncing without the lock.
-                if !log.defer_frees && log.free_segments()? {
+                if !log.defers_frees() && log.free_segments()? {
                     retired.push(self.publish(log.version()));
                 }
             }

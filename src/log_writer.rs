@@ -106,13 +106,7 @@ pub(crate) struct LogWriter {
     /// Set when a write sealed a segment; taken by the committer, which
     /// tells the store (see `Committer::take_compaction_due`).
     pub compaction_due: bool,
-    /// With background compaction, writes do not free segments themselves
-    /// (a free syncs the active segment and swaps the manifest, which would
-    /// hold the writer's lock across an fdatasync of every unsynced record):
-    /// they note the segments here and wake the compaction thread, which
-    /// syncs without the lock and then frees (`Committer::free_dead`).
-    pub defer_frees: bool,
-    /// Segments writes found freeable, not yet freed (see `defer_frees`).
+    /// Segments writes found freeable, not yet freed (see `defers_frees`).
     pub pending_free: Vec<u32>,
     /// When each segment this process sealed was sealed (see
     /// `plan_compaction`, which waits for young segments to age).
@@ -172,7 +166,6 @@ impl LogWriter {
             compacted: 0,
             compaction_runs: 0,
             compaction_due: false,
-            defer_frees: false,
             pending_free: Vec::new(),
             sealed_at: HashMap::new(),
             young_until: None,
@@ -552,8 +545,19 @@ impl LogWriter {
         self.acct.freeable(active)
     }
 
+    /// Whether writes leave frees to the compaction thread: with background
+    /// compaction (whose dead-bytes trigger is armed then, and wakes it),
+    /// writes do not free segments themselves (a free syncs the active
+    /// segment and swaps the manifest, which would hold the writer's lock
+    /// across an fdatasync of every unsynced record): they note them in
+    /// `pending_free`, and the thread syncs without the lock and then frees
+    /// (`Committer::free_dead`).
+    pub fn defers_frees(&self) -> bool {
+        self.acct.dead_trigger.is_some()
+    }
+
     /// Notes segments a write found freeable for the compaction thread
-    /// (see `defer_frees`) and wakes it, through the dead-bytes flag, which
+    /// (see `defers_frees`) and wakes it, through the dead-bytes flag, which
     /// makes the store wake it after the write.
     pub fn defer_free(&mut self, ids: Vec<u32>) {
         self.pending_free.extend(ids);
@@ -623,7 +627,6 @@ impl LogWriter {
             s.mark_obsolete();
         }
         self.acct.remove(ids);
-        self.pending_free.retain(|id| !ids.contains(id));
         self.sealed_at.retain(|id, _| !ids.contains(id));
         Ok(())
     }

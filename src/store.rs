@@ -171,7 +171,6 @@ impl Store {
                 });
                 let between = log.dead_bytes_between_looks(inner.policy(true));
                 log.acct.arm_dead_trigger(between);
-                log.defer_frees = true;
             }
             // Without a fallback period the thread waits for a wake-up.
             let every = inner.options.compaction_interval.unwrap_or(Duration::MAX);
@@ -752,12 +751,12 @@ impl Inner {
         }
     }
 
-    /// The compaction policy from the options; `background` for the
-    /// compaction thread and the write stall (see `Policy::wait_for_young`).
-    fn policy(&self, background: bool) -> Policy {
+    /// The compaction policy from the options; `wait_for_young` for the
+    /// compaction thread only (see `Policy::wait_for_young`).
+    fn policy(&self, wait_for_young: bool) -> Policy {
         Policy {
             threshold: self.options.compaction_threshold,
-            wait_for_young: background,
+            wait_for_young,
             max_space_amplification: self.options.max_space_amplification,
             dead_bytes: self.options.compaction_dead_bytes,
         }
