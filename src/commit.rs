@@ -46,8 +46,9 @@
 //!   may be taken back by a power loss.
 //! - Neither a `sync: true` write nor `sync_to` returns `Ok` before every
 //!   byte of the batches it covers is durable: the `Progress` durable LSN
-//!   is raised only after a successful sync covering it, and a roll syncs
-//!   the segment it seals, so it counts across segments.
+//!   is raised only after a successful sync covering it, and a sync
+//!   finishes the seal a roll left pending (the sealed segment's sync and
+//!   the manifest swap) first, so it counts across segments.
 //! - After a failed write or sync, writes stop (`Error::WritesStopped`) until
 //!   reopen, checked under the writer's lock; the last published version
 //!   stays readable, and a `sync_to` or `sync: true` write not yet covered
@@ -576,8 +577,8 @@ impl Committer {
         // Under the writer's lock: a failure recorded by a sync that ran
         // meanwhile is seen before anything is written.
         self.check_stopped()?;
-        // A roll syncs and swaps the manifest under the lock: publish first,
-        // so that snapshots need not wait for it (the bound may be a little
+        // A roll creates files under the lock: publish first, so that
+        // snapshots need not wait for it (the bound may be a little
         // early near a segment's end; that costs one publish).
         if log.must_roll(record_len(batch.payload_bound())) {
             retired.push(self.publish_dirty(&mut log));
@@ -645,6 +646,9 @@ impl Committer {
             self.stop(&e);
             return Err(e);
         }
+        // And the manifest a roll left pending, which `sync_covering` may
+        // have had no need for.
+        self.finish_seal()?;
         let mut log = lock(&self.log);
         if log.active().id == segment.id && log.synced_pos < pos {
             log.synced_pos = pos;
@@ -654,6 +658,14 @@ impl Committer {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Takes the durable steps the last roll left (`SyncGate::finish_seal`),
+    /// without the writer's lock; a failure stops writes.
+    pub fn finish_seal(&self) -> Result<()> {
+        self.gate
+            .finish_seal(&self.progress)
+            .inspect_err(|e| self.stop(e))
     }
 
     /// The last sync at clean close: everything written is made durable and

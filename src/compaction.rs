@@ -728,6 +728,7 @@ impl Committer {
         };
         // Every record that killed something in `ids` is at or below `lsn`.
         self.sync_to(lsn)?;
+        self.finish_seal()?;
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         // The swap runs under the lock: publish first (see `current`).
@@ -762,6 +763,9 @@ impl Committer {
     ) -> Result<Option<CompactionReport>> {
         let _one_at_a_time = lock(&self.compacting);
         self.check_stopped()?;
+        // A seal left pending by a write's roll: its syncs and manifest
+        // swap without the writer's lock, before a swap here needs them.
+        self.finish_seal()?;
         if self.free_dead()? {
             return Ok(Some(CompactionReport::default()));
         }
@@ -772,24 +776,16 @@ impl Committer {
             let between = log.dead_bytes_between_looks(policy);
             log.acct.arm_dead_trigger(between);
             if log.should_seal_active(policy) {
-                // The roll syncs the segment it seals under the lock: sync
-                // what is written so far without it first, so that the
-                // roll's own sync covers only what came meanwhile.
-                let lsn = log.next_lsn - 1;
-                drop(log);
-                self.sync_to(lsn)?;
-                log = lock(&self.log);
-                if !log.should_seal_active(policy) {
-                    // A write rolled meanwhile (the segment filled up).
-                    return Ok(Some(CompactionReport::default()));
-                }
-                // Publish first: the roll syncs under the lock.
+                // Publish first: the roll creates files under the lock.
                 retired.push(self.publish_dirty(&mut log));
                 if let Err(e) = log.roll() {
                     self.stop(&e);
                     return Err(e);
                 }
                 retired.push(self.publish(log.version()));
+                drop(log);
+                // The seal's syncs and manifest swap, without the lock.
+                self.finish_seal()?;
                 // The sealed segment is now a candidate like any other.
                 return Ok(Some(CompactionReport::default()));
             }
@@ -826,6 +822,8 @@ impl Committer {
         // the plan's LSN: durable before the switch (see
         // `finish_compaction`), synced here without the writer's lock.
         self.sync_to(plan.version.lsn)?;
+        // A roll meanwhile: its swap goes first, here rather than under the lock.
+        self.finish_seal()?;
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         let started = Instant::now();

@@ -13,9 +13,13 @@
 //! - Every sync of the active segment runs with the records it covers
 //!   written (flushed from the buffer), and raises `progress`'s durable LSN
 //!   only to the newest of them: `sync_active` to `next_lsn - 1`, a group
-//!   synced by the committer outside the lock to the group's last LSN (the
-//!   segments before the active one were synced when their roll sealed
-//!   them). A sync that finds its LSN durable already skips the fdatasync.
+//!   synced by the committer outside the lock to the group's last LSN. The
+//!   segments before the active one are durable, except the one the last
+//!   roll sealed while its seal is pending in the `SyncGate`, which takes
+//!   it before any sync of the active segment counts. A sync that finds its
+//!   LSN durable already skips the fdatasync.
+//! - A segment is named by a durable manifest only once its header is
+//!   durable; until then a process crash finds it through `MANIFEST.next`.
 //! - A segment is dropped from the manifest only after the records that
 //!   made it dead are durable.
 //! - After an I/O error the working state is ahead of what is durable: the
@@ -44,7 +48,7 @@ use crate::record::{
     SEGMENT_HEADER_LEN,
 };
 use crate::segment::Segment;
-use crate::sync_gate::SyncGate;
+use crate::sync_gate::{PendingSeal, SyncGate};
 use crate::version::Version;
 
 /// The active segment's disk space is reserved this far ahead of its data:
@@ -450,8 +454,10 @@ impl LogWriter {
     /// flushed), unless a sync already covered every record written.
     pub fn sync_active(&mut self) -> Result<()> {
         if self.synced_pos == self.write_pos {
-            // Every record is durable already (see the module comment).
+            // Every record is durable already (see the module comment),
+            // once a pending seal has made the sealed segment's durable.
             self.sync_gate.check()?;
+            self.sync_gate.finish_seal(&self.progress)?;
             self.progress.made_durable(self.next_lsn - 1);
             return Ok(());
         }
@@ -482,19 +488,30 @@ impl LogWriter {
             .map_err(|e| Error::io("write sync mark", &active.path, e))
     }
 
-    /// Syncs the active segment as it is and rolls to a new one (open after
-    /// a torn tail: the bytes below `write_pos` may be in the page cache only).
+    /// Syncs the active segment as it is and rolls to a new one, durably
+    /// (open after a torn tail: the bytes below `write_pos` may be in the
+    /// page cache only).
     pub fn seal_and_roll(&mut self) -> Result<()> {
         self.sync_gate.sync(self.active())?;
         self.synced_pos = self.write_pos;
         self.progress.made_durable(self.next_lsn - 1);
-        self.roll()
+        self.roll()?;
+        self.sync_gate.finish_seal(&self.progress)
     }
 
     /// Seals the active segment and starts a new one: a new generation.
+    ///
+    /// Under the writer's lock it only writes what a process crash must
+    /// not lose: the buffer, the new segment's header and `MANIFEST.next`.
+    /// The fdatasyncs and the manifest swap are left pending in the
+    /// `SyncGate` ([`PendingSeal`]): the next sync takes them first, so no
+    /// record of the new segment is acknowledged as durable before the
+    /// sealed one and the manifest naming the new one are; the caller may
+    /// take them without the lock (`SyncGate::finish_seal`).
     pub(crate) fn roll(&mut self) -> Result<()> {
         self.flush()?;
-        self.sync_active()?;
+        // At most one seal pending: the previous roll's goes first.
+        self.sync_gate.finish_seal(&self.progress)?;
         let id = self.manifest.next_segment_id;
         let segment = Arc::new(Segment::create(
             &self.fs,
@@ -504,7 +521,7 @@ impl LogWriter {
             self.segment_size,
             RESERVE_STEP,
             self.next_lsn,
-            true,
+            false,
         )?);
         let mut manifest = self.manifest.clone();
         if let Some(last) = manifest.segments.last_mut() {
@@ -515,9 +532,18 @@ impl LogWriter {
             .checked_add(1)
             .ok_or_else(|| Error::InvalidOptions("segment ids exhausted".into()))?;
         let sealed = self.active().clone();
-        self.swap_manifest(manifest, |segments| segments.push(segment))?;
-        // Sealed: its mapping is all it needs (see `Segment::close_file`).
-        sealed.close_file();
+        manifest.generation = self.next_generation()?;
+        manifest.lsn_floor = self.next_lsn - 1;
+        manifest.store_next(&*self.fs, &self.dir)?;
+        self.sync_gate.set_pending(PendingSeal {
+            sealed: sealed.clone(),
+            lsn: self.next_lsn - 1,
+            active: segment.clone(),
+            manifest: manifest.clone(),
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+        });
+        self.switch_generation(manifest, |segments| segments.push(segment));
         self.sealed_at.insert(sealed.id, Instant::now());
         self.acct.add_segment(id);
         self.write_pos = SEGMENT_HEADER_LEN as u64;
@@ -632,26 +658,39 @@ impl LogWriter {
     }
 
     /// Makes `manifest` (with the next generation number) durable, then
-    /// switches to a generation whose segments `edit` derives from the current.
+    /// switches to a generation whose segments `edit` derives from the
+    /// current. A seal still pending is finished first: its manifest is
+    /// the older generation.
     pub(crate) fn swap_manifest(
         &mut self,
         mut manifest: Manifest,
         edit: impl FnOnce(&mut Vec<Arc<Segment>>),
     ) -> Result<()> {
-        // Only a crafted manifest gets near u64::MAX; refuse like an
-        // exhausted segment id rather than overflow.
-        manifest.generation = self
-            .manifest
-            .generation
-            .checked_add(1)
-            .ok_or_else(|| Error::InvalidOptions("manifest generations exhausted".into()))?;
+        self.sync_gate.finish_seal(&self.progress)?;
+        manifest.generation = self.next_generation()?;
         manifest.lsn_floor = self.next_lsn - 1;
         manifest.store(&*self.fs, &self.dir)?;
+        self.switch_generation(manifest, edit);
+        Ok(())
+    }
+
+    /// The generation number after the current one.
+    fn next_generation(&self) -> Result<u64> {
+        // Only a crafted manifest gets near u64::MAX; refuse like an
+        // exhausted segment id rather than overflow.
+        self.manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidOptions("manifest generations exhausted".into()))
+    }
+
+    /// Makes `manifest` the writer's, with a generation whose segments
+    /// `edit` derives from the current.
+    fn switch_generation(&mut self, manifest: Manifest, edit: impl FnOnce(&mut Vec<Arc<Segment>>)) {
         let mut segments = self.generation.segments.clone();
         edit(&mut segments);
         self.generation =
             Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
         self.manifest = manifest;
-        Ok(())
     }
 }

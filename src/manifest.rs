@@ -23,6 +23,9 @@ use crate::segment::Segment;
 pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
 /// File name a new manifest is written under before the rename.
 pub(crate) const MANIFEST_TMP_FILE: &str = "MANIFEST.tmp";
+/// File name of the generation a roll made and has not yet stored
+/// (see the module comment).
+pub(crate) const MANIFEST_NEXT_FILE: &str = "MANIFEST.next";
 /// First 8 bytes of a manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"JSTRMAN\0";
 /// `sealed_len` of the active segment.
@@ -217,6 +220,58 @@ impl Manifest {
         file.read_at(0, &mut bytes)
             .map_err(|e| Error::io("read manifest", &path, e))?;
         Manifest::decode(&bytes, &path).map(Some)
+    }
+
+    /// Reads and decodes `dir/MANIFEST.next`; `None` if there is none or it
+    /// does not decode (a process crash may interrupt its write).
+    pub fn load_next(fs: &dyn FileSystem, dir: &Path) -> Option<Manifest> {
+        let path = dir.join(MANIFEST_NEXT_FILE);
+        let file = fs.open(&path, OpenMode::ReadOnly).ok()?;
+        let len = file.len().ok()?;
+        if len > (MAX_SEGMENTS as u64 + 4) * 16 {
+            return None;
+        }
+        let mut bytes = vec![0u8; len as usize];
+        file.read_at(0, &mut bytes).ok()?;
+        Manifest::decode(&bytes, &path).ok()
+    }
+
+    /// Writes this manifest to `MANIFEST.next`, without a sync: it must
+    /// survive a process crash, not a power loss (see the module comment).
+    pub fn store_next(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_NEXT_FILE);
+        match fs.remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove stale next manifest", path, e));
+            }
+            _ => {}
+        }
+        let file = fs
+            .open(&path, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create next manifest", &path, e))?;
+        file.write_at(0, &self.encode())
+            .map_err(|e| Error::io("write next manifest", &path, e))
+    }
+
+    /// Whether `next` is this manifest with its active segment sealed and
+    /// one new active segment after it: the generation a roll makes.
+    /// Returns the sealed length `next` gives that segment.
+    pub fn rolled_to(&self, next: &Manifest) -> Option<u64> {
+        let n = self.segments.len();
+        if n == 0 {
+            return None;
+        }
+        let (active, new) = (next.segments.get(n - 1)?, next.segments.get(n)?);
+        let same_before = next.segments.len() == n + 1
+            && next.segments[..n - 1] == self.segments[..n - 1]
+            && active.id == self.segments[n - 1].id;
+        let ordered = next.generation == self.generation.checked_add(1)?
+            && next.lsn_floor >= self.lsn_floor
+            && new.id >= self.next_segment_id
+            && next.next_segment_id > new.id;
+        (same_before && ordered)
+            .then_some(active.sealed_len)
+            .flatten()
     }
 
     /// Writes this manifest as the current one: tmp file, sync, rename, sync dir.

@@ -14,6 +14,10 @@
 //!   bad bytes are a torn tail of writes that never became durable; they are
 //!   left where they are, the segment is sealed before them and writing goes
 //!   on in a new segment, so new records never sit in front of garbage.
+//! - `MANIFEST.next`, the generation of a roll whose manifest swap was
+//!   interrupted, replaces `MANIFEST` if it seals exactly its active segment
+//!   where that segment's valid records end and the new segment opens
+//!   (`open_log`); otherwise it is ignored. It is removed either way.
 //! - Files named like segments that the manifest does not list are leftovers
 //!   of an interrupted roll or free, and are removed.
 
@@ -27,7 +31,9 @@ use crate::index_checkpoint::{self, IndexCheckpoint};
 use crate::io::{FileSystem, OpenMode};
 use crate::live::Accounting;
 use crate::log_writer::LogWriter;
-use crate::manifest::{Generation, ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::manifest::{
+    Generation, ListedSegment, Manifest, MANIFEST_FILE, MANIFEST_NEXT_FILE, MANIFEST_TMP_FILE,
+};
 use crate::options::Options;
 use crate::record::{
     OpIter, OpKind, RecordHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
@@ -102,8 +108,9 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
         return create(dir, options, &on_disk, &owner).map(|log| (log, owner));
     };
 
-    let segments = open_segments(&fs, dir, Some(&owner), &manifest, OpenMode::ReadWrite)?;
-    let replay = replay(&*fs, dir, &segments, &manifest)?;
+    let stored_generation = manifest.generation;
+    let (manifest, segments, replay) =
+        open_log(&fs, dir, Some(&owner), manifest, OpenMode::ReadWrite)?;
     // New LSNs go above every LSN replayed, the manifest's floor, and the
     // active segment's base LSN (a record below it would be rejected as a
     // torn tail at the next open: an acknowledged write lost). Checked here,
@@ -129,6 +136,11 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
             .map_err(|e| Error::io("remove orphan segment", path.clone(), e))?;
         trace_event!(INFO, path = %path.display(), "removed a segment file the manifest does not list (orphan) at open");
     }
+    if names.iter().any(|n| n == MANIFEST_NEXT_FILE) {
+        let path = dir.join(MANIFEST_NEXT_FILE);
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove next manifest", path.clone(), e))?;
+    }
     if names.iter().any(|n| n == MANIFEST_TMP_FILE) {
         let path = dir.join(MANIFEST_TMP_FILE);
         fs.remove_file(&path)
@@ -136,6 +148,18 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
         trace_event!(INFO, path = %path.display(), "removed the leftover of an interrupted manifest swap at open");
     }
 
+    if manifest.generation != stored_generation {
+        // Adopted from `MANIFEST.next`: the segment it seals and the new
+        // one may be in the page cache only. Durable before the manifest
+        // naming them, and that before anything else is written.
+        for segment in segments.iter().rev().take(2) {
+            segment
+                .file()
+                .and_then(|f| f.sync_data())
+                .map_err(|e| Error::io("sync segment", &segment.path, e))?;
+        }
+        manifest.store(&*fs, dir)?;
+    }
     let generation =
         Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
     let mut log = LogWriter::new(
@@ -289,6 +313,53 @@ pub(crate) fn open_segments(
         segments.push(Arc::new(segment));
     }
     Ok(segments)
+}
+
+/// Opens and replays the log `manifest` describes or, if `MANIFEST.next`
+/// holds the generation a roll made after it (`Manifest::rolled_to`) and
+/// the log it describes replays (the sealed segment's records end exactly
+/// at the length it gives, and the new segment opens), that generation:
+/// a process crash came between the roll and its manifest swap, and the
+/// records written to the new segment meanwhile are kept. After a power
+/// loss that took part of the sealed segment, or the new one's header,
+/// `MANIFEST.next` does not replay, and the log is `manifest`'s (records
+/// of the new segment were never acknowledged as durable: see
+/// `SyncGate`). Returns the manifest chosen, its segments and the replay.
+pub(crate) fn open_log(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    owner: Option<&Arc<DirOwner>>,
+    manifest: Manifest,
+    mode: OpenMode,
+) -> Result<(Manifest, Vec<Arc<Segment>>, Replay)> {
+    if let Some(next) = Manifest::load_next(&**fs, dir) {
+        if manifest.rolled_to(&next).is_some() {
+            let opened = open_segments(fs, dir, owner, &next, mode)
+                .and_then(|segments| Ok((replay(&**fs, dir, &segments, &next)?, segments)));
+            if let Ok((replay, segments)) = opened {
+                return Ok((next, segments, replay));
+            }
+        }
+    }
+    let segments = open_segments(fs, dir, owner, &manifest, mode)?;
+    let replay = replay(&**fs, dir, &segments, &manifest)?;
+    Ok((manifest, segments, replay))
+}
+
+/// Which manifest open would use in `dir` (see [`open_log`]): `MANIFEST`'s
+/// generation, or the one in `MANIFEST.next` that open would adopt;
+/// `None` without a `MANIFEST`. Reads only; replays the log to decide.
+pub(crate) fn manifest_opened(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Option<Manifest>> {
+    let Some(manifest) = Manifest::load(&**fs, dir)? else {
+        return Ok(None);
+    };
+    let adoptable = Manifest::load_next(&**fs, dir).filter(|next| {
+        manifest.rolled_to(next).is_some()
+            && open_segments(fs, dir, None, next, OpenMode::ReadOnly)
+                .and_then(|segments| replay(&**fs, dir, &segments, next))
+                .is_ok()
+    });
+    Ok(Some(adoptable.unwrap_or(manifest)))
 }
 
 /// Fails with a corruption of the manifest in `dir` unless `len`, the

@@ -462,6 +462,8 @@ impl Store {
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<CheckpointReport> {
         let _call = self.begin_call()?;
         let version = self.inner.committer.current();
+        // Its sealed segments are linked, not copied: durable first.
+        self.inner.committer.finish_seal()?;
         checkpoint::write(
             &version,
             &self.inner.options.fs,

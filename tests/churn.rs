@@ -466,13 +466,14 @@ fn churn_keeps_disk_usage_bounded() {
 /// with an unpaced writer on its own; the writers that seal segments then
 /// compact before their writes return, and disk usage stays bounded.
 ///
-/// The bound is what the stall guarantees, not the paced test's: a write
-/// that seals a segment leaves the sealed data within 1.4 x live plus one
-/// segment of slack; until the next seal the store can hold, on top, the
-/// active segment, the segment just sealed and one compaction output in
-/// flight, while deletes since the last seal lower the live bytes. So each
-/// sample must be within 1.5 x live plus three segments. Without the stall
-/// (`None`) the run goes well past that (up to about 2 x live).
+/// The bound is what the stall guarantees, not the paced test's. The stall
+/// holds the sealed and active data within 1.4 x live plus two segments of
+/// slack (`space_slack` and the stall's own, each capped at one segment),
+/// checked when a write seals a segment or kills enough bytes; between two
+/// checks the writer adds up to one segment, one compaction output may be in
+/// flight, and deletes since the check lower the live bytes. So each sample
+/// must be within 1.5 x live plus four segments. Without the stall (`None`)
+/// every sample is far past that (4.7-5.6 x live here).
 #[test]
 fn write_stall_keeps_disk_usage_bounded_when_syncs_are_slow() {
     let tmp = tempfile::tempdir().unwrap();
@@ -484,7 +485,7 @@ fn write_stall_keeps_disk_usage_bounded_when_syncs_are_slow() {
     };
     let store = Arc::new(Store::open(tmp.path().join("store"), options).unwrap());
     // Enough batches for the run to outlast the warm-up by a few seconds.
-    let outcome = churn(&store, 1, None, batches().max(20_000), 3.0);
+    let outcome = churn(&store, 1, None, batches().max(20_000), 4.0);
     let s = store.stats();
     eprintln!(
         "slow syncs: {} journals created, {} samples, worst bytes_on_disk / live_bytes {:.2} \

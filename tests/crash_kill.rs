@@ -1,7 +1,11 @@
-//! Real process crashes: a child process writing with `SyncMode::Always`
-//! from several threads is killed with SIGKILL at random moments, many times
-//! over the same store directory, so each child recovers what the previous
-//! one left (recovery after recovery, kills during recovery included).
+//! Real process crashes: a child process writing from several threads is
+//! killed with SIGKILL at random moments, many times over the same store
+//! directory, so each child recovers what the previous one left (recovery
+//! after recovery, kills during recovery included). Once with
+//! `SyncMode::Always`, once with `SyncMode::Never`, whose writes are
+//! acknowledged once in the page cache, which a process crash keeps: rolls
+//! then leave their manifest swap pending, and a kill before it must not
+//! lose what was written to the new segment (`MANIFEST.next`).
 //!
 //! The test binary is its own child: `child_writer` (ignored, and a no-op
 //! unless `JOURNALSTORE_CRASH_DIR` is set) opens the store and writes until
@@ -35,6 +39,8 @@ use journalstore::{Options, Snapshot, Store, SyncMode};
 
 /// Environment variable naming the store directory of a child writer.
 const DIR_VAR: &str = "JOURNALSTORE_CRASH_DIR";
+/// Environment variable set (to anything) for a `SyncMode::Never` child.
+const NEVER_VAR: &str = "JOURNALSTORE_CRASH_NEVER";
 /// Writer threads in the child.
 const THREADS: usize = 3;
 /// Journals per writer thread (besides its counter journal).
@@ -44,9 +50,9 @@ const SEGMENT_SIZE: u64 = 16 << 10;
 /// Kill/recover cycles.
 const ITERATIONS: usize = 40;
 
-fn options() -> Options {
+fn options(sync: SyncMode) -> Options {
     Options {
-        sync: SyncMode::Always,
+        sync,
         segment_size: SEGMENT_SIZE,
         ..Options::default()
     }
@@ -128,7 +134,7 @@ fn counter(t: usize, state: &Model) -> u64 {
 /// The child: writes batches from `THREADS` threads until killed. Runs only
 /// when the parent test sets `JOURNALSTORE_CRASH_DIR`.
 #[test]
-#[ignore = "child process of sigkilled_writers_lose_no_acknowledged_batch"]
+#[ignore = "child process of the sigkilled_* tests"]
 fn child_writer() {
     let Some(dir) = std::env::var_os(DIR_VAR) else {
         return;
@@ -137,7 +143,11 @@ fn child_writer() {
         eprintln!("child_writer: {what}");
         std::process::exit(3)
     };
-    let store = Store::open(&dir, options()).unwrap_or_else(|e| die(format!("open: {e}")));
+    let sync = match std::env::var_os(NEVER_VAR) {
+        Some(_) => SyncMode::Never,
+        None => SyncMode::Always,
+    };
+    let store = Store::open(&dir, options(sync)).unwrap_or_else(|e| die(format!("open: {e}")));
     let states = read_state(&store.snapshot(), "child");
     let counters: Vec<String> = (0..THREADS)
         .map(|t| counter(t, &states[t]).to_string())
@@ -254,7 +264,7 @@ impl Expected {
     /// Recovers `dir`, checks it against the model (see the module comment)
     /// and returns the recovered snapshot LSN.
     fn check(&mut self, dir: &Path, ctx: &str) -> u64 {
-        let store = Store::open(dir, options())
+        let store = Store::open(dir, options(SyncMode::Always))
             .unwrap_or_else(|e| panic!("{ctx}: recovery after SIGKILL failed: {e}"));
         let snap = store.snapshot();
         let states = read_state(&snap, ctx);
@@ -306,9 +316,22 @@ impl Expected {
 /// restarts; 40 kills at random moments (during recovery too) on one store.
 #[test]
 fn sigkilled_writers_lose_no_acknowledged_batch() {
+    kill_and_recover(SyncMode::Always, 0x5EED_C0DE);
+}
+
+/// The same with `SyncMode::Never`: a process crash keeps the page cache,
+/// so every batch acknowledged (written, not synced) is found again,
+/// including those written to a segment whose roll had not yet swapped the
+/// manifest when the kill came.
+#[test]
+fn sigkilled_buffered_writers_lose_no_acknowledged_batch() {
+    kill_and_recover(SyncMode::Never, 0xB0FF_E12D);
+}
+
+fn kill_and_recover(sync: SyncMode, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let mut rng = Rng::new(0x5EED_C0DE);
+    let mut rng = Rng::new(seed);
     let mut expected = Expected {
         k: vec![0; THREADS],
         models: vec![Model::default(); THREADS],
@@ -328,6 +351,7 @@ fn sigkilled_writers_lose_no_acknowledged_batch() {
                 "--test-threads=1",
             ])
             .env(DIR_VAR, &dir)
+            .envs((sync == SyncMode::Never).then_some((NEVER_VAR, "1")))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

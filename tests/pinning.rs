@@ -36,17 +36,12 @@ fn segment_files(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Names of the segment files the current MANIFEST lists (parsed from its
-/// bytes: count at offset 12, 16-byte entries from offset 40, id first).
+/// Names of the segment files the current generation lists (`MANIFEST`'s,
+/// or `MANIFEST.next`'s while a roll's seal is pending).
 fn listed_segments(dir: &Path) -> BTreeSet<String> {
-    let m = std::fs::read(dir.join("MANIFEST")).unwrap();
-    let count = u32::from_le_bytes(m[12..16].try_into().unwrap()) as usize;
-    (0..count)
-        .map(|i| {
-            let at = 40 + i * 16;
-            let id = u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
-            format!("seg-{id:08x}.jseg")
-        })
+    common::listed(dir)
+        .into_iter()
+        .map(|id| format!("seg-{id:08x}.jseg"))
         .collect()
 }
 

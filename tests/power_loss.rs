@@ -24,7 +24,7 @@
 //! - the snapshot LSN covers every surviving batch, and later writes get
 //!   LSNs above it;
 //! - no orphan is left: every `.jseg` file is listed by the manifest, and
-//!   there is no `MANIFEST.tmp`.
+//!   there is no `MANIFEST.tmp` or `MANIFEST.next`.
 //!
 //! Each writer owns the journals under its prefix `t<N>/` and, in every
 //! batch, sets the metadata of its journal `t<N>/seq` to the batch's position
@@ -163,12 +163,13 @@ fn manifest_segments(dir: &Path) -> BTreeSet<u64> {
 }
 
 /// Asserts that the directory holds no segment the manifest does not list
-/// and no leftover `MANIFEST.tmp`.
+/// and no leftover `MANIFEST.tmp` or `MANIFEST.next`.
 fn assert_no_orphans(dir: &Path, ctx: &str) {
     let mut files = BTreeSet::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert_ne!(name, "MANIFEST.tmp", "{ctx}: stale MANIFEST.tmp left");
+        assert_ne!(name, "MANIFEST.next", "{ctx}: stale MANIFEST.next left");
         if let Some(hex) = name
             .strip_prefix("seg-")
             .and_then(|n| n.strip_suffix(".jseg"))

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode, RealFs};
 use crate::manifest::{Generation, Manifest};
 use crate::record::SEGMENT_HEADER_LEN;
-use crate::recovery::{open_segments, replay};
+use crate::recovery::open_log;
 use crate::segment::check_record;
 use crate::snapshot::{Pins, Snapshot};
 use crate::version::Version;
@@ -89,8 +89,7 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
     let fs: Arc<dyn FileSystem> = Arc::new(RealFs);
     let manifest = Manifest::load(&*fs, dir)?
         .ok_or_else(|| Error::corruption(manifest_path(dir), 0, "no manifest: not a store"))?;
-    let segments = open_segments(&fs, dir, None, &manifest, OpenMode::ReadOnly)?;
-    let replay = replay(&*fs, dir, &segments, &manifest)?;
+    let (manifest, segments, replay) = open_log(&fs, dir, None, manifest, OpenMode::ReadOnly)?;
     let oldest_lsn = segments
         .iter()
         .filter_map(|s| {

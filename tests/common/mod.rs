@@ -317,10 +317,16 @@ pub fn files_on_disk(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
-/// Ids of the segments the manifest of `dir` lists.
+/// Ids of the segments the current generation of `dir` lists.
 pub fn listed(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
-    journalstore::inspect::read_manifest(&journalstore::inspect::manifest_path(dir))
-        .unwrap()
+    use journalstore::inspect::{manifest_path, read_manifest};
+    let stored = read_manifest(&manifest_path(dir)).unwrap();
+    // While a roll's seal is pending, its generation is in `MANIFEST.next`
+    // (the one open would adopt after a process crash).
+    let next = read_manifest(&dir.join("MANIFEST.next"))
+        .ok()
+        .filter(|next| next.generation == stored.generation + 1);
+    next.unwrap_or(stored)
         .segments
         .iter()
         .map(|s| s.id)

@@ -2693,3 +2693,58 @@ fn damaged_index_checkpoints_are_notes() {
         std::fs::write(&path, &good).unwrap();
     }
 }
+
+/// A store copied while a roll's seal is pending (what a process crash
+/// leaves, under `SyncMode::Never`): `MANIFEST` still names the sealed
+/// segment as active and `MANIFEST.next` the new one. `verify` checks the
+/// generation open adopts: it exits 0, notes `MANIFEST.next`, and does not
+/// call the new segment unlisted; open then reads every entry written.
+#[test]
+fn a_roll_not_yet_swapped_in_is_verified_as_open_adopts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, copy) = (tmp.path().join("store"), tmp.path().join("copy"));
+    let options = Options {
+        sync: SyncMode::Never,
+        ..options()
+    };
+    let store = Store::open(&dir, options.clone()).unwrap();
+    let mut written = 0u64;
+    while store.stats().segments < 2 {
+        let mut b = WriteBatch::new();
+        b.append(b"j", &entry("j", written));
+        store.write(&b).unwrap();
+        written += 1;
+    }
+    for _ in 0..3 {
+        let mut b = WriteBatch::new();
+        b.append(b"j", &entry("j", written));
+        store.write(&b).unwrap();
+        written += 1;
+    }
+    assert!(dir.join("MANIFEST.next").exists(), "the seal is pending");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    drop(store);
+
+    let (code, problems, text) = verify_problems(&copy);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        problems
+            .iter()
+            .any(|(f, _, r, repaired)| f == "MANIFEST.next"
+                && r.contains("not yet swapped in")
+                && *repaired),
+        "{problems:#?}"
+    );
+    assert!(
+        !problems.iter().any(|(_, _, r, _)| r.contains("not listed")),
+        "{problems:#?}"
+    );
+    let reopened = Store::open(&copy, options).unwrap();
+    let snap = reopened.snapshot();
+    let j = snap.journal(b"j").unwrap();
+    assert_eq!((j.first_index(), j.end_index()), (0, written));
+}
