@@ -165,8 +165,14 @@ const EARLY_SEAL_MIN_WRITTEN: u64 = 4 << 20;
 /// The write stall starts only this far past the stall limit (on top of
 /// `space_slack`), or one segment if that is less: below it the background
 /// thread is left to catch up, rather than the writer paying a compaction
-/// cycle's syncs for every MiB the thread is behind.
-const STALL_SLACK: u64 = 4 << 20;
+/// cycle's syncs for every MiB the thread is behind. Two early seals' worth
+/// of data: a cycle (the seal's syncs and manifest swap, then the free or
+/// rewrite of the sealed segment, each with its own) takes several syncs,
+/// during which an unpaced writer adds up to one more early seal's worth;
+/// with less, a store whose live set is small next to
+/// [`EARLY_SEAL_MIN_WRITTEN`] would stall in every cycle although the
+/// thread keeps up.
+const STALL_SLACK: u64 = 2 * EARLY_SEAL_MIN_WRITTEN;
 
 /// The least the automatic `dead_bytes_between_looks` waits for: below it
 /// the thread would wake for amounts no seal or rewrite is triggered by
