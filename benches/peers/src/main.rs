@@ -81,6 +81,12 @@ fn main() -> Res<()> {
     plan.push(("3 snapshot read x2".into(), "read", None, false));
     plan.push(("3 point read x2".into(), "point", None, false));
     plan.push(("4 churn x4".into(), "churn", None, false));
+    plan.push((
+        "4 churn small live set x4".into(),
+        "churn-small",
+        None,
+        false,
+    ));
     plan.push(("5 open after clean close".into(), "open-clean", None, false));
     plan.push(("5 open after kill".into(), "open-kill", None, false));
     plan.push((
@@ -96,7 +102,7 @@ fn main() -> Res<()> {
         "durable" | "durable-64k" => "1",
         "buffered" => "2",
         "read" | "point" => "3",
-        "churn" => "4",
+        "churn" | "churn-small" => "4",
         "raft-groups" => "6",
         _ => "5",
     };
