@@ -648,7 +648,7 @@ impl Committer {
         }
         // And the manifest a roll left pending, which `sync_covering` may
         // have had no need for.
-        self.finish_seal()?;
+        self.finish_pending()?;
         let mut log = lock(&self.log);
         if log.active().id == segment.id && log.synced_pos < pos {
             log.synced_pos = pos;
@@ -660,11 +660,12 @@ impl Committer {
         Ok(())
     }
 
-    /// Takes the durable steps the last roll left (`SyncGate::finish_seal`),
-    /// without the writer's lock; a failure stops writes.
-    pub fn finish_seal(&self) -> Result<()> {
+    /// Takes the manifest swap a roll, a free or a compaction left pending
+    /// (`SyncGate::finish_pending`), without the writer's lock; a failure
+    /// stops writes.
+    pub fn finish_pending(&self) -> Result<()> {
         self.gate
-            .finish_seal(&self.progress)
+            .finish_pending(&self.progress)
             .inspect_err(|e| self.stop(e))
     }
 

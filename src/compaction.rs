@@ -508,21 +508,21 @@ impl LogWriter {
             sealed_len: Some(output.sealed_len),
         }));
         manifest.segments.extend(tail.into_iter().skip(ids.len()));
-        let mut removed = Vec::new();
         let replacement = output.segment.clone();
         // From the rename on, a manifest on disk may name the new segment:
         // it must not be removed even if the swap fails after that.
         if let Some(s) = &replacement {
             s.keep();
         }
-        self.swap_manifest(manifest, |segments| {
-            removed = segments
+        // Deferred with background compaction: the caller stores it
+        // without the lock (`Committer::finish_pending`).
+        self.swap_or_defer(manifest, |segments| {
+            segments
                 .splice(start..start + ids.len(), replacement)
-                .collect();
+                .collect()
         })?;
-        for s in removed {
-            self.sealed_at.remove(&s.id);
-            s.mark_obsolete();
+        for id in &ids {
+            self.sealed_at.remove(id);
         }
         Ok(true)
     }
@@ -717,9 +717,9 @@ impl Committer {
 
     /// Frees the segments writes left to compaction
     /// (`LogWriter::pending_free`) and any others freeable now. The records
-    /// that left them dead are made durable first, by a sync that does not
-    /// hold the writer's lock; the manifest swap that frees them does.
-    /// Returns whether segments were freed.
+    /// that left them dead are made durable first, and the manifest swap
+    /// that frees them after, both without the writer's lock; only the
+    /// switch in memory takes it. Returns whether segments were freed.
     fn free_dead(&self) -> Result<bool> {
         let (ids, lsn) = {
             let mut log = lock(&self.log);
@@ -734,22 +734,25 @@ impl Committer {
         };
         // Every record that killed something in `ids` is at or below `lsn`.
         self.sync_to(lsn)?;
-        self.finish_seal()?;
+        self.finish_pending()?;
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
-        // The swap runs under the lock: publish first (see `current`).
+        // The switch runs under the lock: publish first (see `current`).
         retired.push(self.publish_dirty(&mut log));
-        match log.free_durable(&ids, lsn) {
-            Ok(true) => {
-                retired.push(self.publish(log.version()));
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
+        let freed = match log.free_durable(&ids, lsn) {
+            Ok(freed) => freed,
             Err(e) => {
                 self.stop(&e);
-                Err(e)
+                return Err(e);
             }
+        };
+        if freed {
+            retired.push(self.publish(log.version()));
         }
+        drop(log);
+        // The manifest swap the free left pending, without the lock.
+        self.finish_pending()?;
+        Ok(freed)
     }
 
     /// How long until a segment the last plan left for being young is old
@@ -771,7 +774,7 @@ impl Committer {
         self.check_stopped()?;
         // A seal left pending by a write's roll: its syncs and manifest
         // swap without the writer's lock, before a swap here needs them.
-        self.finish_seal()?;
+        self.finish_pending()?;
         if self.free_dead()? {
             return Ok(Some(CompactionReport::default()));
         }
@@ -791,7 +794,7 @@ impl Committer {
                 retired.push(self.publish(log.version()));
                 drop(log);
                 // The seal's syncs and manifest swap, without the lock.
-                self.finish_seal()?;
+                self.finish_pending()?;
                 // The sealed segment is now a candidate like any other.
                 return Ok(Some(CompactionReport::default()));
             }
@@ -829,11 +832,12 @@ impl Committer {
         // `finish_compaction`), synced here without the writer's lock.
         self.sync_to(plan.version.lsn)?;
         // A roll meanwhile: its swap goes first, here rather than under the lock.
-        self.finish_seal()?;
+        self.finish_pending()?;
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         let started = Instant::now();
-        // The switch may sync under the lock: publish first (see `current`).
+        // The switch may store the manifest under the lock (without
+        // background compaction): publish first (see `current`).
         retired.push(self.publish_dirty(&mut log));
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
@@ -847,7 +851,7 @@ impl Committer {
             Ok(switched)
         });
         report.max_pause = started.elapsed();
-        match switched {
+        let result = match switched {
             Ok(true) => {
                 log.compacted += report.bytes_copied;
                 log.compaction_runs += 1;
@@ -875,6 +879,12 @@ impl Committer {
                 self.stop(&e);
                 Err(e)
             }
+        };
+        drop(log);
+        if result.is_ok() {
+            // The switch's manifest swap, left pending, without the lock.
+            self.finish_pending()?;
         }
+        result
     }
 }

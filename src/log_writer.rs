@@ -48,7 +48,7 @@ use crate::record::{
     SEGMENT_HEADER_LEN,
 };
 use crate::segment::Segment;
-use crate::sync_gate::{PendingSeal, SyncGate};
+use crate::sync_gate::{PendingManifest, Seal, SyncGate};
 use crate::version::Version;
 
 /// The active segment's disk space is reserved this far ahead of its data:
@@ -457,7 +457,7 @@ impl LogWriter {
             // Every record is durable already (see the module comment),
             // once a pending seal has made the sealed segment's durable.
             self.sync_gate.check()?;
-            self.sync_gate.finish_seal(&self.progress)?;
+            self.sync_gate.finish_pending(&self.progress)?;
             self.progress.made_durable(self.next_lsn - 1);
             return Ok(());
         }
@@ -496,7 +496,7 @@ impl LogWriter {
         self.synced_pos = self.write_pos;
         self.progress.made_durable(self.next_lsn - 1);
         self.roll()?;
-        self.sync_gate.finish_seal(&self.progress)
+        self.sync_gate.finish_pending(&self.progress)
     }
 
     /// Seals the active segment and starts a new one: a new generation.
@@ -504,14 +504,14 @@ impl LogWriter {
     /// Under the writer's lock it only writes what a process crash must
     /// not lose: the buffer, the new segment's header and `MANIFEST.next`.
     /// The fdatasyncs and the manifest swap are left pending in the
-    /// `SyncGate` ([`PendingSeal`]): the next sync takes them first, so no
-    /// record of the new segment is acknowledged as durable before the
+    /// `SyncGate` ([`PendingManifest`]): the next sync takes them first, so
+    /// no record of the new segment is acknowledged as durable before the
     /// sealed one and the manifest naming the new one are; the caller may
-    /// take them without the lock (`SyncGate::finish_seal`).
+    /// take them without the lock (`SyncGate::finish_pending`).
     pub(crate) fn roll(&mut self) -> Result<()> {
         self.flush()?;
-        // At most one seal pending: the previous roll's goes first.
-        self.sync_gate.finish_seal(&self.progress)?;
+        // At most one seal pending: a pending swap goes first.
+        self.sync_gate.finish_pending(&self.progress)?;
         let id = self.manifest.next_segment_id;
         let segment = Arc::new(Segment::create(
             &self.fs,
@@ -535,11 +535,14 @@ impl LogWriter {
         manifest.generation = self.next_generation()?;
         manifest.lsn_floor = self.next_lsn - 1;
         manifest.store_next(&*self.fs, &self.dir)?;
-        self.sync_gate.set_pending(PendingSeal {
-            sealed: sealed.clone(),
-            lsn: self.next_lsn - 1,
-            active: segment.clone(),
+        self.sync_gate.defer_manifest(PendingManifest {
             manifest: manifest.clone(),
+            seal: Some(Seal {
+                sealed: sealed.clone(),
+                lsn: self.next_lsn - 1,
+                active: segment.clone(),
+            }),
+            obsolete: Vec::new(),
             fs: self.fs.clone(),
             dir: self.dir.clone(),
         });
@@ -635,25 +638,55 @@ impl LogWriter {
     }
 
     /// Swaps in a manifest and a generation without `ids`, whose files go
-    /// when the last snapshot that can reach them drops.
+    /// when the last snapshot that can reach them drops. With
+    /// `defers_frees`, the manifest swap is left to the caller's
+    /// `SyncGate::finish_pending`, outside the writer's lock.
     fn drop_segments(&mut self, ids: &[u32]) -> Result<()> {
         let mut manifest = self.manifest.clone();
         manifest.segments.retain(|s| !ids.contains(&s.id));
-        let mut freed = Vec::new();
-        self.swap_manifest(manifest, |segments| {
-            segments.retain(|s| {
-                let keep = !ids.contains(&s.id);
-                if !keep {
-                    freed.push(s.clone());
-                }
-                keep
-            })
+        self.swap_or_defer(manifest, |segments| {
+            let (freed, kept) = std::mem::take(segments)
+                .into_iter()
+                .partition(|s| ids.contains(&s.id));
+            *segments = kept;
+            freed
         })?;
-        for s in freed {
-            s.mark_obsolete();
-        }
         self.acct.remove(ids);
         self.sealed_at.retain(|id, _| !ids.contains(id));
+        Ok(())
+    }
+
+    /// Switches to `manifest` and a generation `edit` derives, which drops
+    /// the segments `edit` returns: with `defers_frees`, in memory only,
+    /// leaving the store of the manifest (and the dropped segments' removal
+    /// after it) to `SyncGate::finish_pending`, which the caller runs
+    /// without the writer's lock; otherwise durably now. The records that
+    /// made the dropped segments dead must be durable first.
+    pub(crate) fn swap_or_defer(
+        &mut self,
+        mut manifest: Manifest,
+        edit: impl FnOnce(&mut Vec<Arc<Segment>>) -> Vec<Arc<Segment>>,
+    ) -> Result<()> {
+        let mut dropped = Vec::new();
+        let edit = |segments: &mut Vec<Arc<Segment>>| dropped = edit(segments);
+        if !self.defers_frees() {
+            self.swap_manifest(manifest, edit)?;
+            for s in dropped {
+                s.mark_obsolete();
+            }
+            return Ok(());
+        }
+        manifest.generation = self.next_generation()?;
+        manifest.lsn_floor = self.next_lsn - 1;
+        let deferred = manifest.clone();
+        self.switch_generation(manifest, edit);
+        self.sync_gate.defer_manifest(PendingManifest {
+            manifest: deferred,
+            seal: None,
+            obsolete: dropped,
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+        });
         Ok(())
     }
 
@@ -666,7 +699,7 @@ impl LogWriter {
         mut manifest: Manifest,
         edit: impl FnOnce(&mut Vec<Arc<Segment>>),
     ) -> Result<()> {
-        self.sync_gate.finish_seal(&self.progress)?;
+        self.sync_gate.finish_pending(&self.progress)?;
         manifest.generation = self.next_generation()?;
         manifest.lsn_floor = self.next_lsn - 1;
         manifest.store(&*self.fs, &self.dir)?;

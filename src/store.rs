@@ -463,7 +463,7 @@ impl Store {
         let _call = self.begin_call()?;
         let version = self.inner.committer.current();
         // Its sealed segments are linked, not copied: durable first.
-        self.inner.committer.finish_seal()?;
+        self.inner.committer.finish_pending()?;
         checkpoint::write(
             &version,
             &self.inner.options.fs,

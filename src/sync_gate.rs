@@ -1,5 +1,5 @@
 //! The single gate every sync of the active segment goes through, and the
-//! durable half of a roll.
+//! manifest swaps left to do outside the writer's lock.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,9 +33,10 @@ use crate::segment::Segment;
 /// would only wrap it again), so every later `WritesStopped` has it as its
 /// `source()`, with its own chain (the `io::Error`) intact.
 ///
-/// A roll leaves its durable steps to the gate ([`PendingSeal`]): the next
-/// sync through the gate, or [`SyncGate::finish_seal`], takes them before
-/// anything else, so no record of the new segment counts as durable before
+/// A roll, and with background compaction a free or a compaction switch,
+/// leave their manifest swap to the gate ([`PendingManifest`]): the next
+/// sync through the gate, or [`SyncGate::finish_pending`], takes it before
+/// anything else, so no record of a new segment counts as durable before
 /// the sealed segment and the manifest naming the new one are. Lock order:
 /// the writer's lock, then `syncing`, then `pending`.
 #[derive(Debug, Default)]
@@ -44,39 +45,49 @@ pub(crate) struct SyncGate {
     syncing: Mutex<()>,
     /// The first failure; held only to read or record it.
     failed: Mutex<Option<Arc<Error>>>,
-    /// The roll whose durable steps are still to take, if any; read and
-    /// cleared only under `syncing`.
-    pending: Mutex<Option<PendingSeal>>,
+    /// The manifest swap still to do, if any; taken only under `syncing`.
+    pending: Mutex<Option<PendingManifest>>,
 }
 
-/// What a roll left to make durable: the records of the segment it sealed,
-/// the new active segment's header, and the manifest that seals the one and
-/// names the other (written meanwhile to `MANIFEST.next` only; see
-/// `manifest.rs`).
+/// A generation the writer has switched to in memory and not yet stored:
+/// what to make durable before it, and what it frees.
 #[derive(Debug, Clone)]
-pub(crate) struct PendingSeal {
+pub(crate) struct PendingManifest {
+    /// The newest such generation (a later one holds every earlier change).
+    pub manifest: Manifest,
+    /// The roll among its changes, if one is.
+    pub seal: Option<Seal>,
+    /// Segments it drops: marked obsolete once it is stored (their files
+    /// go with the last snapshot that reaches them).
+    pub obsolete: Vec<Arc<Segment>>,
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+}
+
+/// What a roll left to make durable before its manifest: the records of
+/// the segment it sealed and the new active segment's header (its
+/// generation is meanwhile in `MANIFEST.next` only; see `manifest.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Seal {
     pub sealed: Arc<Segment>,
     /// The newest LSN written before the roll: every record up to it is in
     /// `sealed` or in a segment sealed (and made durable) before it.
     pub lsn: u64,
     pub active: Arc<Segment>,
-    pub manifest: Manifest,
-    pub fs: Arc<dyn FileSystem>,
-    pub dir: PathBuf,
 }
 
 impl SyncGate {
     /// fdatasyncs `segment` unless a failure is recorded; records its own.
-    /// A pending seal is finished first.
+    /// A pending manifest swap is finished first.
     pub fn sync(&self, segment: &Segment) -> Result<()> {
         let syncing = lock(&self.syncing);
         self.check()?;
-        self.finish_seal_locked(&syncing, None)?;
+        self.finish_pending_locked(&syncing, None)?;
         self.sync_file(segment)
     }
 
     /// Makes every batch up to `lsn`, written to `segment` or to segments
-    /// sealed before it, durable: finishes a pending seal, then fdatasyncs
+    /// sealed before it, durable: finishes a pending manifest swap, then fdatasyncs
     /// `segment` unless a sync that ran before covered `lsn` already, and
     /// raises `progress`'s durable LSN before it lets the next sync start.
     /// So a caller that comes after a roll sealed (and synced) its segment
@@ -87,7 +98,7 @@ impl SyncGate {
         if progress.durable() >= lsn {
             return Ok(());
         }
-        if self.finish_seal_locked(&syncing, Some(progress))? == Some(segment.id) {
+        if self.finish_pending_locked(&syncing, Some(progress))? == Some(segment.id) {
             // Its sync ran after every record up to `lsn` was written.
             progress.made_durable(lsn);
             return Ok(());
@@ -100,57 +111,84 @@ impl SyncGate {
         Ok(())
     }
 
-    /// Takes the durable steps a roll left ([`PendingSeal`]), if any.
-    pub fn finish_seal(&self, progress: &Progress) -> Result<()> {
+    /// Takes the manifest swap left pending ([`PendingManifest`]), if any.
+    pub fn finish_pending(&self, progress: &Progress) -> Result<()> {
         if lock(&self.pending).is_none() {
             return Ok(());
         }
         let syncing = lock(&self.syncing);
         self.check()?;
-        self.finish_seal_locked(&syncing, Some(progress))
+        self.finish_pending_locked(&syncing, Some(progress))
             .map(|_| ())
     }
 
-    /// Notes a roll's durable steps; a roll finishes the previous one's
-    /// first (`finish_seal`), so at most one is pending.
-    pub fn set_pending(&self, seal: PendingSeal) {
+    /// Leaves `manifest` (with its `seal` and the segments it drops) to
+    /// store later. A pending one is replaced: `manifest` is newer and
+    /// holds its changes; its seal and segments to drop are kept. A roll
+    /// finishes the pending swap first, so at most one seal is pending.
+    pub fn defer_manifest(&self, deferred: PendingManifest) {
         let mut pending = lock(&self.pending);
-        debug_assert!(pending.is_none(), "a roll left a seal pending");
-        *pending = Some(seal);
+        match pending.as_mut() {
+            None => *pending = Some(deferred),
+            Some(p) => {
+                debug_assert!(deferred.seal.is_none(), "a roll left a seal pending");
+                p.manifest = deferred.manifest;
+                p.obsolete.extend(deferred.obsolete);
+            }
+        }
     }
 
-    /// With `syncing` held: fdatasyncs the sealed segment (unless `progress`
-    /// shows its records durable already), then the new active segment,
-    /// then stores the manifest, and raises `progress` to the seal's LSN.
-    /// Returns the id of the active segment it synced, if it had a seal to
-    /// finish. On failure the seal stays pending, and the failure recorded.
-    fn finish_seal_locked(
+    /// With `syncing` held: for a seal, fdatasyncs the sealed segment
+    /// (unless `progress` shows its records durable already) and the new
+    /// active segment, and raises `progress` to the seal's LSN; then stores
+    /// the manifest and marks the segments it drops obsolete. Returns the id
+    /// of the active segment it synced, if it had a seal. On failure the
+    /// swap stays pending, and the failure recorded.
+    fn finish_pending_locked(
         &self,
         _syncing: &MutexGuard<'_, ()>,
         progress: Option<&Progress>,
     ) -> Result<Option<u32>> {
-        let Some(seal) = lock(&self.pending).clone() else {
+        let Some(done) = lock(&self.pending).clone() else {
             return Ok(None);
         };
-        if progress.is_none_or(|p| p.durable() < seal.lsn) {
-            self.sync_file(&seal.sealed)?;
+        if let Some(seal) = &done.seal {
+            if progress.is_none_or(|p| p.durable() < seal.lsn) {
+                self.sync_file(&seal.sealed)?;
+            }
+            if let Some(p) = progress {
+                p.made_durable(seal.lsn);
+            }
+            // The header before the manifest that names the segment: a
+            // listed segment's header is durable.
+            self.sync_file(&seal.active)?;
         }
-        if let Some(p) = progress {
-            p.made_durable(seal.lsn);
-        }
-        // The header before the manifest that names the segment: a listed
-        // segment's header is durable.
-        self.sync_file(&seal.active)?;
-        seal.manifest
-            .store(&*seal.fs, &seal.dir)
+        done.manifest
+            .store(&*done.fs, &done.dir)
             .inspect_err(|e| self.fail(e))?;
-        // Stored: `MANIFEST.next` is stale now (open would ignore it, being
-        // no newer than `MANIFEST`), so a failure to remove it is harmless.
-        let _ = seal.fs.remove_file(&seal.dir.join(MANIFEST_NEXT_FILE));
-        // Sealed and durable: its mapping is all it needs.
-        seal.sealed.close_file();
-        *lock(&self.pending) = None;
-        Ok(Some(seal.active.id))
+        for s in &done.obsolete {
+            s.mark_obsolete();
+        }
+        if let Some(seal) = &done.seal {
+            // Stored: `MANIFEST.next` is stale now (open would ignore it,
+            // being no newer than `MANIFEST`), so a failure to remove it is
+            // harmless.
+            let _ = done.fs.remove_file(&done.dir.join(MANIFEST_NEXT_FILE));
+            // Sealed and durable: its mapping is all it needs.
+            seal.sealed.close_file();
+        }
+        // A newer swap deferred meanwhile stays, less what is done.
+        let mut pending = lock(&self.pending);
+        if let Some(p) = pending.as_mut() {
+            if p.manifest.generation == done.manifest.generation {
+                *pending = None;
+            } else {
+                p.seal = None;
+                p.obsolete
+                    .retain(|s| !done.obsolete.iter().any(|d| Arc::ptr_eq(d, s)));
+            }
+        }
+        Ok(done.seal.map(|s| s.active.id))
     }
 
     /// fdatasyncs `segment`; records a failure.

@@ -8,11 +8,11 @@
 //! Set-up: `SyncMode::Never`, small segments, the compaction timer and the
 //! dead-bytes trigger out of the way, so that only the deferred free runs.
 //! Segment 1 holds journal `a`'s metadata and a filler journal; a roll
-//! (which syncs) seals it. Then, unsynced: the filler is deleted and `a`'s
-//! metadata replaced, which leaves segment 1 dead. Once the thread has freed
-//! it, the power goes. The reopened store must hold `a`'s new metadata (the
-//! free made it durable), never no metadata at all (segment 1 gone, its
-//! replacement lost).
+//! seals it. Then, unsynced: the filler is deleted and `a`'s metadata
+//! replaced, which leaves segment 1 dead. Once the thread has freed it (and
+//! stored the manifest without it), the power goes. The reopened store must
+//! hold `a`'s new metadata (the free made it durable), never no metadata at
+//! all (segment 1 gone, its replacement lost).
 //!
 //! The wait is on a condition with a generous deadline; nothing asserts
 //! elapsed time.
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use journalstore::io::{CrashMode, SimFs};
-use journalstore::{Options, Store, SyncMode, WriteBatch};
+use journalstore::{inspect, Options, Store, SyncMode, WriteBatch};
 
 fn options(sim: &SimFs) -> Options {
     Options {
@@ -67,7 +67,7 @@ fn a_segment_freed_by_the_compaction_thread_keeps_what_killed_it() {
             b.append(b"filler", &[0x5a; 4096]);
         });
     }
-    // Does not fit in segment 1: the roll seals (and syncs) it.
+    // Does not fit in segment 1: the roll seals it.
     write(&store, |b| {
         b.append(b"b", &[0x11; 40 << 10]);
     });
@@ -81,8 +81,16 @@ fn a_segment_freed_by_the_compaction_thread_keeps_what_killed_it() {
         b.set_metadata(b"a", b"new");
     });
 
+    // Freed in memory, then in the manifest on disk (stored after the
+    // writer's lock is released).
+    let listed = |id: u32| {
+        inspect::read_manifest(&inspect::manifest_path(dir))
+            .unwrap()
+            .segment(id)
+            .is_some()
+    };
     let start = Instant::now();
-    while store.stats().segments != 1 {
+    while store.stats().segments != 1 || listed(1) {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the compaction thread did not free the dead segment"
