@@ -675,6 +675,10 @@ impl Committer {
     pub fn sync_for_close(&self) -> Result<()> {
         self.sync()?;
         let log = lock(&self.log);
-        self.gate.sync(log.active())
+        self.gate.sync(log.active())?;
+        // Closed: the space reserved past the data goes back (the next
+        // open reserves again before it writes).
+        log.active().unreserve_after(log.write_pos);
+        Ok(())
     }
 }

@@ -91,6 +91,14 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// length) where the file system supports it, so that writes there
     /// cannot fail for lack of space.
     fn reserve(&self, upto: u64) -> io::Result<()>;
+    /// Give back the disk space of the file from `from` to its end, keeping
+    /// its length, where the file system supports it (a hole, which reads
+    /// as zeros): for a range that holds no data, so that nothing a read
+    /// sees changes. Best effort: a file system that cannot keeps the
+    /// blocks, and that is not an error.
+    fn unreserve(&self, _from: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Write all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Fill `buf` from `offset`; fails with `UnexpectedEof` past the end.
@@ -423,6 +431,25 @@ impl StorageFile for RealFile {
         match fs4::FileExt::allocate(&self.file, upto.min(self.len()?)) {
             Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    fn unreserve(&self, from: u64) -> io::Result<()> {
+        use rustix::fs::{fallocate, FallocateFlags};
+        let len = self.len()?;
+        if from >= len {
+            return Ok(());
+        }
+        // A punched hole keeps the length and reads back as zeros. Where
+        // unsupported (EOPNOTSUPP), the blocks stay: not an error.
+        match fallocate(
+            &self.file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            from,
+            len - from,
+        ) {
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            other => other.map_err(io::Error::from),
         }
     }
 

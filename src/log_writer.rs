@@ -539,6 +539,7 @@ impl LogWriter {
             manifest: manifest.clone(),
             seal: Some(Seal {
                 sealed: sealed.clone(),
+                sealed_len: self.write_pos,
                 lsn: self.next_lsn - 1,
                 active: segment.clone(),
             }),

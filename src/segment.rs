@@ -469,6 +469,20 @@ impl Segment {
         Some((word, 1 << (granule % 64)))
     }
 
+    /// Gives back the disk space reserved past `end`, the end of the
+    /// segment's records, once nothing more will be written there: from
+    /// the first page after a sync mark that may follow them. Best effort
+    /// (see `StorageFile::unreserve`); the bytes read as zeros either way.
+    pub fn unreserve_after(&self, end: u64) {
+        // 4 KiB: a page, and the block of the usual file systems (a hole
+        // punched inside a block zeroes it, which past the data changes
+        // nothing either).
+        let from = (end + RECORD_HEADER_LEN as u64).next_multiple_of(4096);
+        if let Ok(file) = self.file() {
+            let _ = file.unreserve(from);
+        }
+    }
+
     /// Marks the segment for removal once its last reference drops.
     pub fn mark_obsolete(&self) {
         self.obsolete.store(true, Ordering::Release);

@@ -70,6 +70,8 @@ pub(crate) struct PendingManifest {
 #[derive(Debug, Clone)]
 pub(crate) struct Seal {
     pub sealed: Arc<Segment>,
+    /// Where `sealed`'s records end.
+    pub sealed_len: u64,
     /// The newest LSN written before the roll: every record up to it is in
     /// `sealed` or in a segment sealed (and made durable) before it.
     pub lsn: u64,
@@ -174,6 +176,9 @@ impl SyncGate {
             // being no newer than `MANIFEST`), so a failure to remove it is
             // harmless.
             let _ = done.fs.remove_file(&done.dir.join(MANIFEST_NEXT_FILE));
+            // Nothing is written past its end any more: the space reserved
+            // there goes back (past a sync mark that may sit at the end).
+            seal.sealed.unreserve_after(seal.sealed_len);
             // Sealed and durable: its mapping is all it needs.
             seal.sealed.close_file();
         }
