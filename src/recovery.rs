@@ -136,11 +136,6 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
             .map_err(|e| Error::io("remove orphan segment", path.clone(), e))?;
         trace_event!(INFO, path = %path.display(), "removed a segment file the manifest does not list (orphan) at open");
     }
-    if names.iter().any(|n| n == MANIFEST_NEXT_FILE) {
-        let path = dir.join(MANIFEST_NEXT_FILE);
-        fs.remove_file(&path)
-            .map_err(|e| Error::io("remove next manifest", path.clone(), e))?;
-    }
     if names.iter().any(|n| n == MANIFEST_TMP_FILE) {
         let path = dir.join(MANIFEST_TMP_FILE);
         fs.remove_file(&path)
@@ -159,6 +154,13 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<(LogWriter, Arc<DirO
                 .map_err(|e| Error::io("sync segment", &segment.path, e))?;
         }
         manifest.store(&*fs, dir)?;
+    }
+    // Only once the generation it held (if adopted) is stored: an open that
+    // fails before that must find it again.
+    if names.iter().any(|n| n == MANIFEST_NEXT_FILE) {
+        let path = dir.join(MANIFEST_NEXT_FILE);
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove next manifest", path.clone(), e))?;
     }
     let generation =
         Arc::new(Generation::new(manifest.generation, segments).with_sealed(&manifest));
