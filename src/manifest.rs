@@ -255,23 +255,22 @@ impl Manifest {
 
     /// Whether `next` is this manifest with its active segment sealed and
     /// one new active segment after it: the generation a roll makes.
-    /// Returns the sealed length `next` gives that segment.
-    pub fn rolled_to(&self, next: &Manifest) -> Option<u64> {
+    pub fn rolled_to(&self, next: &Manifest) -> bool {
         let n = self.segments.len();
-        if n == 0 {
-            return None;
-        }
-        let (active, new) = (next.segments.get(n - 1)?, next.segments.get(n)?);
-        let same_before = next.segments.len() == n + 1
+        let (Some(sealed), Some(new)) = (
+            n.checked_sub(1).and_then(|k| next.segments.get(k)),
+            next.segments.get(n),
+        ) else {
+            return false;
+        };
+        next.segments.len() == n + 1
             && next.segments[..n - 1] == self.segments[..n - 1]
-            && active.id == self.segments[n - 1].id;
-        let ordered = next.generation == self.generation.checked_add(1)?
+            && sealed.id == self.segments[n - 1].id
+            && sealed.sealed_len.is_some()
+            && Some(next.generation) == self.generation.checked_add(1)
             && next.lsn_floor >= self.lsn_floor
             && new.id >= self.next_segment_id
-            && next.next_segment_id > new.id;
-        (same_before && ordered)
-            .then_some(active.sealed_len)
-            .flatten()
+            && next.next_segment_id > new.id
     }
 
     /// Writes this manifest as the current one: tmp file, sync, rename, sync dir.

@@ -335,7 +335,7 @@ pub(crate) fn open_log(
     mode: OpenMode,
 ) -> Result<(Manifest, Vec<Arc<Segment>>, Replay)> {
     if let Some(next) = Manifest::load_next(&**fs, dir) {
-        if manifest.rolled_to(&next).is_some() {
+        if manifest.rolled_to(&next) {
             let opened = open_segments(fs, dir, owner, &next, mode)
                 .and_then(|segments| Ok((replay(&**fs, dir, &segments, &next)?, segments)));
             if let Ok((replay, segments)) = opened {
@@ -355,13 +355,14 @@ pub(crate) fn manifest_opened(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Op
     let Some(manifest) = Manifest::load(&**fs, dir)? else {
         return Ok(None);
     };
-    let adoptable = Manifest::load_next(&**fs, dir).filter(|next| {
-        manifest.rolled_to(next).is_some()
-            && open_segments(fs, dir, None, next, OpenMode::ReadOnly)
-                .and_then(|segments| replay(&**fs, dir, &segments, next))
-                .is_ok()
-    });
-    Ok(Some(adoptable.unwrap_or(manifest)))
+    // A log that does not replay under either: `MANIFEST`'s, as open would
+    // report it.
+    Ok(Some(
+        match open_log(fs, dir, None, manifest.clone(), OpenMode::ReadOnly) {
+            Ok((opened, _, _)) => opened,
+            Err(_) => manifest,
+        },
+    ))
 }
 
 /// Fails with a corruption of the manifest in `dir` unless `len`, the
