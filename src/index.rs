@@ -32,8 +32,7 @@ pub(crate) use crate::locs::Loc;
 use crate::locs::Locs;
 use crate::record::{OpKind, OpRef};
 
-/// A journal id, shared between index versions.
-pub(crate) type JournalKey = Arc<[u8]>;
+pub(crate) use crate::journal_key::JournalKey;
 
 /// One journal's state in one index version.
 #[derive(Clone, Debug)]
@@ -144,7 +143,8 @@ impl Index {
                 entry_bytes: 0,
                 entry_bytes_unknown: false,
             };
-            self.journals.insert(Arc::from(op.id), Arc::new(state));
+            self.journals
+                .insert(JournalKey::from(op.id), Arc::new(state));
         }
         let Some(state) = self.get_mut(op.id) else {
             return Ok(());

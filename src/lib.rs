@@ -53,7 +53,7 @@
 //! `wait_for` wait on. With the `tokio` feature, `tokio` runs the
 //! blocking calls on tokio's blocking pool.
 //! Read path: `snapshot` → `Generation::segment` → `Segment::read_value`,
-//! pinning a `version`. In-memory state: `index` with `locs`, and `live`
+//! pinning a `version`. In-memory state: `index` with `locs` and `journal_key`, and `live`
 //! (space accounting); `recovery` rebuilds it at open; `compaction` and
 //! `checkpoint` rewrite and copy segments; `io` is the file-system layer;
 //! `status` writes the advisory `STATUS` file; [`inspect`] reads a store
@@ -105,6 +105,7 @@ mod index;
 mod index_checkpoint;
 pub mod inspect;
 pub mod io;
+mod journal_key;
 mod live;
 mod locs;
 mod log_writer;
