@@ -72,9 +72,11 @@ use crate::error::{Error, Result};
 use crate::index_checkpoint::IndexCheckpoint;
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
+use crate::pins::Pins;
 use crate::progress::{Progress, Waited};
 use crate::record::{record_len, OP_HEADER_LEN};
 use crate::segment::Segment;
+use crate::snapshot::Snapshot;
 use crate::sync_gate::SyncGate;
 use crate::version::{Retired, Version};
 
@@ -199,6 +201,8 @@ pub(crate) struct Committer {
     /// (`ArcSwap`), so readers taking snapshots never wait for each other or
     /// for the writer.
     pub(crate) current: ArcSwap<Version>,
+    /// The versions live snapshots hold (`pins.rs`); told of every publish.
+    pub(crate) pins: Pins,
     /// Records why writes stopped (after an I/O failure) and serialises the
     /// active segment's syncs; the same gate as `LogWriter::sync_gate`.
     gate: Arc<SyncGate>,
@@ -222,6 +226,7 @@ impl Committer {
             queue: Mutex::new(Queue::default()),
             log: Mutex::new(log),
             current: ArcSwap::new(version),
+            pins: Pins::default(),
             gate,
             progress,
             compacting: Mutex::new(()),
@@ -275,6 +280,24 @@ impl Committer {
         if published.lsn >= self.progress.acked() {
             return published;
         }
+        self.publish_stale()
+    }
+
+    /// A snapshot of the latest version (as `current` chooses it). A fresh
+    /// published version is pinned without moving its reference count
+    /// (`pins.rs`).
+    pub fn snapshot(&self) -> Snapshot {
+        let published = self.current.load();
+        if published.lsn >= self.progress.acked() {
+            return Snapshot::new(&published, &self.pins);
+        }
+        drop(published);
+        Snapshot::new(&self.publish_stale(), &self.pins)
+    }
+
+    /// Publishes the batches acknowledged but not yet published; returns
+    /// the version that holds them.
+    fn publish_stale(&self) -> Arc<Version> {
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         retired.push(self.publish_dirty(&mut log));
@@ -284,13 +307,13 @@ impl Committer {
     }
 
     /// Publishes the working state if it holds unpublished batches; returns
-    /// the replaced version (to retire outside the locks).
-    pub(crate) fn publish_dirty(&self, log: &mut LogWriter) -> Option<Arc<Version>> {
+    /// the versions to retire outside the locks (see `publish`).
+    pub(crate) fn publish_dirty(&self, log: &mut LogWriter) -> Vec<Arc<Version>> {
         if !log.dirty {
-            return None;
+            return Vec::new();
         }
         log.dirty = false;
-        Some(self.publish(log.version()))
+        self.publish(log.version())
     }
 
     /// Stops writes after an I/O failure (see the module comment) and
@@ -618,11 +641,15 @@ impl Committer {
         Ok(())
     }
 
-    /// Makes `version` the one new snapshots get, and returns the one it
-    /// replaces, to be retired outside the locks (see [`Retired`]).
-    #[must_use = "the replaced version should be dropped outside the locks"]
-    pub(crate) fn publish(&self, version: Arc<Version>) -> Arc<Version> {
-        self.current.swap(version)
+    /// Makes `version` the one new snapshots get. Returns the one it
+    /// replaces and those of the idle pins this released, to be retired
+    /// outside the locks (see [`Retired`]).
+    #[must_use = "the replaced versions should be dropped outside the locks"]
+    pub(crate) fn publish(&self, version: Arc<Version>) -> Vec<Arc<Version>> {
+        let previous = self.current.swap(version.clone());
+        let mut released = self.pins.published(&version, &previous);
+        released.push(previous);
+        released
     }
 
     /// Makes everything written so far durable, then leaves a sync mark.

@@ -112,6 +112,7 @@ mod log_writer;
 mod manifest;
 mod mutex;
 mod options;
+mod pins;
 mod plan;
 mod progress;
 #[doc(hidden)]

@@ -1,116 +1,21 @@
 //! The read path: `Snapshot` and its `Journal` views.
 //!
-//! A snapshot is an `Arc` of one published [`Version`]: an index version,
-//! the manifest generation its locations point into, and its LSN. Taking one
-//! clones that `Arc` (O(1)); reading never takes a lock. Values are borrowed
+//! A snapshot holds one published [`Version`]: an index version, the
+//! manifest generation its locations point into, and its LSN. It holds it
+//! through a pin of its thread's (`pins.rs`), so taking and dropping one
+//! write nothing other reader threads read; reading takes no lock at all.
+//! Values are borrowed
 //! straight from the segment mappings, which the snapshot keeps alive, and
 //! each value's CRC is checked before it is handed out.
 
+use std::mem::ManuallyDrop;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{JournalState, Loc};
-use crate::manifest::Generation;
-use crate::mutex::lock;
+use crate::pins::{self, Pin, Pins};
 use crate::version::Version;
-
-/// Shards of the pin registry. Each thread registers in a shard of its
-/// own choosing (assigned round-robin at its first snapshot), so threads
-/// taking and dropping snapshots at once rarely meet on one lock or one
-/// cache line.
-const PIN_SHARDS: usize = 32;
-
-/// When a live snapshot was taken and the generation it pins.
-type Pin = (Instant, Arc<Generation>);
-
-/// One shard: the pins in slots, and the free slots to reuse (no hashing,
-/// no allocation once the shard has grown to its thread's peak).
-#[derive(Debug, Default)]
-struct PinSlots {
-    slots: Vec<Option<Pin>>,
-    free: Vec<u32>,
-}
-
-/// A shard on a cache line (two, for the adjacent-line prefetcher) of its
-/// own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct PinShard(Mutex<PinSlots>);
-
-/// The snapshots alive, for `Store::stats`: when each was taken and the
-/// generation it pins. There is no registry-wide lock: registering and
-/// unregistering lock one shard (the registering thread's) for a slot
-/// write, and no writer takes any of them.
-#[derive(Debug, Default)]
-pub(crate) struct Pins {
-    shards: [PinShard; PIN_SHARDS],
-}
-
-/// Where a snapshot's pin is: its shard and its slot there.
-#[derive(Clone, Copy, Debug)]
-struct PinSlot {
-    shard: u32,
-    slot: u32,
-}
-
-impl Pins {
-    /// The calling thread's shard.
-    fn own_shard() -> usize {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % PIN_SHARDS;
-        }
-        SHARD.with(|s| *s)
-    }
-
-    fn register(&self, generation: &Arc<Generation>) -> PinSlot {
-        let shard = Self::own_shard();
-        let pin = Some((Instant::now(), generation.clone()));
-        let mut slots = lock(&self.shards[shard].0);
-        let slot = match slots.free.pop() {
-            Some(slot) => {
-                slots.slots[slot as usize] = pin;
-                slot
-            }
-            None => {
-                slots.slots.push(pin);
-                // A shard holding 2^32 live snapshots would have run out of
-                // memory first.
-                (slots.slots.len() - 1) as u32
-            }
-        };
-        PinSlot {
-            shard: shard as u32,
-            slot,
-        }
-    }
-
-    fn unregister(&self, at: PinSlot) {
-        let pin = {
-            let mut slots = lock(&self.shards[at.shard as usize].0);
-            let pin = slots.slots.get_mut(at.slot as usize).and_then(Option::take);
-            slots.free.push(at.slot);
-            pin
-        };
-        // The generation is released outside the lock: it may be the last
-        // reference to segments whose files go now.
-        drop(pin);
-    }
-
-    /// The pins alive at one point: every shard is locked (in order, the
-    /// only place that holds more than one) before any is read, so no
-    /// snapshot dropped and replaced during the scan is counted twice.
-    pub fn live(&self) -> Vec<Pin> {
-        let shards: Vec<_> = self.shards.iter().map(|s| lock(&s.0)).collect();
-        shards
-            .iter()
-            .flat_map(|shard| shard.slots.iter().flatten().cloned())
-            .collect()
-    }
-}
 
 /// A consistent, immutable view of the store at one LSN.
 ///
@@ -120,30 +25,35 @@ impl Pins {
 /// it (and every clone) is dropped. `Send + Sync + 'static` and cheap to clone.
 #[derive(Debug)]
 pub struct Snapshot {
-    version: Arc<Version>,
-    pins: Arc<Pins>,
-    pin: PinSlot,
+    /// Given back by `Drop` (`pins::unpin`), and only there.
+    pin: ManuallyDrop<Arc<Pin>>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(version: Arc<Version>, pins: Arc<Pins>) -> Snapshot {
-        let pin = pins.register(&version.generation);
-        Snapshot { version, pins, pin }
+    /// A snapshot of `version`, pinned in `pins`.
+    pub(crate) fn new(version: &Arc<Version>, pins: &Pins) -> Snapshot {
+        Snapshot {
+            pin: ManuallyDrop::new(pins.pin(version)),
+        }
+    }
+
+    fn version(&self) -> &Version {
+        &self.pin.version
     }
 
     /// The LSN of the last batch this snapshot contains (0 for an empty store).
     pub fn lsn(&self) -> u64 {
-        self.version.lsn
+        self.version().lsn
     }
 
     /// The manifest generation this snapshot pins.
     pub fn generation(&self) -> u64 {
-        self.version.generation.number
+        self.version().generation.number
     }
 
     /// The journal `id`, if it exists at this snapshot.
     pub fn journal(&self, id: &[u8]) -> Option<Journal<'_>> {
-        let (key, state) = self.version.index.get_key_value(id)?;
+        let (key, state) = self.version().index.get_key_value(id)?;
         Some(Journal {
             snapshot: self,
             id: key,
@@ -153,7 +63,7 @@ impl Snapshot {
 
     /// Ids of all journals, ascending bytewise.
     pub fn journal_ids(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.version.index.iter().map(|(k, _)| &k[..])
+        self.version().index.iter().map(|(k, _)| &k[..])
     }
 
     /// Ids of the journals at or after `start`, ascending bytewise: a page
@@ -173,7 +83,7 @@ impl Snapshot {
     /// # Ok(()) }
     /// ```
     pub fn journal_ids_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.version.index.ids_from(start).map(|k| &k[..])
+        self.version().index.ids_from(start).map(|k| &k[..])
     }
 
     /// Ids of the journals whose id starts with `prefix`, ascending bytewise
@@ -201,20 +111,20 @@ impl Snapshot {
 
     /// Number of journals.
     pub fn journal_count(&self) -> usize {
-        self.version.index.len()
+        self.version().index.len()
     }
 
     /// Starts loading the operation header at `loc` into the CPU's cache
     /// (see [`Segment::prefetch`](crate::segment::Segment::prefetch)).
     fn prefetch(&self, loc: Loc) {
-        if let Some(segment) = self.version.generation.segment(loc.segment) {
+        if let Some(segment) = self.version().generation.segment(loc.segment) {
             segment.prefetch(loc.offset);
         }
     }
 
     fn read(&self, loc: Loc, journal: &[u8]) -> Result<&[u8]> {
         let segment = self
-            .version
+            .version()
             .generation
             .segment(loc.segment)
             .ok_or_else(|| Error::Corruption {
@@ -229,13 +139,18 @@ impl Snapshot {
 
 impl Clone for Snapshot {
     fn clone(&self) -> Self {
-        Snapshot::new(self.version.clone(), self.pins.clone())
+        Snapshot {
+            pin: self.pin.clone(),
+        }
     }
 }
 
 impl Drop for Snapshot {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
-        self.pins.unregister(self.pin);
+        // SAFETY: `self.pin` is taken once, here, and never used after.
+        let pin = unsafe { ManuallyDrop::take(&mut self.pin) };
+        pins::unpin(pin);
     }
 }
 
@@ -485,45 +400,5 @@ mod tests {
     #[test]
     fn snapshot_is_send_sync_static() {
         assert_send_sync_static::<Snapshot>();
-    }
-
-    fn generation(number: u64) -> Arc<Generation> {
-        Arc::new(Generation::new(number, Vec::new()))
-    }
-
-    #[test]
-    fn a_freed_slot_is_reused_and_every_live_pin_is_listed() {
-        let pins = Pins::default();
-        let (g1, g2, g3) = (generation(1), generation(2), generation(3));
-        let a = pins.register(&g1);
-        let b = pins.register(&g2);
-        pins.unregister(a);
-        let c = pins.register(&g3);
-        assert_eq!(
-            (c.shard, c.slot),
-            (a.shard, a.slot),
-            "the freed slot is taken again"
-        );
-        let mut numbers: Vec<u64> = pins.live().iter().map(|(_, g)| g.number).collect();
-        numbers.sort_unstable();
-        assert_eq!(numbers, vec![2, 3]);
-        // Another thread registers in its own shard; all are listed.
-        let pins = Arc::new(pins);
-        let other = {
-            let (pins, g1) = (pins.clone(), g1.clone());
-            std::thread::spawn(move || pins.register(&g1))
-                .join()
-                .unwrap()
-        };
-        assert_eq!(pins.live().len(), 3);
-        pins.unregister(b);
-        pins.unregister(c);
-        pins.unregister(other);
-        assert!(pins.live().is_empty());
-        assert_eq!(
-            Arc::strong_count(&g1),
-            1,
-            "an unregistered pin holds nothing"
-        );
     }
 }

@@ -35,8 +35,11 @@ pub struct Stats {
     pub pinned_snapshots: usize,
     /// Generation pinned by the oldest snapshot alive.
     pub oldest_pinned_generation: Option<u64>,
-    /// How long ago the oldest snapshot alive was taken: alarm on it to
-    /// find a forgotten reader.
+    /// How long the oldest snapshot alive has been held: alarm on it to
+    /// find a forgotten reader. Snapshots one thread takes of one version
+    /// are counted from the first of them while any is alive, so a thread
+    /// that keeps overlapping snapshots of one version shows as holding it
+    /// since the first.
     pub oldest_pinned_age: Option<Duration>,
     /// Bytes of segment files that no longer belong to the current
     /// generation and are kept only because snapshots pin them.

@@ -17,7 +17,7 @@ use crate::mutex::lock;
 use crate::options::{Options, SyncMode, WriteOptions};
 use crate::recovery;
 use crate::segment::DirOwner;
-use crate::snapshot::{Pins, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use crate::status;
 
@@ -38,7 +38,6 @@ struct Inner {
     dir: PathBuf,
     options: Options,
     committer: Committer,
-    pins: Arc<Pins>,
     /// Held shared by every call that may write (`write`, `sync`,
     /// `compact`, `checkpoint`) and exclusively by close, which so waits for
     /// the calls under way and runs alone: nothing is written after the
@@ -101,7 +100,6 @@ impl Store {
         let inner = Arc::new(Inner {
             dir,
             committer: Committer::new(log),
-            pins: Arc::new(Pins::default()),
             calls: RwLock::new(()),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
@@ -283,7 +281,7 @@ impl Store {
     /// whose `write` returned before this call. O(1); takes no lock held
     /// across I/O.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::new(self.inner.committer.current(), self.inner.pins.clone())
+        self.inner.committer.snapshot()
     }
 
     /// Makes every batch written so far durable (useful with
@@ -638,11 +636,11 @@ impl Inner {
             (published.lsn, published.index.len())
         };
         let generation = &log.generation;
-        let pins = self.pins.live();
-        let oldest = pins.iter().min_by_key(|(t, _)| *t);
+        let pins = self.committer.pins.live();
+        let oldest = pins.iter().min_by_key(|p| p.busy_since);
         let mut pinned_only = std::collections::HashMap::new();
-        for (_, g) in &pins {
-            for s in &g.segments {
+        for pin in &pins {
+            for s in &pin.generation.segments {
                 if generation.segment(s.id).is_none() {
                     pinned_only.insert(s.id, s.capacity);
                 }
@@ -662,9 +660,9 @@ impl Inner {
             bytes_written: sealed + log.write_pos,
             live_bytes: log.acct.total_live_bytes(),
             journals,
-            pinned_snapshots: pins.len(),
-            oldest_pinned_generation: oldest.map(|(_, g)| g.number),
-            oldest_pinned_age: oldest.map(|(t, _)| t.elapsed()),
+            pinned_snapshots: pins.iter().map(|p| p.snapshots).sum(),
+            oldest_pinned_generation: oldest.map(|p| p.generation.number),
+            oldest_pinned_age: oldest.map(|p| p.busy_since.elapsed()),
             pinned_only_bytes: pinned_only.values().sum(),
             bytes_appended: log.appended,
             compaction_bytes_copied: log.compacted,

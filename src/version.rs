@@ -34,8 +34,8 @@ pub(crate) struct Version {
 pub(crate) struct Retired(Vec<Arc<Version>>);
 
 impl Retired {
-    /// Keeps `version` (if any) until this drops.
-    pub fn push(&mut self, version: impl Into<Option<Arc<Version>>>) {
-        self.0.extend(version.into());
+    /// Keeps `versions` (none, one or several) until this drops.
+    pub fn push(&mut self, versions: impl IntoIterator<Item = Arc<Version>>) {
+        self.0.extend(versions);
     }
 }

@@ -388,3 +388,30 @@ fn concurrent_snapshots_are_counted_while_alive_and_released() {
     assert_eq!(stats.pinned_snapshots, 0, "{stats:?}");
     assert_eq!(stats.oldest_pinned_age, None);
 }
+
+/// A thread that took a snapshot and dropped it keeps nothing once the
+/// generation changes: its thread's pin of the version it read (kept idle
+/// for its next snapshot) is released by the free, so the freed files go at
+/// once, with no further snapshot on that thread or any other.
+#[test]
+fn a_reader_thread_gone_idle_keeps_no_freed_segment() {
+    let mut h = Harness::new();
+    h.fill();
+    let files_before = segment_files(&h.dir);
+    let store = &h.store;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let snapshot = store.snapshot();
+            assert_eq!(snapshot.journal(b"big").unwrap().len(), 40);
+        });
+    });
+    assert_eq!(store.stats().pinned_snapshots, 0);
+    h.write(vec![Op::Delete(b"big".to_vec())]);
+    let listed = listed_segments(&h.dir);
+    assert!(listed.len() + 3 <= files_before.len(), "{listed:?}");
+    assert_eq!(
+        segment_files(&h.dir),
+        listed,
+        "freed files kept by an idle reader thread"
+    );
+}

@@ -21,10 +21,11 @@ use super::scan::{manifest_path, ManifestInfo};
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, OpenMode, RealFs};
 use crate::manifest::{Generation, Manifest};
+use crate::pins::Pins;
 use crate::record::SEGMENT_HEADER_LEN;
 use crate::recovery::open_log;
 use crate::segment::check_record;
-use crate::snapshot::{Pins, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::version::Version;
 
 /// Live space of one segment, as recovery computes it.
@@ -122,7 +123,7 @@ fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
         active_end: replay.active_end,
     });
     Ok(ReadOnlyStore {
-        snapshot: Snapshot::new(version, Arc::new(Pins::default())),
+        snapshot: Snapshot::new(&version, &Pins::default()),
         manifest: info,
         segments: liveness,
         oldest_lsn,
