@@ -33,6 +33,7 @@ use crate::locs::Locs;
 use crate::record::{OpKind, OpRef};
 
 pub(crate) use crate::journal_key::JournalKey;
+use crate::journal_key::Probe;
 
 /// One journal's state in one index version.
 #[derive(Clone, Debug)]
@@ -86,16 +87,18 @@ pub(crate) struct Index {
 
 impl Index {
     pub fn get(&self, id: &[u8]) -> Option<&JournalState> {
-        self.journals.get(id).map(|s| &**s)
+        self.journals.get(&Probe(id)).map(|s| &**s)
     }
 
     /// The journal's state, copied first if an older version shares it.
     pub fn get_mut(&mut self, id: &[u8]) -> Option<&mut JournalState> {
-        self.journals.get_mut(id).map(Arc::make_mut)
+        self.journals.get_mut(&Probe(id)).map(Arc::make_mut)
     }
 
     pub fn get_key_value(&self, id: &[u8]) -> Option<(&JournalKey, &JournalState)> {
-        self.journals.get_key_value(id).map(|(k, s)| (k, &**s))
+        self.journals
+            .get_key_value(&Probe(id))
+            .map(|(k, s)| (k, &**s))
     }
 
     pub fn len(&self) -> usize {
@@ -115,7 +118,7 @@ impl Index {
     pub fn ids_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = &'a JournalKey> + 'a {
         use std::ops::Bound;
         self.journals
-            .range::<_, [u8]>((Bound::Included(start), Bound::Unbounded))
+            .range((Bound::Included(Probe(start)), Bound::Unbounded))
             .map(|(k, _)| k)
     }
 
@@ -129,12 +132,12 @@ impl Index {
     ) -> Result<(), &'static str> {
         tracker.seen(loc.segment, op.id);
         if op.kind == OpKind::Delete {
-            if let Some(state) = self.journals.remove(op.id) {
+            if let Some(state) = self.journals.remove(&Probe(op.id)) {
                 kill_all(&state, loc, tracker);
             }
             return Ok(());
         }
-        if self.journals.get(op.id).is_none() {
+        if self.journals.get(&Probe(op.id)).is_none() {
             let state = JournalState {
                 first: op.first,
                 entries: Locs::default(),

@@ -7,9 +7,11 @@
 //! (`Arc<[u8]>`), so cloning a key never copies more than the key itself.
 //!
 //! Invariant: every comparison, equality and hash is that of the id's bytes
-//! (`[u8]`), whichever form holds them, so a map keyed by `JournalKey` is
-//! searched with a plain `&[u8]` (`Borrow<[u8]>`) and no key is built for a
-//! lookup.
+//! (`[u8]`, lexicographic), whichever form holds them, so a map keyed by
+//! `JournalKey` is searched with a plain `&[u8]` (`Borrow<[u8]>`), or in the
+//! index with a [`Probe`], and no key is built for a lookup. Comparisons
+//! take eight bytes at a time (`compare_ids`): ids are short, and a call to
+//! `memcmp` per comparison cost more than the comparison.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -17,6 +19,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
+
+use equivalent::{Comparable, Equivalent};
 
 /// The longest id held in place: with the length byte and the form's tag,
 /// a key is 24 bytes, the size of the shared form (a fat pointer) plus its
@@ -98,8 +102,44 @@ impl PartialOrd for JournalKey {
 
 impl Ord for JournalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        compare_ids(self.as_bytes(), other.as_bytes())
     }
+}
+
+/// An id to search the index for, compared as [`JournalKey`] compares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe<'a>(pub &'a [u8]);
+
+impl Equivalent<JournalKey> for Probe<'_> {
+    fn equivalent(&self, key: &JournalKey) -> bool {
+        self.0 == key.as_bytes()
+    }
+}
+
+impl Comparable<JournalKey> for Probe<'_> {
+    fn compare(&self, key: &JournalKey) -> Ordering {
+        compare_ids(self.0, key.as_bytes())
+    }
+}
+
+/// `a.cmp(b)` for byte strings (lexicographic, a prefix first), eight
+/// bytes at a time: big-endian words order as their bytes do.
+pub(crate) fn compare_ids(mut a: &[u8], mut b: &[u8]) -> Ordering {
+    while let (Some((wa, ra)), Some((wb, rb))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        let (x, y) = (u64::from_be_bytes(*wa), u64::from_be_bytes(*wb));
+        if x != y {
+            return x.cmp(&y);
+        }
+        (a, b) = (ra, rb);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl Hash for JournalKey {
@@ -131,18 +171,29 @@ mod tests {
     /// keyed by it are searched with a plain slice.
     #[test]
     fn keys_of_either_form_behave_as_their_bytes() {
-        let ids: Vec<Vec<u8>> = [0, 1, 8, INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 255]
+        let mut ids: Vec<Vec<u8>> = [0, 1, 7, 8, 9, 16, INLINE_MAX, INLINE_MAX + 1, 255]
             .iter()
-            .flat_map(|&len| [vec![0xab; len], vec![0x01; len]])
+            .flat_map(|&len| [vec![0xab; len], vec![0x01; len], vec![0xff; len]])
             .chain([b"b".to_vec(), b"ab".to_vec(), vec![0xab; INLINE_MAX + 1]])
             .collect();
+        // Ids that differ only in their last byte, or in one byte inside
+        // or just past the first word.
+        for at in [0, 6, 7, 8, 9, 15, 16] {
+            let mut id = vec![0x55; 17];
+            id[at] = 0x54;
+            ids.push(id.clone());
+            id[at] = 0x56;
+            ids.push(id);
+        }
         let keys: Vec<JournalKey> = ids.iter().map(|id| JournalKey::from(&id[..])).collect();
         for (a, ka) in ids.iter().zip(&keys) {
             assert_eq!(ka.as_bytes(), &a[..]);
             assert_eq!(hash_of(ka), hash_of(&a[..]));
             for (b, kb) in ids.iter().zip(&keys) {
                 assert_eq!(ka.cmp(kb), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(Probe(a).compare(kb), a.cmp(b), "{a:?} vs {b:?}");
                 assert_eq!(ka == kb, a == b);
+                assert_eq!(Probe(a).equivalent(kb), a == b);
             }
         }
         let tree: BTreeMap<JournalKey, usize> = keys.iter().cloned().zip(0..).collect();
