@@ -117,6 +117,15 @@ const VECTORS: &[Vector] = &[
         build: build_journal_bounds,
     },
     Vector {
+        name: "pending-roll",
+        about: "SyncMode::Never: a roll whose seal is still pending (section 7.2), copied \
+                as it lies: MANIFEST (generation 1) lists segment 1 as active, \
+                MANIFEST.next (generation 2) seals it and lists segment 2, which holds the \
+                three batches written since; open adopts MANIFEST.next (section 9.1), so the \
+                journals are the replay of both segments",
+        build: build_pending_roll,
+    },
+    Vector {
         name: "index-checkpoint",
         about: "a store closed with an index checkpoint (section 13): a journal rolled \
                 into a second segment then trimmed (an anchor, a dependency of segment 2 \
@@ -219,6 +228,37 @@ fn build_rolled(dir: &Path) {
             .set_metadata(b"keep", b"trimmed to 3");
     });
     store.close().unwrap();
+}
+
+fn build_pending_roll(dir: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("store");
+    let options = Options {
+        // No sync takes the seal: it stays pending until close.
+        sync: SyncMode::Never,
+        ..options()
+    };
+    let store = Store::open(&live, options).unwrap();
+    // 368-byte records: 11 fill segment 1, the next two roll into 2.
+    for i in 0..13 {
+        write(&store, |b| {
+            b.append(b"log", &filler("log", i, 300));
+        });
+    }
+    write(&store, |b| {
+        b.set_metadata(b"log", b"after the roll");
+    });
+    assert!(
+        live.join("MANIFEST.next").exists(),
+        "the roll's seal is not pending"
+    );
+    // A copy of the directory as a process crash would leave it: what was
+    // written is in the files, the seal never ran.
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in list(&live) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    drop(store);
 }
 
 fn build_compacted(dir: &Path) {
@@ -1049,6 +1089,7 @@ fn decode(
     for f in files.keys() {
         let known = f == "LOCK"
             || f == "MANIFEST"
+            || f == "MANIFEST.next"
             || inspect::segment_id_from_file_name(f).is_some()
             || index_generation(f).is_some();
         if !known {
@@ -1059,26 +1100,24 @@ fn decode(
         return Err("LOCK is not empty".into());
     }
     let mb = &files["MANIFEST"];
-    let m = spec::manifest(mb)?;
-    let _ = writeln!(w, "\nMANIFEST ({} bytes)", m.len);
-    let _ = writeln!(w, "  @0   magic            \"JSTRMAN\\0\"");
-    let _ = writeln!(w, "  @8   version          1");
-    let _ = writeln!(w, "  @12  segment_count    {}", m.segments.len());
-    let _ = writeln!(w, "  @16  generation       {}", m.generation);
-    let _ = writeln!(w, "  @24  next_segment_id  {}", m.next_segment_id);
-    let _ = writeln!(w, "  @32  lsn_floor        {}", m.lsn_floor);
-    for (i, (id, sealed)) in m.segments.iter().enumerate() {
-        let state = match sealed {
-            Some(len) => format!("sealed_len {len}"),
-            None => "sealed_len 0xffffffffffffffff (active)".to_owned(),
-        };
-        let _ = writeln!(
-            w,
-            "  @{:<3} entry {i}: segment_id {id}, {state}",
-            40 + 16 * i
-        );
+    let mut m = spec::manifest(mb)?;
+    render_manifest(w, "MANIFEST", &m);
+    if let Some(next) = files.get("MANIFEST.next") {
+        let n = spec::manifest(next).map_err(|e| format!("MANIFEST.next: {e}"))?;
+        render_manifest(w, "MANIFEST.next", &n);
+        match adopts(&m, &n, &files) {
+            Ok(()) => {
+                let _ = writeln!(
+                    w,
+                    "  adopted (section 9.1): the generation a roll makes from MANIFEST, and the store opens by it"
+                );
+                m = n;
+            }
+            Err(why) => {
+                let _ = writeln!(w, "  ignored (section 9.1): {why}");
+            }
+        }
     }
-    let _ = writeln!(w, "  @{:<3} crc              {:#010x}", m.len - 4, m.crc);
 
     let mut all_ops = Vec::new();
     let mut segment_ends: BTreeMap<u64, usize> = BTreeMap::new();
@@ -1237,6 +1276,73 @@ fn decode(
         }
     }
     Ok((out, journals))
+}
+
+/// A manifest's fields at their offsets (section 6), under `title`.
+fn render_manifest(w: &mut String, title: &str, m: &spec::Manifest) {
+    let _ = writeln!(w, "\n{title} ({} bytes)", m.len);
+    let _ = writeln!(w, "  @0   magic            \"JSTRMAN\\0\"");
+    let _ = writeln!(w, "  @8   version          1");
+    let _ = writeln!(w, "  @12  segment_count    {}", m.segments.len());
+    let _ = writeln!(w, "  @16  generation       {}", m.generation);
+    let _ = writeln!(w, "  @24  next_segment_id  {}", m.next_segment_id);
+    let _ = writeln!(w, "  @32  lsn_floor        {}", m.lsn_floor);
+    for (i, (id, sealed)) in m.segments.iter().enumerate() {
+        let state = match sealed {
+            Some(len) => format!("sealed_len {len}"),
+            None => "sealed_len 0xffffffffffffffff (active)".to_owned(),
+        };
+        let _ = writeln!(
+            w,
+            "  @{:<3} entry {i}: segment_id {id}, {state}",
+            40 + 16 * i
+        );
+    }
+    let _ = writeln!(w, "  @{:<3} crc              {:#010x}", m.len - 4, m.crc);
+}
+
+/// Whether open adopts `MANIFEST.next` (`n`) over `MANIFEST` (`m`), as
+/// section 9.1 gives it: the generation a roll makes from `m`, and one the
+/// store opens by (the sealed segment's records end exactly at its sealed
+/// length, the new segment decodes).
+fn adopts(
+    m: &spec::Manifest,
+    n: &spec::Manifest,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), String> {
+    if n.generation != m.generation + 1 {
+        return Err(format!(
+            "generation {} does not follow {}",
+            n.generation, m.generation
+        ));
+    }
+    let (Some(&(old_active, None)), Some(&(new_active, None))) =
+        (m.segments.last(), n.segments.last())
+    else {
+        return Err("no active segment".into());
+    };
+    let kept = m.segments.len() - 1;
+    let sealed = match n.segments.get(kept) {
+        Some(&(id, Some(len))) if id == old_active && n.segments.len() == kept + 2 => len,
+        _ => return Err("does not seal MANIFEST's active segment and add one".into()),
+    };
+    if n.segments[..kept] != m.segments[..kept] {
+        return Err("the sealed segments differ".into());
+    }
+    if new_active < m.next_segment_id
+        || new_active >= n.next_segment_id
+        || n.lsn_floor < m.lsn_floor
+    {
+        return Err("new segment id or lsn_floor out of range".into());
+    }
+    let file = |id: u64| {
+        files
+            .get(&inspect::segment_file_name_of(id as u32))
+            .ok_or_else(|| format!("segment {id} has no file"))
+    };
+    spec::segment(file(old_active)?, Some(sealed))?;
+    spec::segment(file(new_active)?, None)?;
+    Ok(())
 }
 
 /// The generation in an index checkpoint's file name (section 13:
