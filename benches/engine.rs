@@ -1,7 +1,8 @@
 //! Criterion benchmarks of journalstore's own paths: append (entry size x
 //! batch size x sync mode x writer threads), snapshot creation, a whole
-//! journal read through a snapshot, point reads, trim / truncate / delete,
-//! compaction, and open (recovery).
+//! journal read through a snapshot (also of journals written side by side,
+//! before and after compaction, warm and from a cold page cache), point
+//! reads, trim / truncate / delete, compaction, and open (recovery).
 //!
 //! Run: `cargo bench --bench engine` (all), or with a filter, e.g.
 //! `cargo bench --bench engine -- append/1024`. Every group uses
@@ -143,6 +144,132 @@ fn read_store(dir: &Path) -> Store {
     store
 }
 
+/// A store whose journals were written in turns, one entry each per batch,
+/// as invocations running side by side write them: `WAVE` journals at a
+/// time, each entry of one journal about 100 KiB of log after its previous
+/// one; every other journal was then deleted. With `compact`, rewritten by
+/// compaction, which lays each journal's entries out next to each other.
+fn interleaved_store(dir: &Path, compact: bool) -> Store {
+    const WAVE: u64 = 200;
+    let store = Store::open(dir, interleaved_options()).unwrap();
+    let entry = vec![0x5au8; READ_ENTRY_SIZE];
+    let mut wb = WriteBatch::new();
+    for wave in (0..2 * INTERLEAVED_JOURNALS).step_by(WAVE as usize) {
+        for i in 0..READ_ENTRIES {
+            for j in wave..wave + WAVE {
+                wb.clear();
+                wb.append_at(&journal_id(j), i, &entry);
+                store.write(&wb).unwrap();
+            }
+        }
+    }
+    // The even journals stay (read as `journal_id(2 * k)`).
+    wb.clear();
+    for j in (1..2 * INTERLEAVED_JOURNALS).step_by(2) {
+        wb.delete_journal(&journal_id(j));
+    }
+    store.write(&wb).unwrap();
+    if compact {
+        store.compact().unwrap();
+    }
+    store.sync().unwrap();
+    store
+}
+
+/// Journals read whole from [`interleaved_store`] (as many again deleted).
+const INTERLEAVED_JOURNALS: u64 = 4_000;
+
+fn interleaved_options() -> Options {
+    Options {
+        // Every sealed segment (about half live) is rewritten; the active
+        // one, which compaction leaves, holds a twentieth of the data.
+        compaction_threshold: 0.9,
+        segment_size: 4 << 20,
+        background_compaction: false,
+        ..options(SyncMode::Never)
+    }
+}
+
+/// Drops the clean pages of the page cache; false where that is not
+/// allowed (it needs root).
+fn drop_page_cache() -> bool {
+    std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
+}
+
+/// Major page faults of this process so far (`/proc/self/stat`, field 12):
+/// each is a read from the disk.
+fn major_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields resume after ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(9)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whole-journal reads from a cold page cache: each iteration opens the
+/// closed [`interleaved_store`] (from its index checkpoint, so open reads
+/// no segment) after dropping the page cache, and reads
+/// `COLD_JOURNALS` random journals whole; only the reads are timed. A
+/// journal written in turns with others costs a disk read per entry; laid
+/// out together by compaction, a few: the disk reads per journal (major
+/// page faults) are printed, a figure that does not depend on how fast
+/// the disk is. Skipped without root.
+fn bench_cold_reads(c: &mut Criterion) {
+    const COLD_JOURNALS: u64 = 64;
+    if !drop_page_cache() {
+        eprintln!("read_cold: skipped (dropping the page cache needs root)");
+        return;
+    }
+    let mut group = c.benchmark_group("read_cold");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Bytes(
+        COLD_JOURNALS * READ_ENTRIES * READ_ENTRY_SIZE as u64,
+    ));
+    for compact in [false, true] {
+        let fixture = OnceCell::new();
+        let name = if compact { "compacted" } else { "interleaved" };
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
+        let mut fault_counts = Vec::new();
+        group.bench_function(format!("journal_whole_{name}"), |b| {
+            let dir = fixture.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                interleaved_store(dir.path(), compact).close().unwrap();
+                dir
+            });
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    assert!(drop_page_cache());
+                    let store = Store::open(dir.path(), interleaved_options()).unwrap();
+                    let snapshot = store.snapshot();
+                    let faults = major_faults();
+                    let started = Instant::now();
+                    for _ in 0..COLD_JOURNALS {
+                        let id = journal_id(2 * rng.u64(..INTERLEAVED_JOURNALS));
+                        let journal = snapshot.journal(&id).unwrap();
+                        for item in journal.entries(..) {
+                            black_box(item.unwrap().1.len());
+                        }
+                    }
+                    spent += started.elapsed();
+                    fault_counts.push((major_faults() - faults) as f64 / COLD_JOURNALS as f64);
+                    drop(snapshot);
+                    store.close().unwrap();
+                }
+                spent
+            })
+        });
+        fault_counts.sort_by(f64::total_cmp);
+        if let Some(median) = fault_counts.get(fault_counts.len() / 2) {
+            eprintln!("read_cold/journal_whole_{name}: {median:.1} disk reads (major faults) per journal, median of {}", fault_counts.len());
+        }
+    }
+    group.finish();
+}
+
 fn bench_reads(c: &mut Criterion) {
     // Built on first use (a filtered-out group costs nothing).
     let fixture = OnceCell::new();
@@ -223,6 +350,33 @@ fn bench_reads(c: &mut Criterion) {
                     }
                 });
                 started.elapsed()
+            })
+        });
+    }
+
+    // Whole-journal reads of journals whose entries were written in turns
+    // with other journals', before and after compaction laid each
+    // journal's entries out together: the same bytes, read from pages
+    // far apart or from consecutive ones.
+    for compact in [false, true] {
+        let fixture = OnceCell::new();
+        let name = if compact { "compacted" } else { "interleaved" };
+        group.throughput(Throughput::Bytes(READ_ENTRIES * READ_ENTRY_SIZE as u64));
+        group.bench_function(format!("journal_whole_{name}"), |b| {
+            let (_dir, _store, snapshot) = fixture.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let store = interleaved_store(dir.path(), compact);
+                let snapshot = store.snapshot();
+                (dir, store, snapshot)
+            });
+            b.iter(|| {
+                let id = journal_id(2 * rng.u64(..INTERLEAVED_JOURNALS));
+                let journal = snapshot.journal(&id).unwrap();
+                let mut total = 0;
+                for item in journal.entries(..) {
+                    total += item.unwrap().1.len();
+                }
+                black_box(total)
             })
         });
     }
@@ -455,6 +609,7 @@ criterion_group!(
     benches,
     bench_append,
     bench_reads,
+    bench_cold_reads,
     bench_removals,
     bench_compaction,
     bench_open

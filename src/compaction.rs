@@ -2,18 +2,21 @@
 //!
 //! Recovery replays segments in manifest order, and every operation on disk
 //! carries its journal's bounds, so the log stays correct if dead operations
-//! are removed from it, as long as (a) the order of what remains is kept and
-//! (b) an operation that killed something still on disk stays. Compaction
+//! are removed from it, as long as (a) the order of what remains of each
+//! journal is kept and (b) an operation that killed something still on
+//! disk stays. Compaction
 //! therefore picks a *contiguous run* of sealed segments in manifest order
-//! and copies their records in order into one new segment, keeping in each
-//! record (with its original LSN) only
+//! and copies into one new segment only
 //!
 //! - the operations that are live (entries, metadata, anchors), and
 //! - trims, truncates, metadata clears and deletes (tombstones), unless the run starts at the
 //!   oldest segment: then nothing older exists for them to act on,
 //!
-//! and swaps in a manifest generation where the new segment takes the run's
-//! place. The copy runs without the writer's lock; only the switch (moving
+//! grouped by journal, each journal's operations in log order (an operation
+//! applies to its own journal alone, so (a) holds per journal, which is
+//! what replay needs; see `lay_out_by_journal`): a journal's live entries
+//! end up next to each other. It swaps in a manifest generation where the
+//! new segment takes the run's place. The copy runs without the writer's lock; only the switch (moving
 //! index locations, the manifest swap) takes it, for a time proportional to
 //! the number of live items moved. Readers never wait: snapshots taken before
 //! keep the old segments alive (they are unlinked when the last one drops).
@@ -71,6 +74,9 @@ enum Role {
     Anchor,
 }
 
+/// A live item the copy moved: its journal, role, old and new location.
+type Move = (JournalKey, Role, Loc, Loc);
+
 /// A run chosen under the writer's lock.
 pub(crate) struct Plan {
     /// The run, in manifest order, with their sealed lengths.
@@ -111,7 +117,7 @@ pub(crate) struct Output {
     segment: Option<Arc<Segment>>,
     /// Length of the new segment's data (header included).
     sealed_len: u64,
-    moves: Vec<(JournalKey, Role, Loc, Loc)>,
+    moves: Vec<Move>,
     /// Whether tombstones were kept.
     tombstones: bool,
     /// Hashes of the journals of the operations kept.
@@ -529,6 +535,79 @@ impl LogWriter {
 }
 
 /// Copies the live content of the plan's run into a new segment.
+/// An operation a compaction keeps, read from the run.
+struct Kept {
+    journal: JournalKey,
+    /// Its bytes in the copy's buffer of kept operations.
+    bytes: std::ops::Range<usize>,
+    /// Its role and location, if it is live (else it is a tombstone).
+    moved: Option<(JournalKey, Role, Loc)>,
+}
+
+/// The records of a compacted segment: the kept operations grouped by
+/// journal (journals in the order of their first kept operation, each
+/// journal's operations in log order), so that a journal's live entries
+/// lie next to each other and a whole-journal read touches consecutive
+/// pages (format-spec 7.4). `first ..= last` are the LSNs of the first and
+/// the last record that kept anything.
+///
+/// Replay gives the same state: only the order between operations of
+/// different journals changes, and an operation applies to its own
+/// journal alone. The records take the LSNs `last - (R - 1) ..= last`, in
+/// order, for `R` records: one per journal, or fewer (consecutive journals
+/// sharing a record) where the run's LSNs leave too few numbers; so LSNs
+/// still increase along the log and the run's last LSN is kept.
+///
+/// Returns the records (to follow the segment header), each live
+/// operation's move, and the segment's `base_lsn`.
+fn lay_out_by_journal(
+    new_id: u32,
+    kept: &[Kept],
+    kept_bytes: &[u8],
+    first: u64,
+    last: u64,
+) -> (Vec<u8>, Vec<Move>, u64) {
+    let mut group_of: HashMap<&JournalKey, usize> = HashMap::new();
+    let mut groups: Vec<Vec<&Kept>> = Vec::new();
+    for k in kept {
+        let g = *group_of.entry(&k.journal).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(k);
+    }
+    let lsn_count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+    let records = groups.len().min(lsn_count);
+    let mut buf = Vec::with_capacity(kept_bytes.len() + records * (RECORD_HEADER_LEN + 7));
+    let mut moves = Vec::new();
+    for r in 0..records {
+        let record_start = buf.len();
+        buf.resize(record_start + RECORD_HEADER_LEN, 0);
+        let mut count = 0u32;
+        let journals = r * groups.len() / records..(r + 1) * groups.len() / records;
+        for k in groups[journals].iter().flatten() {
+            // The new segment holds `buf` right after its header.
+            let new = Loc {
+                segment: new_id,
+                offset: (SEGMENT_HEADER_LEN + buf.len()) as u32,
+            };
+            if let Some((key, role, old)) = &k.moved {
+                moves.push((key.clone(), *role, *old, new));
+            }
+            buf.extend_from_slice(&kept_bytes[k.bytes.clone()]);
+            count += 1;
+        }
+        // `synced_through` 0: the segment is written and synced whole
+        // before any manifest names it (format-spec 7.4).
+        let lsn = last - (records - 1 - r) as u64;
+        let header = RecordHeader::batch(lsn, &buf[record_start + RECORD_HEADER_LEN..], 0, count);
+        buf[record_start..record_start + RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
+        let len = align_up(buf.len());
+        buf.resize(len, 0);
+    }
+    (buf, moves, last - (records as u64 - 1))
+}
+
 pub(crate) fn copy(
     plan: &Plan,
     fs: &Arc<dyn FileSystem>,
@@ -555,9 +634,15 @@ pub(crate) fn copy(
         }
     }
 
-    let mut buf = Vec::new();
-    let mut moves = Vec::new();
-    let mut first_lsn = None;
+    // What the run keeps, in log order: the operations' bytes in
+    // `kept_bytes`, and for each its journal, record LSN and role.
+    let mut kept: Vec<Kept> = Vec::new();
+    let mut kept_bytes = Vec::new();
+    // The output's size were it laid out in log order (record headers and
+    // padding included): the budget below, and about what the regrouped
+    // layout takes.
+    let mut size = 0usize;
+    let mut lsns: Option<(u64, u64)> = None;
     let mut tombstones = false;
     // A superset is fine: an extra hash only keeps a tombstone longer.
     let mut journals = HashSet::new();
@@ -567,7 +652,7 @@ pub(crate) fn copy(
         // The planner budgets a run by its live bytes, but tombstones are
         // kept too (unless at the oldest segment): if this segment's share
         // does not fit beside the earlier ones, the run ends before it.
-        let mark = (buf.len(), moves.len(), first_lsn, tombstones);
+        let mark = (kept.len(), kept_bytes.len(), lsns, tombstones);
         let limit = *sealed_len as usize;
         let mut pos = SEGMENT_HEADER_LEN;
         while pos + RECORD_HEADER_LEN <= limit {
@@ -579,9 +664,8 @@ pub(crate) fn copy(
                 )
             })?;
             let payload_at = pos + RECORD_HEADER_LEN;
-            let record_start = buf.len();
-            buf.resize(record_start + RECORD_HEADER_LEN, 0);
-            let mut kept = 0u32;
+            let lsn = record.header.lsn.get();
+            let mut record_bytes = 0;
             for op in OpIter::new(record.payload) {
                 let op = op.map_err(|e| {
                     Error::corruption(&segment.path, (payload_at + e.offset) as u64, e.reason)
@@ -599,46 +683,38 @@ pub(crate) fn copy(
                 if role.is_none() && !keep_tombstone {
                     continue;
                 }
-                // The new segment holds `buf` right after its header.
-                let new_offset = SEGMENT_HEADER_LEN + buf.len();
-                let new = Loc {
-                    segment: plan.new_id,
-                    offset: new_offset as u32,
-                };
-                match role {
-                    Some((key, role)) => moves.push((key.clone(), *role, old, new)),
-                    None => tombstones = true,
-                }
-                buf.extend_from_slice(&record.payload[op.offset..op.offset + op.len]);
+                tombstones |= role.is_none();
+                let at = kept_bytes.len();
+                kept_bytes.extend_from_slice(&record.payload[op.offset..op.offset + op.len]);
+                kept.push(Kept {
+                    journal: JournalKey::from(op.id),
+                    bytes: at..kept_bytes.len(),
+                    moved: role.map(|(key, role)| (key.clone(), *role, old)),
+                });
                 journals.insert(journal_hash(op.id));
-                kept += 1;
+                record_bytes += op.len;
             }
-            if kept == 0 {
-                buf.truncate(record_start);
-            } else {
-                // `synced_through` 0: the segment is written and synced whole
-                // before any manifest names it (format-spec 7.4).
-                let payload = &buf[record_start + RECORD_HEADER_LEN..];
-                let header = RecordHeader::batch(record.header.lsn.get(), payload, 0, kept);
-                buf[record_start..record_start + RECORD_HEADER_LEN]
-                    .copy_from_slice(header.as_bytes());
-                let len = align_up(buf.len());
-                buf.resize(len, 0);
-                first_lsn.get_or_insert(record.header.lsn.get());
+            if record_bytes > 0 {
+                size += align_up(RECORD_HEADER_LEN + record_bytes);
+                lsns = Some(lsns.map_or((lsn, lsn), |(first, _)| (first, lsn)));
             }
             pos = record.next_offset();
         }
         // The copy read the whole segment through its mapping; readers
         // fault back in what they need (see `Mapping::release`).
         segment.release();
-        if used > 0 && (SEGMENT_HEADER_LEN + buf.len()) as u64 > segment_size {
-            buf.truncate(mark.0);
-            moves.truncate(mark.1);
-            (first_lsn, tombstones) = (mark.2, mark.3);
+        if used > 0 && (SEGMENT_HEADER_LEN + size) as u64 > segment_size {
+            kept.truncate(mark.0);
+            kept_bytes.truncate(mark.1);
+            (lsns, tombstones) = (mark.2, mark.3);
             break;
         }
         used += 1;
     }
+    let (buf, moves, base_lsn) = match lsns {
+        Some((first, last)) => lay_out_by_journal(plan.new_id, &kept, &kept_bytes, first, last),
+        None => (Vec::new(), Vec::new(), 1),
+    };
     plan.used.set(used);
     if buf.is_empty() {
         return Ok(Output {
@@ -657,7 +733,6 @@ pub(crate) fn copy(
             "compaction output does not fit in one segment".into(),
         ));
     }
-    let base_lsn = first_lsn.unwrap_or(1);
     // Sized to its data, not to `segment_size`: a compacted segment is
     // sealed from birth and never appended to, and it holds at most about
     // half a segment (the planner's budget), so a file of a whole segment

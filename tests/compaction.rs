@@ -12,6 +12,8 @@
 //! - Compaction runs alongside writer and reader threads.
 //! - A power loss at any step of a compaction loses and resurrects nothing.
 //! - Deletes that kill nothing do not pile up.
+//! - A compacted segment holds each journal's operations next to each
+//!   other, with LSNs still increasing, and replays to the same state.
 //!
 //! Compaction is driven by `Store::compact` with the background thread off,
 //! so every test decides when it happens (except the concurrency test,
@@ -798,4 +800,87 @@ fn mostly_dead_active_segment_is_sealed_and_reclaimed() {
         let store = Store::open(&dir, opts).unwrap();
         model.assert_matches(&store.snapshot(), "after reopen");
     }
+}
+
+/// Journals written in turns, one entry each per batch, so that their
+/// entries interleave along the log; most journals then die. The compacted
+/// segment holds each survivor's operations as one run (a whole-journal
+/// read touches consecutive pages), its records' LSNs increase and stay
+/// within the run's, and the store reads, and reopens to, the model.
+#[test]
+fn compaction_lays_each_journal_out_contiguously() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, options()).unwrap();
+    let mut model = Model::default();
+    let mut write = |ops: Vec<Op>| {
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+    };
+    let ids: Vec<Vec<u8>> = (0..12)
+        .map(|j| format!("journal-{j:02}").into_bytes())
+        .collect();
+    for round in 0..20u8 {
+        for (j, id) in ids.iter().enumerate() {
+            let mut ops = vec![Op::Append(id.clone(), None, vec![round ^ j as u8; 150])];
+            if round == 10 && j % 4 == 0 {
+                // A batch over several journals: its operations part ways.
+                ops.push(Op::SetMetadata(
+                    ids[(j + 1) % ids.len()].clone(),
+                    vec![round; 9],
+                ));
+            }
+            write(ops);
+        }
+    }
+    // Journals 0, 4 and 8 survive; the rest die, so the segments holding
+    // the interleaved entries are mostly dead.
+    let dead: Vec<Op> = (0..ids.len())
+        .filter(|j| j % 4 != 0)
+        .map(|j| Op::Delete(ids[j].clone()))
+        .collect();
+    write(dead);
+    write(vec![Op::Append(b"filler".to_vec(), None, vec![0; 7000])]);
+    let before = listed(&dir);
+    let report = store.compact().unwrap();
+    assert!(report.segments_written >= 1, "{report:?}");
+    model.assert_matches(&store.snapshot(), "after compaction");
+
+    let manifest = inspect::read_manifest(&dir.join("MANIFEST")).unwrap();
+    let compacted: Vec<_> = manifest
+        .segments
+        .iter()
+        .filter(|s| !before.contains(&s.id))
+        .collect();
+    assert!(!compacted.is_empty(), "no new segment in {manifest:?}");
+    let mut prev_lsn = 0;
+    for segment in compacted {
+        let bytes = std::fs::read(dir.join(&segment.file_name)).unwrap();
+        let file = inspect::SegmentFile::from_bytes(Path::new(&segment.file_name), bytes);
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut entries = 0;
+        for item in file.scan(0, segment.sealed_len, false) {
+            let inspect::ScanItem::Record { lsn, ops, .. } = item else {
+                continue;
+            };
+            assert!(lsn > prev_lsn, "LSN {lsn} after {prev_lsn}");
+            prev_lsn = lsn;
+            for op in ops {
+                entries += usize::from(op.kind == "append");
+                if order.last() != Some(&op.journal) {
+                    assert!(
+                        !order.contains(&op.journal),
+                        "{}: operations in two places of {}",
+                        String::from_utf8_lossy(&op.journal),
+                        segment.file_name
+                    );
+                    order.push(op.journal);
+                }
+            }
+        }
+        assert!(entries > 0, "{}: no entry copied", segment.file_name);
+    }
+    drop(store);
+    let store = Store::open(&dir, options()).unwrap();
+    model.assert_matches(&store.snapshot(), "reopened after compaction");
 }
