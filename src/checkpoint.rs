@@ -78,6 +78,7 @@ pub(crate) fn write(
             move |e| Error::io(op, to, e)
         };
         let len = version.active_end as usize;
+        segment.will_need(version.active_end);
         let bytes = segment.bytes(0, len).ok_or_else(|| {
             Error::corruption(&segment.path, 0, "active segment shorter than its data")
         })?;

@@ -653,6 +653,8 @@ pub(crate) fn copy(
         // kept too (unless at the oldest segment): if this segment's share
         // does not fit beside the earlier ones, the run ends before it.
         let mark = (kept.len(), kept_bytes.len(), lsns, tombstones);
+        // Read end to end: ask for it ahead (mappings fault page by page).
+        segment.will_need(*sealed_len);
         let limit = *sealed_len as usize;
         let mut pos = SEGMENT_HEADER_LEN;
         while pos + RECORD_HEADER_LEN <= limit {

@@ -57,6 +57,11 @@ pub trait Mapping: Send + Sync + fmt::Debug {
     /// the system may start reading them from disk now, so that a scan that
     /// gets there later finds them in memory.
     fn will_need(&self, _len: usize) {}
+
+    /// Like [`will_need`](Self::will_need), for `len` bytes from `offset`:
+    /// a reader that knows where it goes next (a journal's next entries)
+    /// has them read from disk side by side instead of one fault at a time.
+    fn will_need_range(&self, _offset: usize, _len: usize) {}
 }
 
 /// What a file is, independently of the names it has: on the real file
@@ -353,9 +358,15 @@ impl Mapping for RealMapping {
     }
 
     fn will_need(&self, len: usize) {
+        self.will_need_range(0, len);
+    }
+
+    fn will_need_range(&self, offset: usize, len: usize) {
         if let Some(mmap) = &self.mmap {
-            // A failure only means no read-ahead.
-            let _ = mmap.advise_range(memmap2::Advice::WillNeed, 0, len.min(mmap.len()));
+            if let Some(room) = mmap.len().checked_sub(offset) {
+                // A failure only means no read-ahead.
+                let _ = mmap.advise_range(memmap2::Advice::WillNeed, offset, len.min(room));
+            }
         }
     }
 
@@ -494,6 +505,13 @@ impl StorageFile for RealFile {
         // directory so no other journalstore writer touches it, and hands out
         // only slices of ranges that are no longer written (see `slice`).
         let mmap = unsafe { memmap2::Mmap::map(&self.file)? };
+        // A segment is read by location (a journal's entries, one entry),
+        // not from end to end: a page fault reads that page, not the
+        // device's read-ahead window around it (up to megabytes, most of
+        // it other journals' records). The sequential readers (recovery,
+        // compaction's copy, a checkpoint's copy) ask for their read-ahead
+        // with `will_need`. A failure only leaves the kernel's default.
+        let _ = mmap.advise(memmap2::Advice::Random);
         Ok(Arc::new(RealMapping { mmap: Some(mmap) }))
     }
 }

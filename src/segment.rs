@@ -48,6 +48,10 @@ use crate::record::{
 const VERIFY_GRANULE_SHIFT: u32 = 5;
 const _: () = assert!(1 << VERIFY_GRANULE_SHIFT <= OP_HEADER_LEN + 1);
 
+/// A page of the usual file systems and of the page cache: what a fault on
+/// a mapping reads where read-around is off (`Advice::Random`, io.rs).
+const DISK_PAGE: usize = 4096;
+
 /// Starts loading the cache line holding `p` (a no-op where no prefetch
 /// instruction is wired up).
 #[inline]
@@ -377,10 +381,34 @@ impl Segment {
     }
 
     /// Starts reading the first `len` bytes from disk in the background
-    /// (recovery, for the segment it scans next; see [`Mapping::will_need`]).
+    /// (the scans of recovery, compaction and checkpoints; see
+    /// [`Mapping::will_need`]).
     pub fn will_need(&self, len: u64) {
         self.map
             .will_need(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+
+    /// Starts reading the operation at `offset` from disk in the background
+    /// if its value has not been read since open (a value whose checksum
+    /// passed was in memory then): the page it starts in, where a small
+    /// value lies whole. No system call for a value read before, so warm
+    /// reads pay nothing.
+    pub fn will_need_op(&self, offset: u32) {
+        if !self.is_verified(offset) {
+            self.map.will_need_range(offset as usize, DISK_PAGE);
+        }
+    }
+
+    /// Whether the value of the operation at `offset` passed its checksum
+    /// since open.
+    fn is_verified(&self, offset: u32) -> bool {
+        self.verified
+            .0
+            .get()
+            .and_then(|words| words.get((offset >> VERIFY_GRANULE_SHIFT) as usize / 64))
+            .is_some_and(|word| {
+                word.load(Ordering::Relaxed) & (1 << ((offset >> VERIFY_GRANULE_SHIFT) % 64)) != 0
+            })
     }
 
     /// Lets the mapping's pages leave the process's resident set (recovery,
@@ -443,6 +471,11 @@ impl Segment {
         // after the check that set it; on x86 they cost what Relaxed does.
         if bit.is_some_and(|(word, mask)| word.load(Ordering::Acquire) & mask != 0) {
             return Ok(value);
+        }
+        if len > DISK_PAGE {
+            // Its first read since open, of more than a page: have the
+            // pages read side by side (the mapping reads a page per fault).
+            self.map.will_need_range(start, len);
         }
         if crc32(value) != header.value_crc.get() {
             return Err(corrupt("value checksum mismatch"));

@@ -122,6 +122,14 @@ impl Snapshot {
         }
     }
 
+    /// Starts reading the operation at `loc` from disk if it may not be in
+    /// memory (see [`Segment::will_need_op`](crate::segment::Segment::will_need_op)).
+    fn will_need(&self, loc: Loc) {
+        if let Some(segment) = self.version().generation.segment(loc.segment) {
+            segment.will_need_op(loc.offset);
+        }
+    }
+
     fn read(&self, loc: Loc, journal: &[u8]) -> Result<&[u8]> {
         let segment = self
             .version()
@@ -308,6 +316,7 @@ impl<'a> Journal<'a> {
             next: start,
             end: stop,
             prefetched: start,
+            advised: start,
             locs,
         }
     }
@@ -329,6 +338,8 @@ pub struct Entries<'a> {
     locs: crate::locs::LocsIter<'a>,
     /// The front has prefetched the entries below this index.
     prefetched: u64,
+    /// The front has asked the disk for the entries below this index.
+    advised: u64,
 }
 
 impl std::fmt::Debug for Entries<'_> {
@@ -340,8 +351,14 @@ impl std::fmt::Debug for Entries<'_> {
     }
 }
 
-/// How many entries ahead [`Entries`] prefetches.
+/// How many entries ahead [`Entries`] prefetches into the CPU's cache.
 const PREFETCH_AHEAD: u64 = 4;
+
+/// How many entries ahead [`Entries`] asks the disk for, when they were not
+/// read since open: a journal's entries lie in different places of the
+/// log, and reading them one page fault at a time leaves the disk idle
+/// between faults, where asking for the next ones keeps it busy with many.
+const DISK_AHEAD: u64 = 32;
 
 impl<'a> Iterator for Entries<'a> {
     type Item = Result<(u64, &'a [u8])>;
@@ -353,6 +370,15 @@ impl<'a> Iterator for Entries<'a> {
         let loc = *self.locs.next()?;
         let index = self.next;
         self.next += 1;
+        let disk_ahead = self.end.min(index + DISK_AHEAD);
+        self.advised = self.advised.max(index);
+        while self.advised < disk_ahead {
+            let at = (self.advised - self.state.first) as usize;
+            if let Some(&loc) = self.state.entries.get(at) {
+                self.snapshot.will_need(loc);
+            }
+            self.advised += 1;
+        }
         // Each entry's first touch (its operation header) is a cache miss
         // when the journal is not in the cache: the loads of the next
         // `PREFETCH_AHEAD` entries are under way while this one is read.
