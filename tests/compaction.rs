@@ -805,8 +805,8 @@ fn mostly_dead_active_segment_is_sealed_and_reclaimed() {
 /// Journals written in turns, one entry each per batch, so that their
 /// entries interleave along the log; most journals then die. The compacted
 /// segment holds each survivor's operations as one run (a whole-journal
-/// read touches consecutive pages), its records' LSNs increase and stay
-/// within the run's, and the store reads, and reopens to, the model.
+/// read touches consecutive pages), its records' LSNs increase, and the
+/// store reads, and reopens to, the model.
 #[test]
 fn compaction_lays_each_journal_out_contiguously() {
     let tmp = tempfile::tempdir().unwrap();
