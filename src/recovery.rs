@@ -633,6 +633,9 @@ fn replay_from(
 /// not used. O(entries), in memory only.
 fn check_live_items(index: &Index, acct: &Accounting, dir: PathBuf) -> Result<()> {
     let mut counts: HashMap<u32, u64> = HashMap::new();
+    // A journal's locations come in runs in one segment: counted per run,
+    // one map update each instead of one per location.
+    let mut run: Option<(u32, u64)> = None;
     for (_, state) in index.iter() {
         let locs = state
             .entries
@@ -640,8 +643,18 @@ fn check_live_items(index: &Index, acct: &Accounting, dir: PathBuf) -> Result<()
             .chain(state.metadata.iter())
             .chain(state.anchor.iter());
         for loc in locs {
-            *counts.entry(loc.segment).or_default() += 1;
+            match &mut run {
+                Some((segment, n)) if *segment == loc.segment => *n += 1,
+                _ => {
+                    if let Some((segment, n)) = run.replace((loc.segment, 1)) {
+                        *counts.entry(segment).or_default() += n;
+                    }
+                }
+            }
         }
+    }
+    if let Some((segment, n)) = run {
+        *counts.entry(segment).or_default() += n;
     }
     let agree = acct
         .segments
