@@ -541,7 +541,7 @@ struct Kept {
     /// Its bytes in the copy's buffer of kept operations.
     bytes: std::ops::Range<usize>,
     /// Its role and location, if it is live (else it is a tombstone).
-    moved: Option<(JournalKey, Role, Loc)>,
+    moved: Option<(Role, Loc)>,
 }
 
 /// The records of a compacted segment: the kept operations grouped by
@@ -591,8 +591,8 @@ fn lay_out_by_journal(
                 segment: new_id,
                 offset: (SEGMENT_HEADER_LEN + buf.len()) as u32,
             };
-            if let Some((key, role, old)) = &k.moved {
-                moves.push((key.clone(), *role, *old, new));
+            if let Some((role, old)) = k.moved {
+                moves.push((k.journal.clone(), role, old, new));
             }
             buf.extend_from_slice(&kept_bytes[k.bytes.clone()]);
             count += 1;
@@ -691,7 +691,7 @@ pub(crate) fn copy(
                 kept.push(Kept {
                     journal: JournalKey::from(op.id),
                     bytes: at..kept_bytes.len(),
-                    moved: role.map(|(key, role)| (key.clone(), *role, old)),
+                    moved: role.map(|&(_, role)| (role, old)),
                 });
                 journals.insert(journal_hash(op.id));
                 record_bytes += op.len;

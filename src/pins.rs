@@ -242,10 +242,6 @@ mod tests {
         })
     }
 
-    fn publish(pins: &Pins, version: &Arc<Version>, previous: &Arc<Version>) -> Vec<Arc<Version>> {
-        pins.published(version, previous)
-    }
-
     /// Snapshots of one version on one thread share one pin: the version's
     /// own count moves once, not per snapshot; the pin stays (idle) while
     /// its version is the latest, and the next snapshot reuses it.
@@ -254,7 +250,7 @@ mod tests {
         let pins = Pins::default();
         let g = Arc::new(Generation::new(1, Vec::new()));
         let v1 = version(1, &g);
-        let _ = publish(&pins, &v1, &v1);
+        let _ = pins.published(&v1, &v1);
         let (a, b) = (pins.pin(&v1), pins.pin(&v1));
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(Arc::strong_count(&v1), 2, "the caller's and the pin's");
@@ -280,15 +276,15 @@ mod tests {
         let pins = Pins::default();
         let g = Arc::new(Generation::new(1, Vec::new()));
         let (v1, v2, v3) = (version(1, &g), version(2, &g), version(3, &g));
-        let _ = publish(&pins, &v1, &v1);
+        let _ = pins.published(&v1, &v1);
         let a = pins.pin(&v1);
-        let _ = publish(&pins, &v2, &v1);
+        let _ = pins.published(&v2, &v1);
         assert_eq!(Arc::strong_count(&v1), 2, "busy: kept");
         unpin(a);
         assert_eq!(Arc::strong_count(&v1), 1, "released with its last snapshot");
         unpin(pins.pin(&v2));
         assert_eq!(Arc::strong_count(&v2), 2, "idle pin of the latest");
-        let _ = publish(&pins, &v3, &v2);
+        let _ = pins.published(&v3, &v2);
         let c = pins.pin(&v3);
         assert_eq!(Arc::strong_count(&v2), 1, "replaced by the shard's new pin");
         unpin(c);
@@ -305,7 +301,7 @@ mod tests {
             Arc::new(Generation::new(2, Vec::new())),
         );
         let (v1, v2) = (version(1, &g1), version(2, &g2));
-        let _ = publish(&pins, &v1, &v1);
+        let _ = pins.published(&v1, &v1);
         let (idle, busy) = {
             let (pins, v1) = (pins.clone(), v1.clone());
             std::thread::spawn(move || {
@@ -320,7 +316,7 @@ mod tests {
             idle, 3,
             "one pin on the other thread, besides v1 and its clone"
         );
-        let released = publish(&pins, &v2, &v1);
+        let released = pins.published(&v2, &v1);
         assert!(released.is_empty(), "the other thread's pin is busy");
         drop(busy);
         assert_eq!(Arc::strong_count(&v1), 1, "released with its last snapshot");
@@ -334,11 +330,11 @@ mod tests {
         assert_eq!(Arc::strong_count(&v2), 2, "the other thread's idle pin");
         let v3 = version(3, &g2);
         assert!(
-            publish(&pins, &v3, &v2).is_empty(),
+            pins.published(&v3, &v2).is_empty(),
             "same generation: no sweep before SWEEP_EVERY publishes"
         );
         let v4 = version(4, &Arc::new(Generation::new(3, Vec::new())));
-        let released = publish(&pins, &v4, &v3);
+        let released = pins.published(&v4, &v3);
         assert_eq!(released.len(), 1);
         assert!(Arc::ptr_eq(&released[0], &v2));
         drop(released);

@@ -402,13 +402,8 @@ impl Segment {
     /// Whether the value of the operation at `offset` passed its checksum
     /// since open.
     fn is_verified(&self, offset: u32) -> bool {
-        self.verified
-            .0
-            .get()
-            .and_then(|words| words.get((offset >> VERIFY_GRANULE_SHIFT) as usize / 64))
-            .is_some_and(|word| {
-                word.load(Ordering::Relaxed) & (1 << ((offset >> VERIFY_GRANULE_SHIFT) % 64)) != 0
-            })
+        self.verified_bit(offset)
+            .is_some_and(|(word, mask)| word.load(Ordering::Relaxed) & mask != 0)
     }
 
     /// Lets the mapping's pages leave the process's resident set (recovery,
