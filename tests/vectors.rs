@@ -91,6 +91,14 @@ const VECTORS: &[Vector] = &[
         build: build_compacted,
     },
     Vector {
+        name: "compacted-by-journal",
+        about: "segment 1 held journals a and b written in turns with x, y and z, which \
+                were then deleted; `Store::compact` rewrote it into segment 3, grouped by \
+                journal (section 7.4): one record with a's three entries, then one with \
+                b's two, taking the last two LSNs of those it kept (10 and 11)",
+        build: build_compacted_by_journal,
+    },
+    Vector {
         name: "torn-tail",
         about: "the last record of the active segment was cut midway (its second half \
                 is zeros, as after a crash during the write); the next open sealed the \
@@ -274,6 +282,25 @@ fn build_compacted(dir: &Path) {
     }
     write(&store, |b| {
         b.delete_journal(b"old").set_metadata(b"keep", b"kept");
+    });
+    store.compact().unwrap();
+    store.close().unwrap();
+}
+
+fn build_compacted_by_journal(dir: &Path) {
+    let store = Store::open(dir, options()).unwrap();
+    // 368-byte records: 11 fill segment 1, the 12th rolls into segment 2.
+    let turns: [&[u8]; 5] = [b"a", b"x", b"y", b"b", b"z"];
+    for i in 0..12u64 {
+        let journal = turns[i as usize % turns.len()];
+        write(&store, |b| {
+            b.append(journal, &filler(&String::from_utf8_lossy(journal), i, 300));
+        });
+    }
+    write(&store, |b| {
+        b.delete_journal(b"x")
+            .delete_journal(b"y")
+            .delete_journal(b"z");
     });
     store.compact().unwrap();
     store.close().unwrap();
