@@ -207,24 +207,27 @@ impl Index {
         }
     }
 
-    /// Recovery's final check: every journal must have exactly the bounds
-    /// its latest operation recorded (`latest`) and no placeholder left.
-    /// Returns the first journal that does not, and the first index missing.
+    /// Recovery's final check: every journal in `latest` (those replay
+    /// touched) must have exactly the bounds its latest operation recorded
+    /// and no placeholder left. Returns the first such journal (in id
+    /// order) that does not, and the first index missing. Placeholders only
+    /// come from replayed operations, so a journal replay did not touch
+    /// has none.
     pub fn find_missing(
         &self,
         latest: &HashMap<JournalKey, (u64, u64)>,
     ) -> Option<(JournalKey, u64)> {
-        for (id, state) in self.journals.iter() {
-            if let Some(&(first, end)) = latest.get(id) {
+        latest
+            .iter()
+            .filter_map(|(id, &(first, end))| {
+                let state = self.get(id)?;
                 if state.first != first || state.end() != end {
                     return Some((id.clone(), first));
                 }
-            }
-            if let Some(pos) = state.entries.iter().position(|l| l.is_missing()) {
-                return Some((id.clone(), state.first + pos as u64));
-            }
-        }
-        None
+                let pos = state.entries.first_placeholder()?;
+                Some((id.clone(), state.first + pos))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
     }
 }
 

@@ -295,6 +295,13 @@ impl IndexCheckpoint {
         // hash per location cost more than the decoding around it.
         let mut listed: Vec<u32> = segments.iter().map(|s| s.id).collect();
         listed.sort_unstable();
+        // Locations per segment (`listed`'s order), to check against the
+        // accounting's live items: it decides which segments are freed, so
+        // a checkpoint whose two halves disagree is not used. A journal's
+        // locations come in runs in one segment, so the last segment found
+        // saves most searches.
+        let mut counts = vec![0u64; listed.len()];
+        let mut last_found: Option<(u32, usize)> = None;
         let mut index = Index::default();
         let mut previous: Option<JournalKey> = None;
         for _ in 0..journal_count {
@@ -318,14 +325,28 @@ impl IndexCheckpoint {
             {
                 return Err(bad(at, "index checkpoint entry count"));
             }
-            let loc = |r: &mut Reader<'_>| -> Result<Loc> {
+            let mut loc = |r: &mut Reader<'_>| -> Result<Loc> {
                 let loc = Loc {
                     segment: r.u32()?,
                     offset: r.u32()?,
                 };
-                if loc.is_missing() || listed.binary_search(&loc.segment).is_err() {
-                    return Err(bad(r.pos, "index checkpoint location outside its segments"));
-                }
+                let k = match last_found {
+                    Some((segment, k)) if segment == loc.segment => k,
+                    _ => {
+                        let found = (!loc.is_missing())
+                            .then(|| listed.binary_search(&loc.segment).ok())
+                            .flatten();
+                        let Some(k) = found else {
+                            return Err(bad(
+                                r.pos,
+                                "index checkpoint location outside its segments",
+                            ));
+                        };
+                        last_found = Some((loc.segment, k));
+                        k
+                    }
+                };
+                counts[k] += 1;
                 Ok(loc)
             };
             let metadata = (flags & HAS_METADATA != 0)
@@ -352,6 +373,17 @@ impl IndexCheckpoint {
         }
         if r.left() != 0 {
             return Err(bad(r.pos, "index checkpoint has bytes after its journals"));
+        }
+        let agree = listed.iter().zip(&counts).all(|(id, &count)| {
+            acct.segments
+                .get(id)
+                .is_some_and(|usage| usage.live_items == count)
+        });
+        if !agree {
+            return Err(bad(
+                INDEX_HEADER_LEN,
+                "index checkpoint: live items disagree with the index",
+            ));
         }
         Ok(IndexCheckpoint {
             generation,
@@ -590,7 +622,8 @@ mod tests {
             1,
             SegmentUsage {
                 live_bytes: 77,
-                live_items: 3,
+                // Its locations below: 35 + 70 entries and one anchor.
+                live_items: 106,
                 deps: [0u32].into_iter().collect(),
                 settled: true,
                 tombstones: false,
@@ -598,6 +631,8 @@ mod tests {
             },
         );
         acct.add_segment(2);
+        // 35 + 70 entries and two journals' metadata.
+        acct.segments.get_mut(&2).unwrap().live_items = 107;
         IndexCheckpoint {
             generation: 7,
             last_lsn: 99,
@@ -649,6 +684,23 @@ mod tests {
             assert!(
                 IndexCheckpoint::decode(&damaged, Path::new("i")).is_err(),
                 "flip at {at}"
+            );
+        }
+    }
+
+    /// A checkpoint whose accounting counts a segment's live items other
+    /// than its index's locations there is refused: the accounting decides
+    /// which segments are freed.
+    #[test]
+    fn live_items_that_disagree_with_the_index_are_refused() {
+        for (segment, off_by) in [(1u32, 1i64), (2, -1)] {
+            let mut cp = sample();
+            let usage = cp.acct.segments.get_mut(&segment).unwrap();
+            usage.live_items = usage.live_items.wrapping_add_signed(off_by);
+            let err = IndexCheckpoint::decode(&cp.encode(), Path::new("i")).unwrap_err();
+            assert!(
+                err.to_string().contains("live items disagree"),
+                "segment {segment}: {err}"
             );
         }
     }

@@ -154,6 +154,15 @@ impl Locs {
         }
     }
 
+    /// The position of the first placeholder, if any. Only a `Gaps` holds
+    /// placeholders, so this is O(1) for any other.
+    pub fn first_placeholder(&self) -> Option<u64> {
+        match self {
+            Locs::Gaps(_) => self.iter().position(|l| l.is_missing()).map(|p| p as u64),
+            Locs::Small(_) | Locs::Large(_) => None,
+        }
+    }
+
     /// The stored items: one per location, one per run of placeholders
     /// (whatever its length). Linear in what replay stored.
     pub fn stored(&self) -> LocsIter<'_> {
@@ -592,6 +601,8 @@ mod tests {
                 .count();
             let items = model.iter().filter(|l| l.is_some()).count() + runs;
             assert_eq!(locs.stored().count(), items, "step {step}");
+            let first_none = model.iter().position(Option::is_none).map(|p| p as u64);
+            assert_eq!(locs.first_placeholder(), first_none, "step {step}");
             assert_eq!(
                 matches!(locs, Locs::Gaps(_)),
                 runs > 0,

@@ -420,7 +420,9 @@ fn replay_from(
 ) -> Result<Replay> {
     let mut index = Index::default();
     let mut acct = Accounting::default();
-    // Each journal's bounds as its latest operation recorded them.
+    // Each journal's bounds as the latest operation replayed recorded them.
+    // A checkpoint's journals that no replayed operation touches need no
+    // entry: their bounds are their entries' and they hold no placeholder.
     let mut latest: HashMap<JournalKey, (u64, u64)> = HashMap::new();
     let mut last_lsn = 0u64;
     let mut active_end = SEGMENT_HEADER_LEN as u64;
@@ -439,11 +441,7 @@ fn replay_from(
             .collect();
         index = checkpoint.index;
         acct = checkpoint.acct;
-        check_live_items(&index, &acct, dir_of(segments))?;
         acct.remove(&freed.iter().copied().collect::<Vec<_>>());
-        for (id, state) in index.iter() {
-            latest.insert(id.clone(), (state.first, state.end()));
-        }
         last_lsn = checkpoint.last_lsn;
         first_segment = at;
         first_pos = usize::try_from(checkpoint.active_end)
@@ -625,51 +623,6 @@ fn replay_from(
         active_end,
         dirty_tail,
     })
-}
-
-/// Fails unless each segment's count of live items in `acct` is the number
-/// of locations in `index` that point into it: the accounting decides
-/// which segments are freed, so a checkpoint whose two halves disagree is
-/// not used. O(entries), in memory only.
-fn check_live_items(index: &Index, acct: &Accounting, dir: PathBuf) -> Result<()> {
-    let mut counts: HashMap<u32, u64> = HashMap::new();
-    // A journal's locations come in runs in one segment: counted per run,
-    // one map update each instead of one per location.
-    let mut run: Option<(u32, u64)> = None;
-    for (_, state) in index.iter() {
-        let locs = state
-            .entries
-            .stored()
-            .chain(state.metadata.iter())
-            .chain(state.anchor.iter());
-        for loc in locs {
-            match &mut run {
-                Some((segment, n)) if *segment == loc.segment => *n += 1,
-                _ => {
-                    if let Some((segment, n)) = run.replace((loc.segment, 1)) {
-                        *counts.entry(segment).or_default() += n;
-                    }
-                }
-            }
-        }
-    }
-    if let Some((segment, n)) = run {
-        *counts.entry(segment).or_default() += n;
-    }
-    let agree = acct
-        .segments
-        .iter()
-        .all(|(id, u)| counts.remove(id).unwrap_or(0) == u.live_items)
-        && counts.is_empty();
-    if agree {
-        Ok(())
-    } else {
-        Err(Error::corruption(
-            dir,
-            0,
-            "index checkpoint: live items disagree with the index",
-        ))
-    }
 }
 
 /// The store directory, for errors about the store as a whole.
