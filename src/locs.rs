@@ -2,12 +2,17 @@
 //! representation sized to the journal.
 //!
 //! Small journals (up to [`SMALL_MAX`] entries) keep an exact-size vector,
-//! larger ones a persistent `imbl` vector that index versions share. During
+//! larger ones a persistent `imbl` vector that index versions share. A
+//! large journal loaded from an index checkpoint keeps the checkpoint's
+//! locations in one shared slice ([`Flat`]) until a location in it is
+//! changed: open then costs a copy per journal, not a push per entry. During
 //! recovery, a run of placeholders ([`Loc::MISSING`]: entries whose records
 //! were in freed segments) is stored as one item ([`Gaps`]), so one
 //! operation's bounds describing a gap of millions of entries costs one
 //! item and later bounds remove it in one step: recovery's memory follows
 //! the operations it reads. A journal without runs is never in that form.
+
+use std::sync::Arc;
 
 use imbl::Vector;
 
@@ -66,7 +71,29 @@ static MISSING: Loc = Loc::MISSING;
 pub(crate) enum Locs {
     Small(Vec<Loc>),
     Large(Vector<Loc>),
+    Flat(Box<Flat>),
     Gaps(Box<Gaps>),
+}
+
+/// A large journal's locations as an index checkpoint gave them: one slice
+/// that every version shares, of which positions `start..end` are still
+/// the journal's, then the entries appended since, in a persistent vector.
+/// Loading is one copy of the decoded locations where a persistent vector
+/// costs a push per entry (most of an open's CPU), and reads index a
+/// slice. Trimming and truncating move `start` and `end`; once less than
+/// a quarter of the slice is in use the rest is copied into a new one, so
+/// what it holds stays within four times the journal's locations. The
+/// first change of a location in the slice (compaction moving it) turns
+/// the whole into a `Large`, once per journal: the pushes open would have
+/// made, made later and only for journals compaction moves. Never holds a
+/// placeholder (a checkpoint has none; `push_missing` turns it into a
+/// `Large` first).
+#[derive(Clone, Debug)]
+pub(crate) struct Flat {
+    base: Arc<[Loc]>,
+    start: usize,
+    end: usize,
+    tail: Vector<Loc>,
 }
 
 /// Entries among which lie runs of placeholders, each run one item however
@@ -101,6 +128,7 @@ impl Locs {
         match self {
             Locs::Small(v) => v.len(),
             Locs::Large(v) => v.len(),
+            Locs::Flat(f) => f.in_base() + f.tail.len(),
             Locs::Gaps(g) => (g.items.len() - g.runs) + g.missing as usize,
         }
     }
@@ -115,6 +143,10 @@ impl Locs {
         match self {
             Locs::Small(v) => v.get(i),
             Locs::Large(v) => v.get(i),
+            Locs::Flat(f) => match i.checked_sub(f.in_base()) {
+                None => f.base.get(f.start + i),
+                Some(k) => f.tail.get(k),
+            },
             Locs::Gaps(g) => {
                 let (k, _) = g.find(i)?;
                 let item = g.items.get(k)?;
@@ -125,9 +157,15 @@ impl Locs {
 
     /// The location at position `i`; `None` outside or on a placeholder.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut Loc> {
+        if let Locs::Flat(f) = self {
+            if i < f.in_base() {
+                self.thaw();
+            }
+        }
         match self {
             Locs::Small(v) => v.get_mut(i),
             Locs::Large(v) => v.get_mut(i),
+            Locs::Flat(f) => f.tail.get_mut(i.checked_sub(f.in_base())?),
             Locs::Gaps(g) => {
                 let (k, _) = g.find(i)?;
                 g.items.get_mut(k).filter(|l| !l.is_missing())
@@ -145,6 +183,12 @@ impl Locs {
         match self {
             Locs::Small(v) => LocsIter::Small(v[range].iter()),
             Locs::Large(v) => LocsIter::Large(v.focus().narrow(range).into_iter()),
+            Locs::Flat(f) => {
+                let n = f.in_base();
+                let base = &f.base[f.start + range.start.min(n)..f.start + range.end.min(n)];
+                let tail = range.start.saturating_sub(n)..range.end.saturating_sub(n);
+                LocsIter::Flat(base.iter().chain(f.tail.focus().narrow(tail)))
+            }
             Locs::Gaps(g) => LocsIter::Gaps(GapsIter {
                 items: Box::new(g.items.iter()),
                 run: 0,
@@ -159,7 +203,7 @@ impl Locs {
     pub fn first_placeholder(&self) -> Option<u64> {
         match self {
             Locs::Gaps(_) => self.iter().position(|l| l.is_missing()).map(|p| p as u64),
-            Locs::Small(_) | Locs::Large(_) => None,
+            Locs::Small(_) | Locs::Large(_) | Locs::Flat(_) => None,
         }
     }
 
@@ -172,13 +216,28 @@ impl Locs {
         }
     }
 
-    /// The locations `v`, in the representation `push_back` would have
-    /// reached (built in one step).
+    /// The locations `v` (an index checkpoint's, which holds no
+    /// placeholder): a `Small` up to [`SMALL_MAX`], else a [`Flat`].
     pub fn from_vec(v: Vec<Loc>) -> Locs {
+        debug_assert!(!v.iter().any(|l| l.is_missing()));
         if v.len() <= SMALL_MAX {
             Locs::Small(v)
         } else {
-            Locs::Large(Vector::from(v))
+            Locs::Flat(Box::new(Flat {
+                start: 0,
+                end: v.len(),
+                base: Arc::from(v),
+                tail: Vector::new(),
+            }))
+        }
+    }
+
+    /// A `Flat` becomes the `Large` of the same locations.
+    fn thaw(&mut self) {
+        if let Locs::Flat(f) = self {
+            let mut large: Vector<Loc> = f.base[f.start..f.end].iter().copied().collect();
+            large.append(std::mem::take(&mut f.tail));
+            *self = Locs::Large(large);
         }
     }
 
@@ -197,6 +256,7 @@ impl Locs {
                 *self = Locs::Large(large);
             }
             Locs::Large(v) => v.push_back(loc),
+            Locs::Flat(f) => f.tail.push_back(loc),
             Locs::Gaps(g) => g.items.push_back(loc),
         }
     }
@@ -208,6 +268,8 @@ impl Locs {
             return;
         }
         if !matches!(self, Locs::Gaps(_)) {
+            // A `Gaps`' items are a `Small` or `Large`.
+            self.thaw();
             let items = std::mem::take(self);
             *self = Locs::Gaps(Box::new(Gaps {
                 items,
@@ -266,6 +328,21 @@ impl Locs {
                     n -= 1;
                 }
             }
+            Locs::Flat(f) => {
+                while n > 0 {
+                    let Some(loc) = f.tail.pop_back() else { break };
+                    removed(loc);
+                    n -= 1;
+                }
+                let keep = f.in_base().saturating_sub(clamp(n));
+                f.base[f.start + keep..f.end]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .for_each(&mut removed);
+                f.end = f.start + keep;
+                f.compact_base();
+            }
             Locs::Gaps(g) => {
                 while n > 0 {
                     let Some(item) = g.items.remove_last() else {
@@ -303,6 +380,21 @@ impl Locs {
                     n -= 1;
                 }
             }
+            Locs::Flat(f) => {
+                let from_base = f.in_base().min(clamp(n));
+                f.base[f.start..f.start + from_base]
+                    .iter()
+                    .copied()
+                    .for_each(&mut removed);
+                f.start += from_base;
+                n -= from_base as u64;
+                while n > 0 {
+                    let Some(loc) = f.tail.pop_front() else { break };
+                    removed(loc);
+                    n -= 1;
+                }
+                f.compact_base();
+            }
             Locs::Gaps(g) => {
                 while n > 0 {
                     let Some(&item) = g.items.get(0) else {
@@ -333,7 +425,7 @@ impl Locs {
         match self {
             Locs::Small(v) => v.pop(),
             Locs::Large(v) => v.pop_back(),
-            Locs::Gaps(_) => None,
+            Locs::Flat(_) | Locs::Gaps(_) => None,
         }
     }
 
@@ -350,13 +442,36 @@ impl Locs {
         }
     }
 
-    /// A `Gaps` left without a run becomes its items again.
+    /// A `Gaps` left without a run becomes its items again; a `Flat` whose
+    /// slice is used up becomes its appended entries.
     fn settle(&mut self) {
-        if let Locs::Gaps(g) = self {
-            if g.runs == 0 {
+        match self {
+            Locs::Gaps(g) if g.runs == 0 => {
                 let items = std::mem::take(&mut g.items);
                 *self = items;
             }
+            Locs::Flat(f) if f.in_base() == 0 => {
+                *self = Locs::Large(std::mem::take(&mut f.tail));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Flat {
+    /// Positions still taken from the slice.
+    fn in_base(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Copies the positions in use into a slice of their own once they are
+    /// less than a quarter of it: each copy is paid for by the three times
+    /// as many positions removed since the last.
+    fn compact_base(&mut self) {
+        if self.in_base() > 0 && self.in_base() * 4 < self.base.len() {
+            self.base = Arc::from(&self.base[self.start..self.end]);
+            self.end = self.in_base();
+            self.start = 0;
         }
     }
 }
@@ -399,9 +514,12 @@ fn clamp(n: u64) -> usize {
 /// Iterator over [`Locs`].
 pub(crate) enum LocsIter<'a> {
     Small(std::slice::Iter<'a, Loc>),
-    Large(imbl::vector::Iter<'a, Loc, imbl::shared_ptr::DefaultSharedPtr>),
+    Large(ImblIter<'a>),
+    Flat(std::iter::Chain<std::slice::Iter<'a, Loc>, ImblIter<'a>>),
     Gaps(GapsIter<'a>),
 }
+
+type ImblIter<'a> = imbl::vector::Iter<'a, Loc, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Positions of a [`Gaps`]: each run expanded into its placeholders.
 pub(crate) struct GapsIter<'a> {
@@ -455,6 +573,7 @@ impl<'a> Iterator for LocsIter<'a> {
         match self {
             LocsIter::Small(i) => i.next(),
             LocsIter::Large(i) => i.next(),
+            LocsIter::Flat(i) => i.next(),
             LocsIter::Gaps(i) => i.next(),
         }
     }
@@ -463,6 +582,7 @@ impl<'a> Iterator for LocsIter<'a> {
         match self {
             LocsIter::Small(i) => i.size_hint(),
             LocsIter::Large(i) => i.size_hint(),
+            LocsIter::Flat(i) => i.size_hint(),
             LocsIter::Gaps(i) => i.size_hint(),
         }
     }
@@ -515,6 +635,121 @@ mod tests {
         for (c, m) in &clones {
             assert!(c.iter().eq(m.iter()));
         }
+    }
+
+    /// Locations loaded as a `Flat` behave as a plain vector under pushes,
+    /// removals at both ends (past the slice and back into the appended
+    /// entries), changes of a location and placeholder runs; a clone (a
+    /// published version) is not changed by later edits of the original;
+    /// and the slice is given up once less than a quarter of it is used.
+    #[test]
+    fn flat_locs_behave_as_a_vector() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let loc = |i: u64| Loc {
+            segment: 2,
+            offset: i as u32,
+        };
+        let (mut shrunk, mut thawed, mut used_up) = (false, false, false);
+        for round in 0..40u64 {
+            let loaded: Vec<Loc> = (0..(SMALL_MAX as u64 + 1 + next(300))).map(loc).collect();
+            let mut locs = Locs::from_vec(loaded.clone());
+            assert!(matches!(locs, Locs::Flat(_)));
+            let slice_len = loaded.len();
+            let mut model: Vec<Option<Loc>> = loaded.into_iter().map(Some).collect();
+            let mut clones = Vec::new();
+            for step in 0..200u64 {
+                let ctx = format!("round {round} step {step}");
+                let was_flat = matches!(locs, Locs::Flat(_));
+                let op = next(10);
+                match op {
+                    0..=2 => {
+                        locs.push_back(loc(1000 + step));
+                        model.push(Some(loc(1000 + step)));
+                    }
+                    3 | 4 => {
+                        let n = next(40);
+                        let mut removed = Vec::new();
+                        locs.drop_back(n, |l| removed.push(l));
+                        let keep = model.len().saturating_sub(n as usize);
+                        let want: Vec<Loc> = model.drain(keep..).rev().flatten().collect();
+                        let got: Vec<Loc> =
+                            removed.into_iter().filter(|l| !l.is_missing()).collect();
+                        assert_eq!(got, want, "{ctx}");
+                    }
+                    5 | 6 => {
+                        let n = next(40);
+                        let mut removed = Vec::new();
+                        locs.drop_front(n, |l| removed.push(l));
+                        let end = model.len().min(n as usize);
+                        let want: Vec<Loc> = model.drain(..end).flatten().collect();
+                        let got: Vec<Loc> =
+                            removed.into_iter().filter(|l| !l.is_missing()).collect();
+                        assert_eq!(got, want, "{ctx}");
+                    }
+                    7 if next(8) == 0 => {
+                        let n = 1 + next(5);
+                        locs.push_missing(n);
+                        model.extend((0..n).map(|_| None));
+                    }
+                    8 if next(10) == 0 && !model.is_empty() => {
+                        let i = next(model.len() as u64) as usize;
+                        let changed = locs.get_mut(i).map(|l| *l = loc(5000 + step)).is_some();
+                        assert_eq!(changed, model[i].is_some(), "{ctx}");
+                        if let Some(m) = model[i].as_mut() {
+                            *m = loc(5000 + step);
+                        }
+                    }
+                    _ => {}
+                }
+                if let Locs::Flat(f) = &locs {
+                    assert!(
+                        f.in_base() * 4 >= f.base.len(),
+                        "{ctx}: slice kept too long"
+                    );
+                    shrunk |= f.base.len() < slice_len;
+                }
+                if was_flat && !matches!(locs, Locs::Flat(_)) {
+                    match op {
+                        3..=6 => used_up = true,
+                        _ => thawed = true,
+                    }
+                }
+                if step % 40 == 0 {
+                    clones.push((locs.clone(), model.clone()));
+                }
+                let expanded: Vec<Option<Loc>> = locs
+                    .iter()
+                    .map(|l| (!l.is_missing()).then_some(*l))
+                    .collect();
+                assert_eq!(expanded, model, "{ctx}");
+                assert_eq!(locs.len(), model.len(), "{ctx}");
+                let (a, b) = (model.len() / 3, model.len() - model.len() / 4);
+                let ranged: Vec<Option<Loc>> = locs
+                    .range(a..b)
+                    .map(|l| (!l.is_missing()).then_some(*l))
+                    .collect();
+                assert_eq!(ranged, model[a..b], "{ctx}");
+                for i in [0, a, b.saturating_sub(1), model.len()] {
+                    let got = locs.get(i).copied().filter(|l| !l.is_missing());
+                    assert_eq!(got, model.get(i).copied().flatten(), "{ctx} at {i}");
+                }
+            }
+            for (c, m) in &clones {
+                let expanded: Vec<Option<Loc>> =
+                    c.iter().map(|l| (!l.is_missing()).then_some(*l)).collect();
+                assert_eq!(&expanded, m, "round {round}: a clone changed");
+            }
+        }
+        assert!(
+            shrunk && thawed && used_up,
+            "every path was exercised: shrunk {shrunk}, thawed {thawed}, used up {used_up}"
+        );
     }
 
     /// `Locs` with runs of placeholders behaves as the plain vector of one

@@ -53,8 +53,36 @@ fn open(dir: &Path, options: Options) -> (Store, work::Work) {
     (store, work::take())
 }
 
-fn step(store: &Store, model: &mut Model, rng: &mut Rng, ctx: &str) {
-    let ops = random_batch(rng, model, 16, 300);
+/// The journals `step` keeps long when asked to: each batch appends to
+/// one of them, and they are trimmed and truncated a few entries at a time.
+const LONG: [&[u8]; 2] = [b"long-a", b"long-b"];
+
+/// One random batch, applied to the store and, if the model accepts it,
+/// to the model. With `long`, the batch also appends a few entries to one
+/// of the `LONG` journals, now and then trims or truncates one, so that
+/// they grow past a few hundred entries (loaded from a checkpoint in the
+/// form kept for large journals) while changing at both ends.
+fn step(store: &Store, model: &mut Model, rng: &mut Rng, ctx: &str, long: bool) {
+    let mut ops = random_batch(rng, model, 16, 300);
+    if long {
+        let id = LONG[rng.below(2) as usize].to_vec();
+        let (first, end) = model
+            .journals
+            .get(&id)
+            .map_or((0, 0), |j| (j.first, j.end()));
+        match rng.below(100) {
+            0..=3 => ops.push(Op::Trim(id, first + rng.below(12))),
+            4..=6 => ops.push(Op::Truncate(
+                id,
+                end.saturating_sub(rng.below(6)).max(first),
+            )),
+            _ => {
+                for _ in 0..1 + rng.below(6) {
+                    ops.push(Op::Append(id.clone(), None, rng.bytes(24)));
+                }
+            }
+        }
+    }
     let expect_ok = model.clone().apply(&ops).is_ok();
     match (expect_ok, store.write(&to_batch(&ops))) {
         (true, Ok(_)) => model.apply(&ops).unwrap(),
@@ -70,8 +98,21 @@ fn step(store: &Store, model: &mut Model, rng: &mut Rng, ctx: &str) {
 /// the same files, and the live-space figure equals the full replay's.
 #[test]
 fn open_from_a_checkpoint_equals_a_full_replay() {
+    checkpoint_model(0..4, false);
+}
+
+/// As above, with two journals of hundreds of entries beside the short
+/// ones: loaded from a checkpoint, then appended to, trimmed, truncated,
+/// moved by compaction and written to the next checkpoint.
+#[test]
+fn open_from_a_checkpoint_equals_a_full_replay_with_long_journals() {
+    checkpoint_model(10..13, true);
+}
+
+fn checkpoint_model(seeds: std::ops::Range<u64>, long: bool) {
     let mut loaded = 0;
-    for seed in 0..4u64 {
+    let mut longest = 0;
+    for seed in seeds {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let mut rng = Rng::new(seed);
@@ -79,7 +120,7 @@ fn open_from_a_checkpoint_equals_a_full_replay() {
         let mut store = Store::open(&dir, options()).unwrap();
         for n in 0..1500 {
             let ctx = format!("seed {seed} step {n}");
-            step(&store, &mut model, &mut rng, &ctx);
+            step(&store, &mut model, &mut rng, &ctx, long);
             if rng.chance(2) {
                 store.compact().unwrap();
             }
@@ -95,6 +136,11 @@ fn open_from_a_checkpoint_equals_a_full_replay() {
                 assert_eq!(store.stats().live_bytes, live, "{ctx}: live bytes");
                 if work.index_checkpoints_loaded == 1 {
                     loaded += 1;
+                    longest = LONG
+                        .iter()
+                        .filter_map(|id| model.journals.get(*id))
+                        .map(|j| j.end() - j.first)
+                        .fold(longest, u64::max);
                     // The same files without the checkpoint: a full replay.
                     let copy = tmp.path().join(format!("copy-{n}"));
                     store.checkpoint(&copy).unwrap();
@@ -119,6 +165,12 @@ fn open_from_a_checkpoint_equals_a_full_replay() {
         loaded > 10,
         "only {loaded} reopens started from a checkpoint"
     );
+    if long {
+        assert!(
+            longest > 300,
+            "the long journals reached only {longest} entries"
+        );
+    }
 }
 
 /// After a checkpoint: rolls, frees of segments that held entries the
@@ -172,7 +224,7 @@ fn damaged_or_unusable_checkpoints_fall_back_to_a_full_replay() {
     let mut model = Model::default();
     let mut rng = Rng::new(7);
     for n in 0..400 {
-        step(&store, &mut model, &mut rng, &format!("step {n}"));
+        step(&store, &mut model, &mut rng, &format!("step {n}"), false);
     }
     store.close().unwrap();
     let [file] = &checkpoint_files(&dir)[..] else {
@@ -238,7 +290,7 @@ fn power_loss_at_every_step_of_writing_a_checkpoint() {
     {
         let store = Store::open(&dir, sim_options(&SimFs::new())).unwrap();
         for n in 0..200 {
-            step(&store, &mut model, &mut rng, &format!("step {n}"));
+            step(&store, &mut model, &mut rng, &format!("step {n}"), false);
         }
         store.close().unwrap();
     }
@@ -247,7 +299,7 @@ fn power_loss_at_every_step_of_writing_a_checkpoint() {
         let ctx = format!("power loss after {n} operations");
         let sim = SimFs::new();
         let store = Store::open(&dir, sim_options(&sim)).unwrap();
-        step(&store, &mut model, &mut rng, &ctx);
+        step(&store, &mut model, &mut rng, &ctx, false);
         sim.fail_after(n);
         let result = store.write_index_checkpoint();
         drop(store);
