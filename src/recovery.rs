@@ -39,7 +39,9 @@ use crate::record::{
     OpIter, OpKind, RecordHeader, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
 };
-use crate::segment::{check_record, parse_segment_file_name, DirOwner, ScanStop, Segment};
+use crate::segment::{
+    check_record, parse_segment_file_name, DirOwner, MappedSegment, ScanStop, Segment,
+};
 use zerocopy::FromBytes;
 
 /// Name of the lock file in the store directory.
@@ -282,7 +284,7 @@ fn create(
 }
 
 /// Opens the segments `manifest` lists, in its order, each checked by
-/// `Segment::open` and, if sealed, by [`check_sealed_len`]; the first
+/// [`MappedSegment::check`] and, if sealed, by [`check_sealed_len`]; the first
 /// failure is returned and nothing is changed.
 ///
 /// A sealed segment keeps only its mapping (see `Segment::close_file`): a
@@ -300,22 +302,31 @@ pub(crate) fn open_segments(
     mode: OpenMode,
 ) -> Result<Vec<Arc<Segment>>> {
     let mut segments = Vec::with_capacity(manifest.segments.len());
-    for &ListedSegment {
-        id,
-        sealed_len: sealed,
-    } in &manifest.segments
-    {
-        let segment = Segment::open(fs, dir, owner, id, mode)?;
-        if sealed.is_some() || mode != OpenMode::ReadWrite {
-            segment.close_file();
+    // A window of files is opened and mapped with their headers asked of
+    // the disk together (a cold open otherwise waits for one header read
+    // per segment in turn), then checked in order. The window bounds the
+    // descriptors held at once.
+    for window in manifest.segments.chunks(OPEN_WINDOW) {
+        let mapped: Vec<Result<MappedSegment>> = window
+            .iter()
+            .map(|listed| Segment::map_file(fs, dir, listed.id, mode))
+            .collect();
+        for (m, &ListedSegment { id, sealed_len }) in mapped.into_iter().zip(window) {
+            let segment = m?.check(fs, owner, mode)?;
+            if sealed_len.is_some() || mode != OpenMode::ReadWrite {
+                segment.close_file();
+            }
+            if let Some(len) = sealed_len {
+                check_sealed_len(dir, id, len, segment.capacity)?;
+            }
+            segments.push(Arc::new(segment));
         }
-        if let Some(len) = sealed {
-            check_sealed_len(dir, id, len, segment.capacity)?;
-        }
-        segments.push(Arc::new(segment));
     }
     Ok(segments)
 }
+
+/// Segment files [`open_segments`] holds open at once.
+const OPEN_WINDOW: usize = 32;
 
 /// Opens and replays the log `manifest` describes or, if `MANIFEST.next`
 /// holds the generation a roll made after it (`Manifest::rolled_to`) and

@@ -254,17 +254,18 @@ impl Segment {
         Ok((map, identity))
     }
 
-    /// Opens an existing segment and checks its header. The file stays
-    /// open until [`Segment::close_file`]; a caller opening a sealed
-    /// segment closes it at once. The file is `owner`'s to remove (`None`:
-    /// never removed by this process, as in a read-only open).
-    pub fn open(
+    /// Opens an existing segment's file and maps it, and asks the disk for
+    /// its header page without waiting for it: a caller opening many
+    /// segments has their headers read side by side, then checks each with
+    /// [`MappedSegment::check`]. The file stays open until
+    /// [`Segment::close_file`]; a caller opening a sealed segment closes it
+    /// at once.
+    pub fn map_file(
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
-        owner: Option<&Arc<DirOwner>>,
         id: u32,
         mode: OpenMode,
-    ) -> Result<Segment> {
+    ) -> Result<MappedSegment> {
         let path = dir.join(segment_file_name(id));
         let file = fs.open(&path, mode).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -277,6 +278,44 @@ impl Segment {
             .identity()
             .map_err(|e| Error::io("stat segment", &path, e))?;
         let map = file.map().map_err(|e| Error::io("map segment", &path, e))?;
+        map.will_need_range(0, SEGMENT_HEADER_LEN);
+        Ok(MappedSegment {
+            id,
+            path,
+            file,
+            identity,
+            map,
+        })
+    }
+}
+
+/// A segment file opened and mapped by [`Segment::map_file`], its header
+/// not read yet.
+pub(crate) struct MappedSegment {
+    id: u32,
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    identity: FileIdentity,
+    map: Arc<dyn Mapping>,
+}
+
+impl MappedSegment {
+    /// Checks the header against the file's name and size, and makes the
+    /// segment. Its file is `owner`'s to remove (`None`: never removed by
+    /// this process, as in a read-only open).
+    pub fn check(
+        self,
+        fs: &Arc<dyn FileSystem>,
+        owner: Option<&Arc<DirOwner>>,
+        mode: OpenMode,
+    ) -> Result<Segment> {
+        let MappedSegment {
+            id,
+            path,
+            file,
+            identity,
+            map,
+        } = self;
         let header = map
             .slice(0, SEGMENT_HEADER_LEN)
             .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
@@ -341,7 +380,9 @@ impl Segment {
             verified: VerifiedMap::default(),
         })
     }
+}
 
+impl Segment {
     /// The store this segment belongs to, if any: a new segment of the same
     /// store shares it.
     pub fn owner(&self) -> Option<&Arc<DirOwner>> {

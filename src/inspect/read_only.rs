@@ -8,10 +8,10 @@
 //!   open in another process meanwhile; an append in flight reads as a torn
 //!   tail, which is left where it is and reported
 //!   ([`ReadOnlyStore::torn_tail`]).
-//! - Its checks are recovery's own, by the same functions (`Segment::open`,
-//!   the sealed lengths, the replay); what `Store::open` does beyond them
-//!   (reserving LSNs for new writes, sealing a torn tail, removing
-//!   leftovers) is left out.
+//! - Its checks are recovery's own, by the same functions
+//!   (`MappedSegment::check`, the sealed lengths, the replay); what
+//!   `Store::open` does beyond them (reserving LSNs for new writes, sealing
+//!   a torn tail, removing leftovers) is left out.
 //! - No descriptor is kept: the segments are held by their mappings.
 
 use std::path::Path;

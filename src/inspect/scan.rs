@@ -315,7 +315,7 @@ impl SegmentFile {
     }
 
     /// Why the engine would refuse to open this file as segment `id`, with
-    /// the checks of `Segment::open` in the same order; `None` if it would
+    /// the checks of `MappedSegment::check` in the same order; `None` if it would
     /// open it. The version check comes last here only in wording: a valid
     /// header of another version is reported as such.
     pub fn header_problem(&self, id: u32) -> Option<String> {
