@@ -512,6 +512,7 @@ fn clamp(n: u64) -> usize {
 }
 
 /// Iterator over [`Locs`].
+#[derive(Clone)]
 pub(crate) enum LocsIter<'a> {
     Small(std::slice::Iter<'a, Loc>),
     Large(ImblIter<'a>),
@@ -522,6 +523,7 @@ pub(crate) enum LocsIter<'a> {
 type ImblIter<'a> = imbl::vector::Iter<'a, Loc, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Positions of a [`Gaps`]: each run expanded into its placeholders.
+#[derive(Clone)]
 pub(crate) struct GapsIter<'a> {
     items: Box<LocsIter<'a>>,
     /// Placeholders left in the run being expanded.

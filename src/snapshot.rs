@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{JournalState, Loc};
+use crate::locs::LocsIter;
 use crate::pins::{self, Pin, Pins};
 use crate::version::Version;
 
@@ -309,14 +310,18 @@ impl<'a> Journal<'a> {
             .state
             .entries
             .range((start - first) as usize..(stop - first) as usize);
+        let mut prefetch = locs.clone();
+        prefetch.next();
         Entries {
             snapshot: self.snapshot,
             id: self.id,
             state: self.state,
             next: start,
             end: stop,
-            prefetched: start,
+            prefetched: start.saturating_add(1).min(stop),
+            prefetch,
             advised: start,
+            disk: locs.clone(),
             locs,
         }
     }
@@ -335,11 +340,15 @@ pub struct Entries<'a> {
     /// One past the index the back yields next.
     end: u64,
     /// Locations from `next` on (only the front advances it).
-    locs: crate::locs::LocsIter<'a>,
-    /// The front has prefetched the entries below this index.
+    locs: LocsIter<'a>,
+    /// The front has prefetched the entries below this index...
     prefetched: u64,
-    /// The front has asked the disk for the entries below this index.
+    /// ...and `prefetch` holds the locations from there on.
+    prefetch: LocsIter<'a>,
+    /// The front has asked the disk for the entries below this index...
     advised: u64,
+    /// ...and `disk` holds the locations from there on.
+    disk: LocsIter<'a>,
 }
 
 impl std::fmt::Debug for Entries<'_> {
@@ -370,25 +379,23 @@ impl<'a> Iterator for Entries<'a> {
         let loc = *self.locs.next()?;
         let index = self.next;
         self.next += 1;
+        // The cursors ahead run over the same locations as `locs`, never
+        // behind it: they start with it and move at least as far per call.
         let disk_ahead = self.end.min(index + DISK_AHEAD);
-        self.advised = self.advised.max(index);
         while self.advised < disk_ahead {
-            let at = (self.advised - self.state.first) as usize;
-            if let Some(&loc) = self.state.entries.get(at) {
-                self.snapshot.will_need(loc);
-            }
+            let Some(&loc) = self.disk.next() else { break };
+            self.snapshot.will_need(loc);
             self.advised += 1;
         }
         // Each entry's first touch (its operation header) is a cache miss
         // when the journal is not in the cache: the loads of the next
         // `PREFETCH_AHEAD` entries are under way while this one is read.
         let ahead = self.end.min(index + 1 + PREFETCH_AHEAD);
-        self.prefetched = self.prefetched.max(index + 1);
         while self.prefetched < ahead {
-            let at = (self.prefetched - self.state.first) as usize;
-            if let Some(&loc) = self.state.entries.get(at) {
-                self.snapshot.prefetch(loc);
-            }
+            let Some(&loc) = self.prefetch.next() else {
+                break;
+            };
+            self.snapshot.prefetch(loc);
             self.prefetched += 1;
         }
         Some(self.snapshot.read(loc, self.id).map(|bytes| (index, bytes)))
