@@ -594,6 +594,60 @@ impl<'a> Iterator for LocsIter<'a> {
 mod tests {
     use super::*;
 
+    /// A xorshift generator: each call gives a number below its argument.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
+    /// The location at `offset` of `segment`.
+    fn at(segment: u32, offset: u64) -> Loc {
+        Loc {
+            segment,
+            offset: offset as u32,
+        }
+    }
+
+    /// `locs` as the model holds it: one item per position, `None` for a
+    /// placeholder.
+    fn expand<'a>(locs: impl Iterator<Item = &'a Loc>) -> Vec<Option<Loc>> {
+        locs.map(|l| (!l.is_missing()).then_some(*l)).collect()
+    }
+
+    /// Removes `n` positions from the back (or the front) of `locs` and of
+    /// `model`, and checks that `locs` handed out the locations the model
+    /// lost, in the order it removed them.
+    fn drop_both(locs: &mut Locs, model: &mut Vec<Option<Loc>>, n: u64, back: bool, ctx: &str) {
+        let mut removed = Vec::new();
+        let want: Vec<Loc> = if back {
+            locs.drop_back(n, |l| removed.push(l));
+            let keep = model.len().saturating_sub(n as usize);
+            model.drain(keep..).rev().flatten().collect()
+        } else {
+            locs.drop_front(n, |l| removed.push(l));
+            let end = model.len().min(n as usize);
+            model.drain(..end).flatten().collect()
+        };
+        let got: Vec<Loc> = removed.into_iter().filter(|l| !l.is_missing()).collect();
+        assert_eq!(got, want, "{ctx}");
+    }
+
+    /// `locs` holds `model`: the same length, positions, a range of them
+    /// from `a` to `b`, and the items at a few positions.
+    fn assert_holds(locs: &Locs, model: &[Option<Loc>], a: usize, b: usize, ctx: &str) {
+        assert_eq!(locs.len(), model.len(), "{ctx}");
+        assert_eq!(expand(locs.iter()), model, "{ctx}");
+        assert_eq!(expand(locs.range(a..b)), model[a..b], "{ctx}");
+        for i in [0, a, b.saturating_sub(1), model.len()] {
+            let got = locs.get(i).copied().filter(|l| !l.is_missing());
+            assert_eq!(got, model.get(i).copied().flatten(), "{ctx} at {i}");
+        }
+    }
+
     /// `Locs` behaves as a plain vector whether small or large, across the
     /// switch at `SMALL_MAX`, and a clone (a published version) is not
     /// changed by later edits of the original.
@@ -646,17 +700,8 @@ mod tests {
     /// and the slice is given up once less than a quarter of it is used.
     #[test]
     fn flat_locs_behave_as_a_vector() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
-        let loc = |i: u64| Loc {
-            segment: 2,
-            offset: i as u32,
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let loc = |i: u64| at(2, i);
         let (mut shrunk, mut thawed, mut used_up) = (false, false, false);
         for round in 0..40u64 {
             let loaded: Vec<Loc> = (0..(SMALL_MAX as u64 + 1 + next(300))).map(loc).collect();
@@ -674,26 +719,7 @@ mod tests {
                         locs.push_back(loc(1000 + step));
                         model.push(Some(loc(1000 + step)));
                     }
-                    3 | 4 => {
-                        let n = next(40);
-                        let mut removed = Vec::new();
-                        locs.drop_back(n, |l| removed.push(l));
-                        let keep = model.len().saturating_sub(n as usize);
-                        let want: Vec<Loc> = model.drain(keep..).rev().flatten().collect();
-                        let got: Vec<Loc> =
-                            removed.into_iter().filter(|l| !l.is_missing()).collect();
-                        assert_eq!(got, want, "{ctx}");
-                    }
-                    5 | 6 => {
-                        let n = next(40);
-                        let mut removed = Vec::new();
-                        locs.drop_front(n, |l| removed.push(l));
-                        let end = model.len().min(n as usize);
-                        let want: Vec<Loc> = model.drain(..end).flatten().collect();
-                        let got: Vec<Loc> =
-                            removed.into_iter().filter(|l| !l.is_missing()).collect();
-                        assert_eq!(got, want, "{ctx}");
-                    }
+                    3..=6 => drop_both(&mut locs, &mut model, next(40), op < 5, &ctx),
                     7 if next(8) == 0 => {
                         let n = 1 + next(5);
                         locs.push_missing(n);
@@ -725,27 +751,11 @@ mod tests {
                 if step % 40 == 0 {
                     clones.push((locs.clone(), model.clone()));
                 }
-                let expanded: Vec<Option<Loc>> = locs
-                    .iter()
-                    .map(|l| (!l.is_missing()).then_some(*l))
-                    .collect();
-                assert_eq!(expanded, model, "{ctx}");
-                assert_eq!(locs.len(), model.len(), "{ctx}");
                 let (a, b) = (model.len() / 3, model.len() - model.len() / 4);
-                let ranged: Vec<Option<Loc>> = locs
-                    .range(a..b)
-                    .map(|l| (!l.is_missing()).then_some(*l))
-                    .collect();
-                assert_eq!(ranged, model[a..b], "{ctx}");
-                for i in [0, a, b.saturating_sub(1), model.len()] {
-                    let got = locs.get(i).copied().filter(|l| !l.is_missing());
-                    assert_eq!(got, model.get(i).copied().flatten(), "{ctx} at {i}");
-                }
+                assert_holds(&locs, &model, a, b, &ctx);
             }
             for (c, m) in &clones {
-                let expanded: Vec<Option<Loc>> =
-                    c.iter().map(|l| (!l.is_missing()).then_some(*l)).collect();
-                assert_eq!(&expanded, m, "round {round}: a clone changed");
+                assert_eq!(&expand(c.iter()), m, "round {round}: a clone changed");
             }
         }
         assert!(
@@ -760,22 +770,13 @@ mod tests {
     /// run; once the last run is gone it is a plain `Small`/`Large` again.
     #[test]
     fn placeholder_runs_behave_as_one_item_per_position() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
-        let loc = |i: u64| Loc {
-            segment: 1,
-            offset: i as u32,
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let loc = |i: u64| at(1, i);
         let mut locs = Locs::default();
         let mut model: Vec<Option<Loc>> = Vec::new();
-        let mut removed = Vec::new();
         let (mut large, mut plain_again) = (false, false);
         for step in 0..3000u64 {
+            let ctx = format!("step {step}");
             match next(8) {
                 0..=2 => {
                     locs.push_back(loc(step));
@@ -786,46 +787,14 @@ mod tests {
                     locs.push_missing(n);
                     model.extend((0..n).map(|_| None));
                 }
-                4 | 5 => {
+                k => {
                     // Grow for a while (into a `Large`), then shrink.
                     let n = next(if step < 1500 { 10 } else { 60 });
-                    removed.clear();
-                    locs.drop_back(n, |l| removed.push(l));
-                    let keep = model.len().saturating_sub(n as usize);
-                    let want: Vec<Loc> = model.drain(keep..).rev().flatten().collect();
-                    let got: Vec<Loc> = removed
-                        .iter()
-                        .copied()
-                        .filter(|l| !l.is_missing())
-                        .collect();
-                    assert_eq!(got, want, "step {step}");
-                }
-                _ => {
-                    let n = next(if step < 1500 { 10 } else { 60 });
-                    removed.clear();
-                    locs.drop_front(n, |l| removed.push(l));
-                    let end = model.len().min(n as usize);
-                    let want: Vec<Loc> = model.drain(..end).flatten().collect();
-                    let got: Vec<Loc> = removed
-                        .iter()
-                        .copied()
-                        .filter(|l| !l.is_missing())
-                        .collect();
-                    assert_eq!(got, want, "step {step}");
+                    drop_both(&mut locs, &mut model, n, k < 6, &ctx);
                 }
             }
-            assert_eq!(locs.len(), model.len(), "step {step}");
-            let expanded: Vec<Option<Loc>> = locs
-                .iter()
-                .map(|l| (!l.is_missing()).then_some(*l))
-                .collect();
-            assert_eq!(expanded, model, "step {step}");
             let mid = model.len() / 3;
-            let ranged: Vec<Option<Loc>> = locs
-                .range(mid..model.len() - mid)
-                .map(|l| (!l.is_missing()).then_some(*l))
-                .collect();
-            assert_eq!(ranged, model[mid..model.len() - mid], "step {step}");
+            assert_holds(&locs, &model, mid, model.len() - mid, &ctx);
             if let Some(want) = model.get(mid) {
                 let got = locs.get(mid).copied();
                 assert_eq!(got.filter(|l| !l.is_missing()), *want, "step {step}");
