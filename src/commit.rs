@@ -277,7 +277,7 @@ impl Committer {
     /// compaction switches), so the wait is one small batch at most.
     pub fn current(&self) -> Arc<Version> {
         let published = self.current.load_full();
-        if published.lsn >= self.progress.acked() {
+        if self.holds_every_ack(&published) {
             return published;
         }
         self.publish_stale()
@@ -288,11 +288,17 @@ impl Committer {
     /// (`pins.rs`).
     pub fn snapshot(&self) -> Snapshot {
         let published = self.current.load();
-        if published.lsn >= self.progress.acked() {
+        if self.holds_every_ack(&published) {
             return Snapshot::new(&published, &self.pins);
         }
         drop(published);
         Snapshot::new(&self.publish_stale(), &self.pins)
+    }
+
+    /// Whether `version` holds every batch acknowledged so far: a reader
+    /// may use it as the latest.
+    fn holds_every_ack(&self, version: &Version) -> bool {
+        version.lsn >= self.progress.acked()
     }
 
     /// Publishes the batches acknowledged but not yet published; returns
