@@ -30,10 +30,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{Index, JournalKey, JournalState, Loc};
-use crate::io::{FileSystem, OpenMode};
+use crate::io::{FileSystem, Mapping, OpenMode};
 use crate::live::{Accounting, SegmentUsage};
 use crate::locs::Locs;
 use crate::manifest::{ListedSegment, Manifest};
@@ -291,17 +292,13 @@ impl IndexCheckpoint {
         if journal_count > (r.left() / 34) as u64 {
             return Err(bad(48, "index checkpoint journal count"));
         }
-        // Sorted, searched by halves: checked for every location, where a
-        // hash per location cost more than the decoding around it.
         let mut listed: Vec<u32> = segments.iter().map(|s| s.id).collect();
         listed.sort_unstable();
-        // Locations per segment (`listed`'s order), to check against the
-        // accounting's live items: it decides which segments are freed, so
-        // a checkpoint whose two halves disagree is not used. A journal's
-        // locations come in runs in one segment, so the last segment found
-        // saves most searches.
-        let mut counts = vec![0u64; listed.len()];
-        let mut last_found: Option<(u32, usize)> = None;
+        let mut counter = LocationCounter {
+            counts: vec![0u64; listed.len()],
+            listed: &listed,
+            last_found: None,
+        };
         let mut index = Index::default();
         let mut previous: Option<JournalKey> = None;
         for _ in 0..journal_count {
@@ -325,37 +322,35 @@ impl IndexCheckpoint {
             {
                 return Err(bad(at, "index checkpoint entry count"));
             }
-            let mut loc = |r: &mut Reader<'_>| -> Result<Loc> {
+            let outside = |at| bad(at, "index checkpoint location outside its segments");
+            let mut one = |r: &mut Reader<'_>| -> Result<Loc> {
                 let loc = Loc {
                     segment: r.u32()?,
                     offset: r.u32()?,
                 };
-                let k = match last_found {
-                    Some((segment, k)) if segment == loc.segment => k,
-                    _ => {
-                        let found = (!loc.is_missing())
-                            .then(|| listed.binary_search(&loc.segment).ok())
-                            .flatten();
-                        let Some(k) = found else {
-                            return Err(bad(
-                                r.pos,
-                                "index checkpoint location outside its segments",
-                            ));
-                        };
-                        last_found = Some((loc.segment, k));
-                        k
-                    }
-                };
-                counts[k] += 1;
+                if !counter.count(loc) {
+                    return Err(outside(r.pos));
+                }
                 Ok(loc)
             };
             let metadata = (flags & HAS_METADATA != 0)
-                .then(|| loc(&mut r))
+                .then(|| one(&mut r))
                 .transpose()?;
-            let anchor = (flags & HAS_ANCHOR != 0).then(|| loc(&mut r)).transpose()?;
-            let mut entries = Vec::with_capacity(count as usize);
-            for _ in 0..count {
-                entries.push(loc(&mut r)?);
+            let anchor = (flags & HAS_ANCHOR != 0).then(|| one(&mut r)).transpose()?;
+            // The entries in one block: a bounds check for all of them, then
+            // eight bytes each.
+            let block_at = r.pos;
+            let (block, _) = r.take(count as usize * 8)?.as_chunks::<8>();
+            let mut entries = Vec::with_capacity(block.len());
+            for (k, b) in block.iter().enumerate() {
+                let loc = Loc {
+                    segment: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    offset: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                };
+                if !counter.count(loc) {
+                    return Err(outside(block_at + 8 * (k + 1)));
+                }
+                entries.push(loc);
             }
             let key = JournalKey::from(id);
             index.insert(
@@ -374,7 +369,7 @@ impl IndexCheckpoint {
         if r.left() != 0 {
             return Err(bad(r.pos, "index checkpoint has bytes after its journals"));
         }
-        let agree = listed.iter().zip(&counts).all(|(id, &count)| {
+        let agree = listed.iter().zip(&counter.counts).all(|(id, &count)| {
             acct.segments
                 .get(id)
                 .is_some_and(|usage| usage.live_items == count)
@@ -489,10 +484,13 @@ pub(crate) fn load(
         if generation > manifest.generation {
             continue;
         }
-        let Ok(bytes) = read_file(fs, &path, max_len) else {
+        let Ok(map) = map_file(fs, &path, max_len) else {
             continue;
         };
-        let Ok(checkpoint) = IndexCheckpoint::decode(&bytes, &path) else {
+        let Some(bytes) = map.slice(0, map.len()) else {
+            continue;
+        };
+        let Ok(checkpoint) = IndexCheckpoint::decode(bytes, &path) else {
             continue;
         };
         if checkpoint.generation != generation {
@@ -505,8 +503,50 @@ pub(crate) fn load(
     None
 }
 
-/// Reads a whole file of at most `max_len` bytes.
-fn read_file(fs: &dyn FileSystem, path: &Path, max_len: u64) -> Result<Vec<u8>> {
+/// Counts a checkpoint's locations per segment while it is decoded, to
+/// check against the accounting's live items: the accounting decides which
+/// segments are freed, so a checkpoint whose two halves disagree is not
+/// used.
+struct LocationCounter<'a> {
+    /// The checkpoint's segment ids, sorted: searched by halves, where a
+    /// hash per location cost more than the decoding around it.
+    listed: &'a [u32],
+    /// Locations per segment, in `listed`'s order.
+    counts: Vec<u64>,
+    /// The last segment found and its position in `listed`: a journal's
+    /// locations come in runs in one segment, so this saves most searches.
+    last_found: Option<(u32, usize)>,
+}
+
+impl LocationCounter<'_> {
+    /// Counts `loc`; `false` if it is not in a listed segment.
+    fn count(&mut self, loc: Loc) -> bool {
+        let k = match self.last_found {
+            Some((segment, k)) if segment == loc.segment => k,
+            _ => {
+                if loc.is_missing() {
+                    return false;
+                }
+                let Ok(k) = self.listed.binary_search(&loc.segment) else {
+                    return false;
+                };
+                self.last_found = Some((loc.segment, k));
+                k
+            }
+        };
+        if let Some(n) = self.counts.get_mut(k) {
+            *n += 1;
+        }
+        true
+    }
+}
+
+/// Maps a whole file of at most `max_len` bytes, and asks the disk for all
+/// of it: decoding then reads the page cache in place (a copy into a new
+/// buffer cost as much as the decoding), and on a cold open overlaps the
+/// disk's reads. A checkpoint file is written whole under another name and
+/// renamed, never changed or shortened after, so the mapping's bytes stay.
+fn map_file(fs: &dyn FileSystem, path: &Path, max_len: u64) -> Result<Arc<dyn Mapping>> {
     let file = fs
         .open(path, OpenMode::ReadOnly)
         .map_err(|e| Error::io("open index checkpoint", path, e))?;
@@ -520,10 +560,11 @@ fn read_file(fs: &dyn FileSystem, path: &Path, max_len: u64) -> Result<Vec<u8>> 
             "index checkpoint implausibly large",
         ));
     }
-    let mut bytes = vec![0u8; len as usize];
-    file.read_at(0, &mut bytes)
-        .map_err(|e| Error::io("read index checkpoint", path, e))?;
-    Ok(bytes)
+    let map = file
+        .map()
+        .map_err(|e| Error::io("map index checkpoint", path, e))?;
+    map.will_need(map.len());
+    Ok(map)
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

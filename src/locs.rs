@@ -90,7 +90,9 @@ pub(crate) enum Locs {
 /// `Large` first).
 #[derive(Clone, Debug)]
 pub(crate) struct Flat {
-    base: Arc<[Loc]>,
+    /// A vector rather than a slice: the decoded vector is shared as it
+    /// is, not copied into an `Arc<[Loc]>`.
+    base: Arc<Vec<Loc>>,
     start: usize,
     end: usize,
     tail: Vector<Loc>,
@@ -226,7 +228,7 @@ impl Locs {
             Locs::Flat(Box::new(Flat {
                 start: 0,
                 end: v.len(),
-                base: Arc::from(v),
+                base: Arc::new(v),
                 tail: Vector::new(),
             }))
         }
@@ -469,7 +471,7 @@ impl Flat {
     /// as many positions removed since the last.
     fn compact_base(&mut self) {
         if self.in_base() > 0 && self.in_base() * 4 < self.base.len() {
-            self.base = Arc::from(&self.base[self.start..self.end]);
+            self.base = Arc::new(self.base[self.start..self.end].to_vec());
             self.end = self.in_base();
             self.start = 0;
         }
