@@ -292,13 +292,8 @@ impl IndexCheckpoint {
         if journal_count > (r.left() / 34) as u64 {
             return Err(bad(48, "index checkpoint journal count"));
         }
-        let mut listed: Vec<u32> = segments.iter().map(|s| s.id).collect();
-        listed.sort_unstable();
-        let mut counter = LocationCounter {
-            counts: vec![0u64; listed.len()],
-            listed: &listed,
-            last_found: None,
-        };
+        let listed: Vec<u32> = segments.iter().map(|s| s.id).collect();
+        let mut counter = LocationCounter::new(&listed);
         let mut index = Index::default();
         let mut previous: Option<JournalKey> = None;
         for _ in 0..journal_count {
@@ -369,10 +364,10 @@ impl IndexCheckpoint {
         if r.left() != 0 {
             return Err(bad(r.pos, "index checkpoint has bytes after its journals"));
         }
-        let agree = listed.iter().zip(&counter.counts).all(|(id, &count)| {
+        let agree = listed.iter().all(|&id| {
             acct.segments
-                .get(id)
-                .is_some_and(|usage| usage.live_items == count)
+                .get(&id)
+                .is_some_and(|usage| usage.live_items == counter.of(id))
         });
         if !agree {
             return Err(bad(
@@ -506,38 +501,86 @@ pub(crate) fn load(
 /// Counts a checkpoint's locations per segment while it is decoded, to
 /// check against the accounting's live items: the accounting decides which
 /// segments are freed, so a checkpoint whose two halves disagree is not
-/// used.
-struct LocationCounter<'a> {
-    /// The checkpoint's segment ids, sorted: searched by halves, where a
-    /// hash per location cost more than the decoding around it.
-    listed: &'a [u32],
-    /// Locations per segment, in `listed`'s order.
+/// used. A location's segment is found by its id's offset from the lowest
+/// listed id when the ids are close together (they are, but for a segment
+/// kept long), else by halves in the sorted ids: a hash per location cost
+/// more than the decoding around it, and a search as much.
+struct LocationCounter {
+    /// The lowest listed id.
+    first_id: u32,
+    /// With `sparse`, one count per listed id in its order; without, one
+    /// per id from `first_id` to the highest listed, [`NOT_LISTED`] for an
+    /// id the checkpoint does not list.
     counts: Vec<u64>,
-    /// The last segment found and its position in `listed`: a journal's
-    /// locations come in runs in one segment, so this saves most searches.
-    last_found: Option<(u32, usize)>,
+    /// The listed ids, sorted, when they are too far apart for a count per
+    /// id in their range.
+    sparse: Option<Vec<u32>>,
 }
 
-impl LocationCounter<'_> {
+/// A [`LocationCounter`] slot for an id that is not listed.
+const NOT_LISTED: u64 = u64::MAX;
+
+impl LocationCounter {
+    /// A counter for the segment ids `listed`.
+    fn new(listed: &[u32]) -> LocationCounter {
+        let mut sorted = listed.to_vec();
+        sorted.sort_unstable();
+        let (first_id, last_id) = match (sorted.first(), sorted.last()) {
+            (Some(&first), Some(&last)) => (first, last),
+            _ => (0, 0),
+        };
+        let span = (last_id - first_id) as usize + 1;
+        if span > 4 * sorted.len() + 64 {
+            return LocationCounter {
+                first_id,
+                counts: vec![0; sorted.len()],
+                sparse: Some(sorted),
+            };
+        }
+        let mut counts = vec![NOT_LISTED; span];
+        for id in sorted {
+            if let Some(n) = counts.get_mut((id - first_id) as usize) {
+                *n = 0;
+            }
+        }
+        LocationCounter {
+            first_id,
+            counts,
+            sparse: None,
+        }
+    }
+
+    /// The count slot of segment `id`, if it is listed.
+    fn slot(&self, id: u32) -> Option<usize> {
+        match &self.sparse {
+            None => id
+                .checked_sub(self.first_id)
+                .map(|k| k as usize)
+                .filter(|&k| self.counts.get(k).is_some_and(|&n| n != NOT_LISTED)),
+            Some(ids) => ids.binary_search(&id).ok(),
+        }
+    }
+
     /// Counts `loc`; `false` if it is not in a listed segment.
     fn count(&mut self, loc: Loc) -> bool {
-        let k = match self.last_found {
-            Some((segment, k)) if segment == loc.segment => k,
-            _ => {
-                if loc.is_missing() {
-                    return false;
-                }
-                let Ok(k) = self.listed.binary_search(&loc.segment) else {
-                    return false;
-                };
-                self.last_found = Some((loc.segment, k));
-                k
-            }
-        };
-        if let Some(n) = self.counts.get_mut(k) {
-            *n += 1;
+        if loc.is_missing() {
+            return false;
         }
-        true
+        match self.slot(loc.segment).and_then(|k| self.counts.get_mut(k)) {
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The locations counted in segment `id` (0 if it is not listed).
+    fn of(&self, id: u32) -> u64 {
+        self.slot(id)
+            .and_then(|k| self.counts.get(k))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -743,6 +786,36 @@ mod tests {
                 err.to_string().contains("live items disagree"),
                 "segment {segment}: {err}"
             );
+        }
+    }
+
+    /// Locations are counted in the listed segments only, whether the ids
+    /// are close together (a count per id in their range) or far apart
+    /// (searched by halves); a placeholder is never counted.
+    #[test]
+    fn locations_are_counted_per_listed_segment() {
+        for listed in [vec![9u32, 5, 7, 6], vec![3, 1_000_000, 40, 7]] {
+            let mut counter = LocationCounter::new(&listed);
+            assert_eq!(counter.sparse.is_some(), listed.contains(&1_000_000));
+            let loc = |segment| Loc {
+                segment,
+                offset: 64,
+            };
+            for (k, &id) in listed.iter().enumerate() {
+                for _ in 0..=k {
+                    assert!(counter.count(loc(id)), "{listed:?}: {id}");
+                }
+            }
+            let min = *listed.iter().min().unwrap();
+            let max = *listed.iter().max().unwrap();
+            for id in [0, min - 1, 8, max + 1, u32::MAX] {
+                assert!(!counter.count(loc(id)), "{listed:?}: {id} is not listed");
+                assert_eq!(counter.of(id), 0);
+            }
+            assert!(!counter.count(Loc::MISSING));
+            for (k, &id) in listed.iter().enumerate() {
+                assert_eq!(counter.of(id), k as u64 + 1, "{listed:?}: {id}");
+            }
         }
     }
 
