@@ -53,6 +53,10 @@ pub trait Mapping: Send + Sync + fmt::Debug {
     /// the view shows do not change.
     fn release(&self) {}
 
+    /// Like [`release`](Self::release), for the pages wholly inside `len`
+    /// bytes from `offset`: a scan gives back what it has read as it goes.
+    fn release_range(&self, _offset: usize, _len: usize) {}
+
     /// A hint that the first `len` bytes of the view will be read soon:
     /// the system may start reading them from disk now, so that a scan that
     /// gets there later finds them in memory.
@@ -354,6 +358,26 @@ impl Mapping for RealMapping {
             // danger memmap2 warns of is for private or anonymous mappings,
             // whose contents it resets). A failure only leaves pages resident.
             let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
+    #[allow(unsafe_code)]
+    fn release_range(&self, offset: usize, len: usize) {
+        let Some(mmap) = &self.mmap else {
+            return;
+        };
+        // Whole pages only: `madvise` takes a page-aligned start, and a
+        // page partly outside the range may hold bytes still in use.
+        let page = rustix::param::page_size();
+        let start = offset.div_ceil(page) * page;
+        let end = offset.saturating_add(len).min(mmap.len()) / page * page;
+        if start < end {
+            // SAFETY: as in `release`: dropping the page table entries of a
+            // shared, read-only file mapping leaves the bytes it shows as
+            // they were. A failure only leaves pages resident.
+            let _ = unsafe {
+                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
         }
     }
 

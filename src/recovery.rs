@@ -325,6 +325,11 @@ pub(crate) fn open_segments(
     Ok(segments)
 }
 
+/// Bytes of records replay reads before it gives their pages back (see
+/// `Mapping::release_range`): its peak resident set stays this much above
+/// the index's, where a whole segment's pages were held until its end.
+const RELEASE_STEP: usize = 4 << 20;
+
 /// Segment files [`open_segments`] holds open at once.
 const OPEN_WINDOW: usize = 32;
 
@@ -494,6 +499,8 @@ fn replay_from(
             ));
         }
         let mut stop = None;
+        // Where the pages replay has read and not yet given back start.
+        let mut held_from = pos;
         while pos + RECORD_HEADER_LEN <= limit {
             let record = match check_record(&**segment, pos, limit, last_lsn) {
                 Ok(record) => record,
@@ -544,6 +551,10 @@ fn replay_from(
             last_lsn = record.header.lsn.get();
             pos = record.next_offset();
             crate::work::records_replayed(1);
+            if pos - held_from >= RELEASE_STEP {
+                segment.release_range(held_from, pos - held_from);
+                held_from = pos;
+            }
         }
         match sealed {
             Some(len) => {
@@ -595,7 +606,8 @@ fn replay_from(
         }
         // Recovery reads every record once; readers fault back in what they
         // read later. Without this the process would hold the whole store
-        // in its resident set after an open.
+        // in its resident set after an open; without the releases every
+        // `RELEASE_STEP` above, a whole segment at its peak.
         segment.release();
     }
     if !freed.is_empty() {

@@ -453,6 +453,12 @@ impl Segment {
         self.map.release();
     }
 
+    /// [`Segment::release`] for the pages wholly inside `offset..offset +
+    /// len`.
+    pub fn release_range(&self, offset: usize, len: usize) {
+        self.map.release_range(offset, len);
+    }
+
     /// Encoded size of the operation at `offset` (0 if it cannot be read).
     pub fn op_len(&self, offset: u32) -> u64 {
         self.bytes(offset as usize, OP_HEADER_LEN)
