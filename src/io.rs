@@ -343,6 +343,10 @@ struct RealLock {
 
 impl LockGuard for RealLock {}
 
+/// The longest range one `MADV_WILLNEED` asks for (see
+/// [`RealMapping::will_need_range`]).
+const WILL_NEED_PIECE: usize = 128 << 10;
+
 impl Mapping for RealMapping {
     fn len(&self) -> usize {
         self.mmap.as_ref().map_or(0, |m| m.len())
@@ -386,11 +390,23 @@ impl Mapping for RealMapping {
     }
 
     fn will_need_range(&self, offset: usize, len: usize) {
-        if let Some(mmap) = &self.mmap {
-            if let Some(room) = mmap.len().checked_sub(offset) {
-                // A failure only means no read-ahead.
-                let _ = mmap.advise_range(memmap2::Advice::WillNeed, offset, len.min(room));
-            }
+        let Some(mmap) = &self.mmap else {
+            return;
+        };
+        let Some(room) = mmap.len().checked_sub(offset) else {
+            return;
+        };
+        // Linux reads at most the device's read-ahead window (or its
+        // largest request, if larger) per `MADV_WILLNEED` and ignores the
+        // rest of the range, so a long range is asked for in pieces no
+        // longer than the smallest window in use (128 KiB, the default).
+        let end = offset + len.min(room);
+        let mut at = offset;
+        while at < end {
+            let piece = (end - at).min(WILL_NEED_PIECE);
+            // A failure only means no read-ahead.
+            let _ = mmap.advise_range(memmap2::Advice::WillNeed, at, piece);
+            at += piece;
         }
     }
 
