@@ -674,11 +674,17 @@ fn tail_is_dirty(segment: &Segment, end: usize) -> bool {
         if range.is_empty() {
             return false;
         }
-        let dirty = segment
-            .bytes(range.start, range.len())
-            .is_some_and(|b| !all_zero(b));
-        if dirty {
-            return true;
+        // In pieces, each given back once read (see `RELEASE_STEP`): the
+        // range may be all the space reserved ahead of the data.
+        let mut piece = range.start;
+        while piece < range.end {
+            let len = (range.end - piece).min(RELEASE_STEP);
+            let dirty = segment.bytes(piece, len).is_some_and(|b| !all_zero(b));
+            segment.release_range(piece, len);
+            if dirty {
+                return true;
+            }
+            piece += len;
         }
         at = range.end;
     }
@@ -709,7 +715,12 @@ fn all_zero(bytes: &[u8]) -> bool {
 fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
     let capacity = segment.capacity as usize;
     let mut pos = end + RECORD_ALIGN;
+    let mut held_from = pos;
     while pos + RECORD_HEADER_LEN <= capacity {
+        if pos - held_from >= RELEASE_STEP {
+            segment.release_range(held_from, pos - held_from);
+            held_from = pos;
+        }
         let Some(bytes) = segment.bytes(pos, RECORD_HEADER_LEN) else {
             break;
         };
