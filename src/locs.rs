@@ -3,9 +3,9 @@
 //!
 //! Small journals (up to [`SMALL_MAX`] entries) keep an exact-size vector,
 //! larger ones a persistent `imbl` vector that index versions share. A
-//! large journal loaded from an index checkpoint keeps the checkpoint's
-//! locations in one shared slice ([`Flat`]) until a location in it is
-//! changed: open then costs a copy per journal, not a push per entry. During
+//! large journal loaded from an index checkpoint keeps the vector of
+//! locations the checkpoint decoded to, shared ([`Flat`]), until a location
+//! in it is changed: open then costs no push per entry. During
 //! recovery, a run of placeholders ([`Loc::MISSING`]: entries whose records
 //! were in freed segments) is stored as one item ([`Gaps`]), so one
 //! operation's bounds describing a gap of millions of entries costs one
@@ -75,15 +75,15 @@ pub(crate) enum Locs {
     Gaps(Box<Gaps>),
 }
 
-/// A large journal's locations as an index checkpoint gave them: one slice
-/// that every version shares, of which positions `start..end` are still
-/// the journal's, then the entries appended since, in a persistent vector.
-/// Loading is one copy of the decoded locations where a persistent vector
+/// A large journal's locations as an index checkpoint gave them: one
+/// vector that every version shares, of which positions `start..end` are
+/// still the journal's, then the entries appended since, in a persistent
+/// vector. Loading keeps the decoded vector where a persistent vector
 /// costs a push per entry (most of an open's CPU), and reads index a
 /// slice. Trimming and truncating move `start` and `end`; once less than
-/// a quarter of the slice is in use the rest is copied into a new one, so
+/// a quarter of the vector is in use the rest is copied into a new one, so
 /// what it holds stays within four times the journal's locations. The
-/// first change of a location in the slice (compaction moving it) turns
+/// first change of a location in the vector (compaction moving it) turns
 /// the whole into a `Large`, once per journal: the pushes open would have
 /// made, made later and only for journals compaction moves. Never holds a
 /// placeholder (a checkpoint has none; `push_missing` turns it into a
@@ -445,7 +445,7 @@ impl Locs {
     }
 
     /// A `Gaps` left without a run becomes its items again; a `Flat` whose
-    /// slice is used up becomes its appended entries.
+    /// shared vector is used up becomes its appended entries.
     fn settle(&mut self) {
         match self {
             Locs::Gaps(g) if g.runs == 0 => {
@@ -461,12 +461,12 @@ impl Locs {
 }
 
 impl Flat {
-    /// Positions still taken from the slice.
+    /// Positions still taken from the shared vector.
     fn in_base(&self) -> usize {
         self.end - self.start
     }
 
-    /// Copies the positions in use into a slice of their own once they are
+    /// Copies the positions in use into a vector of their own once they are
     /// less than a quarter of it: each copy is paid for by the three times
     /// as many positions removed since the last.
     fn compact_base(&mut self) {
