@@ -312,7 +312,7 @@ pub(crate) fn open_segments(
             .map(|listed| Segment::map_file(fs, dir, listed.id, mode))
             .collect();
         for (m, &ListedSegment { id, sealed_len }) in mapped.into_iter().zip(window) {
-            let segment = m?.check(fs, owner, mode)?;
+            let segment = m?.check(owner)?;
             if sealed_len.is_some() || mode != OpenMode::ReadWrite {
                 segment.close_file();
             }
@@ -329,6 +329,29 @@ pub(crate) fn open_segments(
 /// `Mapping::release_range`): its peak resident set stays this much above
 /// the index's, where a whole segment's pages were held until its end.
 const RELEASE_STEP: usize = 4 << 20;
+
+/// A forward scan of a segment's mapping that gives back the pages it has
+/// read every [`RELEASE_STEP`] bytes (`Segment::release_range`).
+struct GiveBack<'a> {
+    segment: &'a Segment,
+    /// Where the pages read and not yet given back start.
+    from: usize,
+}
+
+impl<'a> GiveBack<'a> {
+    /// A scan of `segment` starting at `from`.
+    fn starting_at(segment: &'a Segment, from: usize) -> GiveBack<'a> {
+        GiveBack { segment, from }
+    }
+
+    /// The scan has read everything before `pos`.
+    fn reached(&mut self, pos: usize) {
+        if pos.saturating_sub(self.from) >= RELEASE_STEP {
+            self.segment.release_range(self.from, pos - self.from);
+            self.from = pos;
+        }
+    }
+}
 
 /// Segment files [`open_segments`] holds open at once.
 const OPEN_WINDOW: usize = 32;
@@ -499,8 +522,7 @@ fn replay_from(
             ));
         }
         let mut stop = None;
-        // Where the pages replay has read and not yet given back start.
-        let mut held_from = pos;
+        let mut read = GiveBack::starting_at(segment, pos);
         while pos + RECORD_HEADER_LEN <= limit {
             let record = match check_record(&**segment, pos, limit, last_lsn) {
                 Ok(record) => record,
@@ -551,10 +573,7 @@ fn replay_from(
             last_lsn = record.header.lsn.get();
             pos = record.next_offset();
             crate::work::records_replayed(1);
-            if pos - held_from >= RELEASE_STEP {
-                segment.release_range(held_from, pos - held_from);
-                held_from = pos;
-            }
+            read.reached(pos);
         }
         match sealed {
             Some(len) => {
@@ -674,17 +693,17 @@ fn tail_is_dirty(segment: &Segment, end: usize) -> bool {
         if range.is_empty() {
             return false;
         }
-        // In pieces, each given back once read (see `RELEASE_STEP`): the
-        // range may be all the space reserved ahead of the data.
+        // In pieces, each given back once read: the range may be all the
+        // space reserved ahead of the data.
+        let mut read = GiveBack::starting_at(segment, range.start);
         let mut piece = range.start;
         while piece < range.end {
             let len = (range.end - piece).min(RELEASE_STEP);
-            let dirty = segment.bytes(piece, len).is_some_and(|b| !all_zero(b));
-            segment.release_range(piece, len);
-            if dirty {
+            if segment.bytes(piece, len).is_some_and(|b| !all_zero(b)) {
                 return true;
             }
             piece += len;
+            read.reached(piece);
         }
         at = range.end;
     }
@@ -715,12 +734,9 @@ fn all_zero(bytes: &[u8]) -> bool {
 fn check_tail(segment: &Segment, end: usize, last_lsn: u64) -> Result<()> {
     let capacity = segment.capacity as usize;
     let mut pos = end + RECORD_ALIGN;
-    let mut held_from = pos;
+    let mut read = GiveBack::starting_at(segment, pos);
     while pos + RECORD_HEADER_LEN <= capacity {
-        if pos - held_from >= RELEASE_STEP {
-            segment.release_range(held_from, pos - held_from);
-            held_from = pos;
-        }
+        read.reached(pos);
         let Some(bytes) = segment.bytes(pos, RECORD_HEADER_LEN) else {
             break;
         };

@@ -285,6 +285,8 @@ impl Segment {
             file,
             identity,
             map,
+            mode,
+            fs: fs.clone(),
         })
     }
 }
@@ -297,24 +299,23 @@ pub(crate) struct MappedSegment {
     file: Arc<dyn StorageFile>,
     identity: FileIdentity,
     map: Arc<dyn Mapping>,
+    mode: OpenMode,
+    fs: Arc<dyn FileSystem>,
 }
 
 impl MappedSegment {
     /// Checks the header against the file's name and size, and makes the
     /// segment. Its file is `owner`'s to remove (`None`: never removed by
     /// this process, as in a read-only open).
-    pub fn check(
-        self,
-        fs: &Arc<dyn FileSystem>,
-        owner: Option<&Arc<DirOwner>>,
-        mode: OpenMode,
-    ) -> Result<Segment> {
+    pub fn check(self, owner: Option<&Arc<DirOwner>>) -> Result<Segment> {
         let MappedSegment {
             id,
             path,
             file,
             identity,
             map,
+            mode,
+            fs,
         } = self;
         let header = map
             .slice(0, SEGMENT_HEADER_LEN)
@@ -375,7 +376,7 @@ impl MappedSegment {
             base_lsn: header.base_lsn.get(),
             version: header.version.get(),
             obsolete: AtomicBool::new(false),
-            fs: fs.clone(),
+            fs,
             owner: owner.cloned(),
             verified: VerifiedMap::default(),
         })
