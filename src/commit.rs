@@ -21,13 +21,16 @@
 //! return the leader's verdict; their batches are read in place, never
 //! copied into the queue. A batch written with `sync: false` (the default
 //! under `Never` and `Interval`) has no sync to share, and handing it to a
-//! leader would cost a sleep and a wake-up per batch: its writer commits it
-//! as a group of one under the writer's lock (never held across an
-//! fdatasync of a group), applies it to the index only once its write
-//! succeeded, and does not publish a version: `Committer::current` makes
-//! one when a snapshot finds the published version older than the newest
-//! acknowledged batch. A published version makes the writer copy the index
-//! nodes it touches next, which is most of a small buffered batch's cost.
+//! leader would cost a sleep and a wake-up per batch: its writer validates
+//! it, takes its LSN and its place in the active segment and applies it to
+//! the working index under the writer's lock (never held across an
+//! fdatasync of a group), then writes the record after releasing the lock,
+//! so that writers copy side by side, and returns once its record and
+//! every older one are written ([`InFlight`]). It does not publish a
+//! version: `Committer::current` makes one when a snapshot finds the
+//! published version older than the newest acknowledged batch. A published
+//! version makes the writer copy the index nodes it touches next, which is
+//! most of a small buffered batch's cost.
 //!
 //! Invariants:
 //! - At most one group is in the write stage and one in the sync stage.
@@ -54,10 +57,15 @@
 //!   stays readable, and a `sync_to` or `sync: true` write not yet covered
 //!   by a successful sync fails: no later sync may count (see [`SyncGate`]),
 //!   so a group written while the group before it failed to sync is never
-//!   acknowledged.
+//!   acknowledged. After a failed buffered write, no record reserved after
+//!   it is acknowledged, and no version is published again: the working
+//!   index holds the failed record, so the batches acknowledged since the
+//!   last published version are seen again after a reopen (recovery keeps
+//!   the log up to the failed record).
 //! - Replaced versions are dropped after the locks are released
 //!   ([`Retired`]).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +77,8 @@ use std::time::Instant;
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::in_flight::InFlight;
 use crate::index_checkpoint::IndexCheckpoint;
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
 use crate::mutex::lock;
@@ -79,6 +89,12 @@ use crate::segment::Segment;
 use crate::snapshot::Snapshot;
 use crate::sync_gate::SyncGate;
 use crate::version::{Retired, Version};
+
+thread_local! {
+    /// The buffer a thread's buffered writes encode their record into,
+    /// kept between writes.
+    static WRITE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Most batches committed as one group.
 const MAX_GROUP_BATCHES: usize = 512;
@@ -247,6 +263,7 @@ impl Committer {
     pub(crate) fn index_checkpoint_state(&self) -> Result<IndexCheckpoint> {
         let log = lock(&self.log);
         self.check_stopped()?;
+        log.in_flight.settle();
         Ok(IndexCheckpoint {
             generation: log.manifest.generation,
             last_lsn: log.next_lsn - 1,
@@ -314,8 +331,16 @@ impl Committer {
 
     /// Publishes the working state if it holds unpublished batches; returns
     /// the versions to retire outside the locks (see `publish`).
+    /// After a failed buffered write nothing is published: the working
+    /// index holds the failed record (see [`InFlight`]), and the versions
+    /// published before the failure stay what snapshots see.
     pub(crate) fn publish_dirty(&self, log: &mut LogWriter) -> Vec<Arc<Version>> {
         if !log.dirty {
+            return Vec::new();
+        }
+        // Checked once every record in flight is written or has failed.
+        log.in_flight.settle();
+        if log.in_flight.failed() {
             return Vec::new();
         }
         log.dirty = false;
@@ -523,6 +548,8 @@ impl Committer {
             self.stop(&e);
             group.fail(e);
         } else if last {
+            // The sync covers every record up to the LSN noted here.
+            log.in_flight.settle();
             let wrote = group
                 .waiters
                 .iter()
@@ -599,12 +626,16 @@ impl Committer {
         Ok(end.lsn)
     }
 
-    /// Commits one batch without a sync, publishing lazily.
+    /// Commits one batch without a sync, publishing lazily: its record is
+    /// reserved under the writer's lock and written after it (see
+    /// [`InFlight`]), so that writers copy side by side; the batch is
+    /// acknowledged once it and every record before it are written.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
         let mut retired = Retired::default();
+        let mut buf = WRITE_BUFFER.take();
         let mut log = lock(&self.log);
         // Under the writer's lock: a failure recorded by a sync that ran
-        // meanwhile is seen before anything is written.
+        // meanwhile is seen before anything is reserved.
         self.check_stopped()?;
         // A roll creates files under the lock: publish first, so that
         // snapshots need not wait for it (the bound may be a little
@@ -612,20 +643,57 @@ impl Committer {
         if log.must_roll(record_len(batch.payload_bound())) {
             retired.push(self.publish_dirty(&mut log));
         }
-        let (result, fatal) = log.commit_one(batch);
+        let reserved = log.reserve_one(batch, &mut buf);
         self.note_compaction_due(&mut log);
-        let fatal = fatal.and_then(|()| {
-            if result.is_ok() {
-                log.dirty = true;
-                self.progress.acknowledge(log.next_lsn - 1);
+        let reservation = match reserved {
+            Ok(r) => r,
+            Err(e) => {
+                if matches!(e, Error::Io { .. }) {
+                    self.stop(&e);
+                }
+                drop(log);
+                WRITE_BUFFER.set(buf);
+                return Err(e);
             }
-            self.free_or_defer(&mut log, &mut retired)
-        });
-        if let Err(e) = fatal {
-            self.stop(&e);
+        };
+        log.dirty = true;
+        // Segments the batch left freeable: noted for the compaction
+        // thread now, or freed after the write (a free syncs, which would
+        // wait for this very record).
+        let ids = log.freeable();
+        let free_after = !ids.is_empty() && !log.defers_frees();
+        if free_after {
+            log.acct.changed = true;
+        } else if !ids.is_empty() {
+            log.defer_free(ids);
         }
+        let in_flight = log.in_flight.clone();
         drop(log);
-        result
+        drop(retired);
+
+        let written = reservation
+            .file
+            .write_at(reservation.offset, &buf)
+            .map_err(|e| Error::io("write segment", &reservation.segment.path, e));
+        WRITE_BUFFER.set(buf);
+        if let Err(e) = &written {
+            // Recorded before `finish` wakes anyone waiting for the record.
+            self.stop(e);
+        }
+        let acknowledged = in_flight.finish(reservation.lsn, written.is_ok());
+        written?;
+        if !acknowledged {
+            return Err(self.check_stopped().err().unwrap_or(Error::Closed));
+        }
+        self.progress.acknowledge(reservation.lsn);
+        if free_after {
+            let mut retired = Retired::default();
+            let mut log = lock(&self.log);
+            if let Err(e) = self.free_or_defer(&mut log, &mut retired) {
+                self.stop(&e);
+            }
+        }
+        Ok(reservation.lsn)
     }
 
     /// Frees the segments the last write left freeable or, with
@@ -666,6 +734,7 @@ impl Committer {
         let (segment, pos, lsn) = {
             let log = lock(&self.log);
             self.check_stopped()?;
+            log.in_flight.settle();
             (log.active().clone(), log.write_pos, log.next_lsn - 1)
         };
         // `sync_to` callers wait for this sync rather than repeat it.

@@ -101,6 +101,7 @@ mod checkpoint;
 mod commit;
 mod compaction;
 mod error;
+mod in_flight;
 mod index;
 mod index_checkpoint;
 pub mod inspect;

@@ -34,8 +34,9 @@ use zerocopy::IntoBytes;
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
+use crate::in_flight::InFlight;
 use crate::index::{Index, Loc};
-use crate::io::FileSystem;
+use crate::io::{FileSystem, StorageFile};
 use crate::live::Accounting;
 use crate::manifest::{Generation, ListedSegment, Manifest};
 use crate::options::SyncMode;
@@ -87,6 +88,10 @@ pub(crate) struct LogWriter {
     pub sync_gate: Arc<SyncGate>,
     /// The acknowledged and durable LSNs; shared with the `Committer`.
     pub progress: Arc<Progress>,
+    /// Buffered records reserved here and written outside the lock
+    /// ([`LogWriter::reserve_one`]); every step that reads or syncs what
+    /// was reserved waits for them first.
+    pub in_flight: Arc<InFlight>,
     pub next_lsn: u64,
     /// The latest state, including batches not yet published.
     pub index: Index,
@@ -118,6 +123,15 @@ pub(crate) struct LogWriter {
     /// Set by `plan_compaction` when it left a young segment that only
     /// time would make old: when that will be.
     pub young_until: Option<Instant>,
+}
+
+/// A buffered record's place, reserved under the writer's lock and written
+/// outside it (see [`LogWriter::reserve_one`]).
+pub(crate) struct Reservation {
+    pub lsn: u64,
+    pub segment: Arc<Segment>,
+    pub file: Arc<dyn StorageFile>,
+    pub offset: u64,
 }
 
 /// Where `encode_record` put a record.
@@ -157,6 +171,7 @@ impl LogWriter {
             sync_gate: Arc::new(SyncGate::default()),
             // Open makes what it recovered durable before writing.
             progress: Arc::new(Progress::new(next_lsn - 1)),
+            in_flight: Arc::new(InFlight::default()),
             next_lsn,
             index,
             acct,
@@ -184,7 +199,10 @@ impl LogWriter {
             .expect("a generation always holds its active segment")
     }
 
+    /// The working state as a version, once every reserved record is
+    /// written.
     pub fn version(&self) -> Arc<Version> {
+        self.in_flight.settle();
         Arc::new(Version {
             lsn: self.next_lsn - 1,
             index: self.index.clone(),
@@ -328,6 +346,7 @@ impl LogWriter {
             index,
             acct,
             generation,
+            in_flight,
             ..
         } = self;
         let active = generation.segments.last().map_or(0, |s| s.id);
@@ -340,6 +359,10 @@ impl LogWriter {
                     .get(at..)
                     .and_then(read_op_header)
                     .map_or(0, |h| h.encoded_len() as u64);
+            }
+            if loc.segment == active {
+                // The op may be in a record another writer is writing.
+                in_flight.settle_through(u64::from(loc.offset));
             }
             generation
                 .segment(loc.segment)
@@ -366,34 +389,81 @@ impl LogWriter {
         }
     }
 
-    /// Commits one batch on its own (the buffered modes), in the order that
-    /// keeps the working index equal to what was acknowledged: validate,
-    /// encode, write, and only once the write succeeded apply it. Returns
-    /// the batch's verdict and whether an I/O failure stopped writes.
-    pub fn commit_one(&mut self, batch: &WriteBatch) -> (Result<u64>, Result<()>) {
-        self.buf.clear();
+    /// Reserves one batch's record (the buffered modes): validates and
+    /// encodes it into `out`, takes its LSN and its place in the active
+    /// segment (rolling first if it does not fit), reserves the disk space
+    /// ahead of it, applies it to the working index and registers it in
+    /// `in_flight`. The caller writes `out` at the reserved place without
+    /// the writer's lock, then reports it to `InFlight::finish`, which
+    /// tells it whether the batch may be acknowledged. On an I/O error
+    /// (from a roll or the space reservation) nothing is reserved and
+    /// writes must stop.
+    pub fn reserve_one(&mut self, batch: &WriteBatch, out: &mut Vec<u8>) -> Result<Reservation> {
+        debug_assert!(self.buf.is_empty(), "the buffer is flushed between batches");
+        out.clear();
+        std::mem::swap(&mut self.buf, out);
         self.buf_start = self.write_pos;
-        let record = match plan(&self.index, batch).and_then(|plan| self.encode_record(&plan)) {
-            Ok(record) => record,
-            Err(e @ Error::Io { .. }) => {
-                let cause = Err(e.clone());
-                return (Err(e), cause);
-            }
-            Err(e) => return (Err(e), Ok(())),
-        };
-        if let Err(e) = self.write_buffer() {
-            // Nothing of the batch is in the index; the numbers it took are
-            // given back, so the state stays exactly what was acknowledged.
-            self.write_pos -= record.record_len as u64;
-            self.appended -= record.record_len as u64;
-            self.next_lsn -= 1;
-            let cause = Err(e.clone());
-            return (Err(e), cause);
+        let reserved = self.reserve_record(batch);
+        std::mem::swap(&mut self.buf, out);
+        if reserved.is_ok() {
+            self.buf_start = self.write_pos;
         }
+        reserved
+    }
+
+    /// `reserve_one` with the caller's buffer as `buf`.
+    fn reserve_record(&mut self, batch: &WriteBatch) -> Result<Reservation> {
+        let plan = plan(&self.index, batch)?;
+        let record = self.encode_record(&plan)?;
+        let segment = self.active().clone();
+        let reserved = segment
+            .file()
+            .map_err(|e| Error::io("write segment", &segment.path, e))
+            .and_then(|file| {
+                self.reserve_ahead(&segment, &*file, self.write_pos)?;
+                Ok(file)
+            });
+        let file = match reserved {
+            Ok(file) => file,
+            Err(e) => {
+                // Nothing of the batch is in the index; the numbers it took
+                // are given back.
+                self.write_pos -= record.record_len as u64;
+                self.appended -= record.record_len as u64;
+                self.next_lsn -= 1;
+                return Err(e);
+            }
+        };
+        self.avg_write = (self.avg_write * 7 + record.record_len as u64) / 8;
         self.apply_record(&record);
-        self.buf_start += self.buf.len() as u64;
-        self.buf.clear();
-        (Ok(record.lsn), Ok(()))
+        self.in_flight.reserve(record.lsn, record.offset);
+        Ok(Reservation {
+            lsn: record.lsn,
+            segment,
+            file,
+            offset: record.offset,
+        })
+    }
+
+    /// Makes sure disk space of the active segment is reserved up to `end`
+    /// (see `write_buffer`), writing the zeros ahead under
+    /// `SyncMode::Always` as a write of their own.
+    fn reserve_ahead(&mut self, segment: &Segment, file: &dyn StorageFile, end: u64) -> Result<()> {
+        if end <= self.reserved {
+            return Ok(());
+        }
+        let upto = (end + RESERVE_STEP).min(segment.capacity);
+        if self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP {
+            // Past every reserved record, so no write in flight overlaps it.
+            let zeros = vec![0u8; (upto - end) as usize];
+            file.write_at(end, &zeros)
+                .map_err(|e| Error::io("write segment", &segment.path, e))?;
+        } else {
+            file.reserve(upto)
+                .map_err(|e| Error::io("reserve segment space", &segment.path, e))?;
+        }
+        self.reserved = upto;
+        Ok(())
     }
 
     /// Writes the encoded records to the active segment.
@@ -453,6 +523,7 @@ impl LogWriter {
     /// fdatasyncs the active segment up to `write_pos` (the buffer must be
     /// flushed), unless a sync already covered every record written.
     pub fn sync_active(&mut self) -> Result<()> {
+        self.in_flight.settle();
         if self.synced_pos == self.write_pos {
             // Every record is durable already (see the module comment),
             // once a pending seal has made the sealed segment's durable.
@@ -492,6 +563,7 @@ impl LogWriter {
     /// (open after a torn tail: the bytes below `write_pos` may be in the
     /// page cache only).
     pub fn seal_and_roll(&mut self) -> Result<()> {
+        self.in_flight.settle();
         self.sync_gate.sync(self.active())?;
         self.synced_pos = self.write_pos;
         self.progress.made_durable(self.next_lsn - 1);
@@ -509,6 +581,7 @@ impl LogWriter {
     /// sealed one and the manifest naming the new one are; the caller may
     /// take them without the lock (`SyncGate::finish_pending`).
     pub(crate) fn roll(&mut self) -> Result<()> {
+        self.in_flight.settle();
         self.flush()?;
         // At most one seal pending: a pending swap goes first.
         self.sync_gate.finish_pending(&self.progress)?;

@@ -245,6 +245,8 @@ struct State {
     faults: Vec<Armed>,
     /// How long each `sync_data` and `sync_dir` takes (a slow disk).
     sync_latency: Duration,
+    /// How long each `write_at` waits before it is issued.
+    write_latency: Duration,
 }
 
 impl fmt::Debug for State {
@@ -435,6 +437,15 @@ impl SimFs {
     /// syncs, not its CPU, are the bottleneck.
     pub fn set_sync_latency(&self, latency: Duration) {
         self.state().sync_latency = latency;
+    }
+
+    /// Makes every later `write_at` wait `latency` before it is issued (the
+    /// calling thread sleeps, holding no lock of the SimFs): writes issued
+    /// by several threads at once then overlap, and reach the file in an
+    /// order of their own, for testing what the engine does with writes
+    /// still under way when another one fails.
+    pub fn set_write_latency(&self, latency: Duration) {
+        self.state().write_latency = latency;
     }
 
     /// Makes the next `sync_data` wait, before it does anything, until the
@@ -647,6 +658,10 @@ impl StorageFile for SimFile {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let latency = self.fs.state().write_latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
         // The lock is held across the real write so the global sequence
         // order is the order the writes reached the disk.
         let mut guard = self.fs.state();
