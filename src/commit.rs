@@ -673,7 +673,7 @@ impl Committer {
 
         let written = reservation
             .file
-            .write_at(reservation.offset, &buf)
+            .write_in_place(reservation.offset, &buf)
             .map_err(|e| Error::io("write segment", &reservation.segment.path, e));
         WRITE_BUFFER.set(buf);
         if let Err(e) = &written {

@@ -16,6 +16,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+mod in_place;
 mod sim;
 #[doc(hidden)]
 pub use sim::{CrashMode, Fault, SimFs, SyncHold};
@@ -110,6 +111,18 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     }
     /// Write all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Like [`write_at`](Self::write_at), where the implementation can,
+    /// by copying into a shared writable mapping of the file (the real file
+    /// system does, within disk space [`reserve`](Self::reserve) or
+    /// [`allocate`](Self::allocate) reserved): no system call, and writers
+    /// of disjoint ranges of one file do not queue on its inode lock. The
+    /// bytes are in the page cache when it returns, as after `write_at`.
+    /// The caller writes no range that another write or a read may reach
+    /// at the same time, and none that [`unreserve`](Self::unreserve) gave
+    /// back. The default is `write_at`.
+    fn write_in_place(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.write_at(offset, buf)
+    }
     /// Fill `buf` from `offset`; fails with `UnexpectedEof` past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Make every write to this file so far durable (fdatasync).
@@ -328,6 +341,8 @@ pub struct RealFs;
 #[derive(Debug)]
 struct RealFile {
     file: File,
+    /// `write_in_place`'s mapping, and where it may write.
+    in_place: in_place::InPlaceWrites,
 }
 
 #[derive(Debug)]
@@ -457,10 +472,10 @@ impl StorageFile for RealFile {
         // the length is set explicitly afterwards.
         // Other failures (EOPNOTSUPP on some file systems) fall back to a
         // sparse extension; a full disk is reported.
-        if let Err(e) = fs4::FileExt::allocate(&self.file, len) {
-            if e.kind() == io::ErrorKind::StorageFull {
-                return Err(e);
-            }
+        match fs4::FileExt::allocate(&self.file, len) {
+            Ok(()) => self.in_place.reserved_to(len),
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(e),
+            Err(_) => {}
         }
         if self.len()? < len {
             self.file.set_len(len)?;
@@ -479,14 +494,21 @@ impl StorageFile for RealFile {
         // fs4 returns at once when the file's blocks already cover `upto`;
         // within the file's length it allocates without changing the size.
         // As in `allocate`, only a full disk is an error.
-        match fs4::FileExt::allocate(&self.file, upto.min(self.len()?)) {
+        let upto = upto.min(self.len()?);
+        match fs4::FileExt::allocate(&self.file, upto) {
+            Ok(()) => {
+                self.in_place.reserved_to(upto);
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(e),
-            _ => Ok(()),
+            Err(_) => Ok(()),
         }
     }
 
     fn unreserve(&self, from: u64) -> io::Result<()> {
         use rustix::fs::{fallocate, FallocateFlags};
+        // Before the hole: no copy in place may fault a block back in.
+        self.in_place.unreserved_from(from);
         let len = self.len()?;
         if from >= len {
             return Ok(());
@@ -524,6 +546,13 @@ impl StorageFile for RealFile {
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+    }
+
+    fn write_in_place(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.in_place.write(&self.file, offset, buf) {
+            return Ok(());
+        }
+        self.write_at(offset, buf)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -574,6 +603,7 @@ impl FileSystem for RealFs {
         };
         Ok(Arc::new(RealFile {
             file: options.open(path)?,
+            in_place: in_place::InPlaceWrites::default(),
         }))
     }
 
