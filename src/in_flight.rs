@@ -27,18 +27,22 @@
 //!   made from the working index, which holds the failed record.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use crate::mutex::lock;
 
 /// The records reserved and not yet written, and their waiters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InFlight {
-    /// `state.records.len()`, read without the lock by the waits' fast path.
-    count: AtomicUsize,
-    /// Set by the first failed write, never cleared.
-    failed: AtomicBool,
+    /// The LSN and the offset of the oldest record in flight (`NONE` when
+    /// there is none), set under `state`'s lock whenever the oldest record
+    /// changes, and read without it by the waits' fast path and spin.
+    oldest_lsn: AtomicU64,
+    oldest_offset: AtomicU64,
+    /// The LSN of the first record whose write failed (`NONE` until one
+    /// does); never raised again.
+    failed_at: AtomicU64,
     state: Mutex<State>,
     /// Notified when the oldest records are written (only while someone
     /// waits).
@@ -50,8 +54,6 @@ struct State {
     /// Oldest first; a record leaves once it and every older one is
     /// written.
     records: VecDeque<Slot>,
-    /// The LSN of the first record whose write failed.
-    failed_at: Option<u64>,
     /// Threads waiting on `written`.
     waiters: usize,
 }
@@ -61,6 +63,31 @@ struct Slot {
     lsn: u64,
     offset: u64,
     written: bool,
+}
+
+/// `oldest_lsn`, `oldest_offset` and `failed_at` when nothing is there.
+const NONE: u64 = u64::MAX;
+
+/// How many times a wait checks before it sleeps: a record is written in a
+/// few hundred nanoseconds (a copy into the page cache), so a wait mostly
+/// ends while its writer runs on another core, or once a writer preempted
+/// in the middle of its copy gets a core back; a sleep and a wake-up cost
+/// microseconds of both threads' time.
+const SPINS: u32 = 128;
+/// Of those, the checks that first yield the core (`sched_yield`), letting
+/// a preempted writer finish.
+const YIELDS: u32 = 8;
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            oldest_lsn: AtomicU64::new(NONE),
+            oldest_offset: AtomicU64::new(NONE),
+            failed_at: AtomicU64::new(NONE),
+            state: Mutex::default(),
+            written: Condvar::new(),
+        }
+    }
 }
 
 impl InFlight {
@@ -74,7 +101,9 @@ impl InFlight {
             offset,
             written: false,
         });
-        self.count.store(state.records.len(), Ordering::Release);
+        if state.records.len() == 1 {
+            self.note_oldest(&state);
+        }
     }
 
     /// Records that the record with `lsn` was written (`ok`) or failed,
@@ -89,58 +118,75 @@ impl InFlight {
             debug_assert!(false, "record {lsn} finished twice or never reserved");
         }
         if !ok {
-            self.failed.store(true, Ordering::Release);
-            state.failed_at = Some(state.failed_at.map_or(lsn, |f| f.min(lsn)));
+            // Before the record leaves: whoever sees it written sees this.
+            self.failed_at.fetch_min(lsn, Ordering::AcqRel);
         }
         let mut popped = false;
         while state.records.front().is_some_and(|s| s.written) {
             state.records.pop_front();
             popped = true;
         }
-        self.count.store(state.records.len(), Ordering::Release);
-        if popped && state.waiters > 0 {
-            self.written.notify_all();
+        if popped {
+            self.note_oldest(&state);
+            if state.waiters > 0 {
+                self.written.notify_all();
+            }
         }
-        let state = self.wait_while(state, |s| s.records.front().is_some_and(|s| s.lsn < lsn));
-        state.failed_at.is_none_or(|f| f > lsn)
+        drop(state);
+        self.wait_until(|| self.oldest_lsn.load(Ordering::Acquire) > lsn);
+        self.failed_at.load(Ordering::Acquire) > lsn
     }
 
     /// Waits until no record is in flight.
     pub fn settle(&self) {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        drop(self.wait_while(lock(&self.state), |s| !s.records.is_empty()));
+        self.wait_until(|| self.oldest_lsn.load(Ordering::Acquire) == NONE);
     }
 
     /// Waits until every record in flight that starts at or before `offset`
     /// of the active segment is written.
     pub fn settle_through(&self, offset: u64) {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let state = lock(&self.state);
-        drop(self.wait_while(state, |s| {
-            s.records.front().is_some_and(|s| s.offset <= offset)
-        }));
+        self.wait_until(|| {
+            let oldest = self.oldest_offset.load(Ordering::Acquire);
+            oldest == NONE || oldest > offset
+        });
     }
 
     /// Whether a write of a reserved record failed.
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.failed_at.load(Ordering::Acquire) != NONE
     }
 
-    fn wait_while<'a>(
-        &self,
-        mut state: MutexGuard<'a, State>,
-        pending: impl Fn(&State) -> bool,
-    ) -> MutexGuard<'a, State> {
-        while pending(&state) {
+    /// Publishes the oldest record's LSN and offset (under `state`'s lock).
+    fn note_oldest(&self, state: &State) {
+        let (lsn, offset) = state
+            .records
+            .front()
+            .map_or((NONE, NONE), |s| (s.lsn, s.offset));
+        self.oldest_offset.store(offset, Ordering::Release);
+        self.oldest_lsn.store(lsn, Ordering::Release);
+    }
+
+    /// Returns once `done` holds: it is checked `SPINS` times, then after
+    /// each change of the oldest record, sleeping in between.
+    fn wait_until(&self, done: impl Fn() -> bool) {
+        for i in 0..SPINS {
+            if done() {
+                return;
+            }
+            if i < SPINS - YIELDS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let mut state = lock(&self.state);
+        // `done` reads what is changed under this lock, so no change is
+        // missed between the check and the wait.
+        while !done() {
             state.waiters += 1;
             state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
             state.waiters -= 1;
         }
-        state
     }
 }
 
@@ -167,7 +213,7 @@ mod tests {
         assert!(flight.finish(1, true));
         assert!(newer.join().unwrap());
         flight.settle();
-        assert_eq!(flight.count.load(Ordering::Acquire), 0);
+        assert_eq!(flight.oldest_lsn.load(Ordering::Acquire), NONE);
     }
 
     #[test]
