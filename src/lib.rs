@@ -47,7 +47,8 @@
 //!
 //! Module map. Write path: `store` (open, write, snapshot, close) →
 //! `commit` (the group-commit queue) → `plan` (validation) → `log_writer`
-//! (encode, write, sync, roll, free) with `sync_gate`, → `record` (on-disk
+//! (encode, write, sync, roll, free) with `sync_gate` and `in_flight`
+//! (buffered records written outside the writer's lock), → `record` (on-disk
 //! encoding) → `segment` (one mapped file) and `manifest` (generations);
 //! `progress` holds the acknowledged and durable LSNs that `sync_to` and
 //! `wait_for` wait on. With the `tokio` feature, `tokio` runs the
