@@ -75,9 +75,9 @@ const NONE: u64 = u64::MAX;
 /// microseconds of both threads' time.
 const SPINS: u32 = 24;
 /// Of those, the last checks first yield the core (`sched_yield`), letting
-/// a preempted writer finish; the first few only spin. (With more spins,
-/// 4 and 64 writers on 2 cores were slower: a spin lasts ~100 cycles, and
-/// the writer being waited for is more often preempted than running.)
+/// a preempted writer finish; the first few only spin: a spin lasts ~100
+/// cycles, and with more writers than cores the writer waited for is often
+/// preempted, which only a yield helps.
 const YIELDS: u32 = 16;
 
 impl Default for InFlight {
