@@ -632,11 +632,11 @@ impl Committer {
     /// acknowledged once it and every record before it are written.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
         let mut retired = Retired::default();
-        let mut buf = WRITE_BUFFER.take();
         let mut log = lock(&self.log);
         // Under the writer's lock: a failure recorded by a sync that ran
         // meanwhile is seen before anything is reserved.
         self.check_stopped()?;
+        let mut buf = WRITE_BUFFER.take();
         // A roll creates files under the lock: publish first, so that
         // snapshots need not wait for it (the bound may be a little
         // early near a segment's end; that costs one publish).
