@@ -675,12 +675,22 @@ impl Committer {
             .file
             .write_in_place(reservation.offset, &buf)
             .map_err(|e| Error::io("write segment", &reservation.segment.path, e));
+        let buf_len = buf.len();
         WRITE_BUFFER.set(buf);
         if let Err(e) = &written {
             // Recorded before `finish` wakes anyone waiting for the record.
             self.stop(e);
         }
-        let acknowledged = in_flight.finish(reservation.lsn, written.is_ok());
+        in_flight.finish(reservation.lsn, written.is_ok());
+        if written.is_ok() {
+            // Readying the space after the record (page faults ahead) is
+            // left until it counts as written, so that newer records'
+            // writers do not wait for it.
+            reservation
+                .file
+                .after_write_in_place(reservation.offset, buf_len);
+        }
+        let acknowledged = in_flight.written_through(reservation.lsn);
         written?;
         if !acknowledged {
             return Err(self.check_stopped().err().unwrap_or(Error::Closed));

@@ -12,8 +12,8 @@
 //!   in offset order: every record in flight is in the active segment,
 //!   because a roll waits for all of them first ([`InFlight::settle`]).
 //! - A writer acknowledges its batch only once every record up to its LSN
-//!   is written ([`InFlight::finish`]): the acknowledged LSN never covers a
-//!   record that is not in the file.
+//!   is written ([`InFlight::written_through`]): the acknowledged LSN never
+//!   covers a record that is not in the file.
 //! - The holder of the writer's lock waits for every record in flight
 //!   before it makes a version, syncs, seals a segment or takes a
 //!   checkpoint's state, and for the records up to an offset before it
@@ -108,11 +108,10 @@ impl InFlight {
         }
     }
 
-    /// Records that the record with `lsn` was written (`ok`) or failed,
-    /// then waits until every older record is written too. Returns whether
-    /// every record up to `lsn` was written without a failure: only then
-    /// may its batch be acknowledged.
-    pub fn finish(&self, lsn: u64, ok: bool) -> bool {
+    /// Records that the record with `lsn` was written (`ok`) or failed.
+    /// Its writer then waits for the older ones with
+    /// [`written_through`](Self::written_through).
+    pub fn finish(&self, lsn: u64, ok: bool) {
         let mut state = lock(&self.state);
         if let Ok(i) = state.records.binary_search_by_key(&lsn, |s| s.lsn) {
             state.records[i].written = true;
@@ -134,7 +133,12 @@ impl InFlight {
                 self.written.notify_all();
             }
         }
-        drop(state);
+    }
+
+    /// Waits until every record up to `lsn` is written or failed. Returns
+    /// whether all were written without a failure: only then may the batch
+    /// of `lsn` be acknowledged.
+    pub fn written_through(&self, lsn: u64) -> bool {
         self.wait_until(|| self.oldest_lsn.load(Ordering::Acquire) > lsn);
         self.failed_at.load(Ordering::Acquire) > lsn
     }
@@ -197,6 +201,12 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// What a writer does after its copy: records it, then waits.
+    fn done(flight: &InFlight, lsn: u64, ok: bool) -> bool {
+        flight.finish(lsn, ok);
+        flight.written_through(lsn)
+    }
+
     #[test]
     fn a_record_is_acknowledged_only_once_every_older_one_is_written() {
         let flight = Arc::new(InFlight::default());
@@ -204,7 +214,7 @@ mod tests {
         flight.reserve(2, 200);
         let newer = {
             let flight = flight.clone();
-            std::thread::spawn(move || flight.finish(2, true))
+            std::thread::spawn(move || done(&flight, 2, true))
         };
         // The newer record's writer waits for the older one: it cannot
         // have returned while record 1 is in flight.
@@ -212,7 +222,7 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(!newer.is_finished());
-        assert!(flight.finish(1, true));
+        assert!(done(&flight, 1, true));
         assert!(newer.join().unwrap());
         flight.settle();
         assert_eq!(flight.oldest_lsn.load(Ordering::Acquire), NONE);
@@ -224,9 +234,9 @@ mod tests {
         flight.reserve(5, 0);
         flight.reserve(6, 64);
         flight.reserve(7, 128);
-        assert!(flight.finish(5, true), "older than the failure");
-        assert!(!flight.finish(6, false));
-        assert!(!flight.finish(7, true), "newer than the failure");
+        assert!(done(&flight, 5, true), "older than the failure");
+        assert!(!done(&flight, 6, false));
+        assert!(!done(&flight, 7, true), "newer than the failure");
         assert!(flight.failed());
         flight.settle();
     }
@@ -249,9 +259,9 @@ mod tests {
         // Record 2 finishing leaves record 1 (at 100) in flight.
         let second = {
             let flight = flight.clone();
-            std::thread::spawn(move || flight.finish(2, true))
+            std::thread::spawn(move || done(&flight, 2, true))
         };
-        assert!(flight.finish(1, true));
+        assert!(done(&flight, 1, true));
         waiter.join().unwrap();
         assert!(second.join().unwrap());
     }

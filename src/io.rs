@@ -123,6 +123,15 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn write_in_place(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.write_at(offset, buf)
     }
+    /// A hint after [`write_in_place`](Self::write_in_place) of `len`
+    /// bytes at `offset` returned and the write counts as done: the
+    /// implementation may ready the space after it for the next writes (the
+    /// real file system populates the pages ahead and releases the pages
+    /// mapped behind). Called outside every lock, so that nobody waiting
+    /// for the write waits for this too. The default does nothing.
+    fn after_write_in_place(&self, offset: u64, len: usize) {
+        let _ = (offset, len);
+    }
     /// Fill `buf` from `offset`; fails with `UnexpectedEof` past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Make every write to this file so far durable (fdatasync).
@@ -553,6 +562,10 @@ impl StorageFile for RealFile {
             return Ok(());
         }
         self.write_at(offset, buf)
+    }
+
+    fn after_write_in_place(&self, offset: u64, len: usize) {
+        self.in_place.after_write(offset, len);
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {

@@ -24,12 +24,19 @@
 //!   released chunk faults its page back in.
 //! - The chunk after the newest write is populated ahead
 //!   (`MADV_POPULATE_WRITE`), within `reserved`, so writers rarely fault.
+//!   The writer that entered a chunk does it after its record counts as
+//!   written ([`InPlaceWrites::after_write`]), so that the writers of the
+//!   records after it, waiting to be acknowledged in order, do not wait
+//!   for the page faults too; a populate and a lowering of `reserved`
+//!   exclude each other.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use memmap2::{Advice, MmapRaw, UncheckedAdvice};
+
+use crate::mutex::lock;
 
 /// Pages are populated ahead of and released behind the writes in chunks of
 /// this many bytes (a multiple of every page size in use).
@@ -45,6 +52,10 @@ pub(crate) struct InPlaceWrites {
     reserved: AtomicU64,
     /// Pages below this offset were released (see the module comment).
     released_below: AtomicU64,
+    /// Held while pages are populated ahead and while `reserved` is
+    /// lowered: a populate that read `reserved` before `unreserve` lowered
+    /// it would otherwise fault blocks back into the space given back.
+    populating: Mutex<()>,
 }
 
 impl InPlaceWrites {
@@ -56,6 +67,7 @@ impl InPlaceWrites {
     /// Disk space from `from` on is given back: nothing more is copied
     /// there, and the mapping's pages are released.
     pub fn unreserved_from(&self, from: u64) {
+        let _populating = lock(&self.populating);
         self.reserved.fetch_min(from, Ordering::AcqRel);
         if let Some(Some(map)) = self.map.get() {
             release(map, 0, map.len());
@@ -97,10 +109,29 @@ impl InPlaceWrites {
                 buf.len(),
             );
         }
-        if offset.is_multiple_of(CHUNK) || offset / CHUNK != (end - 1) / CHUNK {
+        true
+    }
+
+    /// After a write of `len` bytes at `offset` (in place or not): if it
+    /// entered a new chunk, populates the next one and releases those
+    /// before the previous one. Separate from [`write`](Self::write) so
+    /// that the writer does it after its record counts as written: those
+    /// waiting for the record do not wait for the page faults too.
+    pub fn after_write(&self, offset: u64, len: usize) {
+        let Some(end) = offset.checked_add(len as u64) else {
+            return;
+        };
+        if len == 0 || !(offset.is_multiple_of(CHUNK) || offset / CHUNK != (end - 1) / CHUNK) {
+            return;
+        }
+        let Some(Some(map)) = self.map.get() else {
+            return;
+        };
+        let _populating = lock(&self.populating);
+        let reserved = self.reserved.load(Ordering::Acquire);
+        if end <= reserved {
             self.entered_chunk(map, (end - 1) / CHUNK, reserved);
         }
-        true
     }
 
     /// A write reached chunk `chunk`: populate the next one, release those
@@ -174,6 +205,7 @@ mod tests {
         while at + 300 <= 4 * CHUNK {
             let record = vec![n.wrapping_add(1); 300];
             assert!(writes.write(&file, at, &record), "at {at}");
+            writes.after_write(at, record.len());
             expect[at as usize..at as usize + 300].copy_from_slice(&record);
             at += 300;
             n = n.wrapping_add(1);
