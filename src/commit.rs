@@ -14,8 +14,12 @@
 //!    the requests still queued in a last pass, hands the write stage to the
 //!    next head of the queue, and fdatasyncs its group without the writer's
 //!    lock; then, under the lock, it leaves a sync mark, publishes the
-//!    group's [`Version`] and acknowledges its LSN, lets the next group
-//!    sync, and wakes its followers with their verdicts.
+//!    group's [`Version`] and acknowledges its LSN, wakes its followers
+//!    with their verdicts, and only then lets the next group sync: with a
+//!    fixed set of writers each waiting for its own sync, the followers
+//!    just woken come back in time to join the next group instead of
+//!    forming a group of their own after it, so there are half as many
+//!    syncs for the same appends.
 //!
 //! Followers wait parked (each is woken alone, by its own leader) and
 //! return the leader's verdict; their batches are read in place, never
@@ -566,8 +570,8 @@ impl Committer {
 
     /// The sync stage of a group: syncs it (unless a sync covered it
     /// already), publishes and acknowledges it, frees the segments its
-    /// records left dead, lets the next group sync, and hands every waiter
-    /// its verdict.
+    /// records left dead, hands every waiter its verdict, and then lets the
+    /// next group sync (see the module comment).
     fn sync_stage(&self, group: Group) {
         let mut retired = Retired::default();
         // A group that failed while written has its verdicts already.
@@ -576,19 +580,17 @@ impl Committer {
             (None, None) => Some(Err(Error::Closed)),
             (None, Some(end)) => Some(self.finish_sync(end, &mut retired)),
         };
-        {
-            let mut queue = lock(&self.queue);
-            queue.syncing = false;
-            if let Some(leader) = queue.parked_leader.take() {
-                leader.unpark();
-            }
-        }
         for (w, r) in group.waiters.iter().zip(group.results) {
             w.finish(match (&synced, r) {
                 (Some(Err(e)), Ok(_)) => Err(e.clone()),
                 (Some(Ok(lsn)), Ok(_)) if w.batch().is_none() => Ok(*lsn),
                 (_, r) => r,
             });
+        }
+        let mut queue = lock(&self.queue);
+        queue.syncing = false;
+        if let Some(leader) = queue.parked_leader.take() {
+            leader.unpark();
         }
     }
 
