@@ -58,6 +58,10 @@ use crate::version::Version;
 /// `fallocate` per step keeps later writes from failing for lack of space.
 pub(crate) const RESERVE_STEP: u64 = 1 << 20;
 
+/// Space is reserved again once a write comes within this many bytes of
+/// the reserved end (less than `RESERVE_STEP`).
+const RESERVE_MARGIN: u64 = 192 << 10;
+
 /// A group's buffer is written once it reaches this many bytes.
 pub(crate) const MAX_GROUP_BYTES: usize = 4 << 20;
 
@@ -449,14 +453,17 @@ impl LogWriter {
     /// (see `write_buffer`), writing the zeros ahead under
     /// `SyncMode::Always` as a write of their own.
     fn reserve_ahead(&mut self, segment: &Segment, file: &dyn StorageFile, end: u64) -> Result<()> {
-        if end <= self.reserved {
+        // A margin past `end`, so that writes in place can populate their
+        // pages ahead within reserved space (`io/in_place.rs`).
+        if end + RESERVE_MARGIN <= self.reserved || self.reserved >= segment.capacity {
             return Ok(());
         }
         let upto = (end + RESERVE_STEP).min(segment.capacity);
         if self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP {
             // Past every reserved record, so no write in flight overlaps it.
-            let zeros = vec![0u8; (upto - end) as usize];
-            file.write_at(end, &zeros)
+            let from = end.max(self.reserved);
+            let zeros = vec![0u8; (upto - from) as usize];
+            file.write_at(from, &zeros)
                 .map_err(|e| Error::io("write segment", &segment.path, e))?;
         } else {
             file.reserve(upto)

@@ -15,20 +15,22 @@
 //!   block, and a full disk cannot strike as a SIGBUS where `pwrite` would
 //!   have returned an error. Writes above it go through `pwrite`. Giving
 //!   space back (`unreserve`) lowers `reserved` first.
-//! - Few pages stay mapped: only the chunk of the newest write and the one
-//!   before it. Every page mapped writable is write-protected again by
+//! - Few pages stay mapped: the chunk of the newest write, the one before
+//!   it and the two populated ahead. Every page mapped writable is write-protected again by
 //!   writeback at each `fdatasync` (a TLB shootdown per page on a
 //!   multi-core machine) and counts in the process's RSS, so the chunks
 //!   behind are released (their page table entries dropped; the pages,
 //!   dirty or not, stay in the page cache). A write still under way in a
 //!   released chunk faults its page back in.
-//! - The chunk after the newest write is populated ahead
-//!   (`MADV_POPULATE_WRITE`), within `reserved`, so writers rarely fault.
-//!   The writer that entered a chunk does it after its record counts as
-//!   written ([`InPlaceWrites::after_write`]), so that the writers of the
-//!   records after it, waiting to be acknowledged in order, do not wait
-//!   for the page faults too; a populate and a lowering of `reserved`
-//!   exclude each other.
+//! - The two chunks after the newest write's are populated ahead
+//!   (`MADV_POPULATE_WRITE`), within `reserved`, so writers rarely fault
+//!   (a fault on a page another thread is populating waits for it, in the
+//!   kernel). The writer that comes within a chunk of the populated end
+//!   does it, after its record counts as written
+//!   ([`InPlaceWrites::after_write`]), so that the writers of the records
+//!   after it, waiting to be acknowledged in order, do not wait for the
+//!   page faults too; a populate and a lowering of `reserved` exclude each
+//!   other.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,9 @@ pub(crate) struct InPlaceWrites {
     /// lowered: a populate that read `reserved` before `unreserve` lowered
     /// it would otherwise fault blocks back into the space given back.
     populating: Mutex<()>,
+    /// Pages below this offset (and above `released_below`) were populated
+    /// ahead; raised under `populating`.
+    populated_to: AtomicU64,
 }
 
 impl InPlaceWrites {
@@ -69,6 +74,7 @@ impl InPlaceWrites {
     pub fn unreserved_from(&self, from: u64) {
         let _populating = lock(&self.populating);
         self.reserved.fetch_min(from, Ordering::AcqRel);
+        self.populated_to.fetch_min(from, Ordering::AcqRel);
         if let Some(Some(map)) = self.map.get() {
             release(map, 0, map.len());
         }
@@ -112,43 +118,52 @@ impl InPlaceWrites {
         true
     }
 
-    /// After a write of `len` bytes at `offset` (in place or not): if it
-    /// entered a new chunk, populates the next one and releases those
-    /// before the previous one. Separate from [`write`](Self::write) so
-    /// that the writer does it after its record counts as written: those
-    /// waiting for the record do not wait for the page faults too.
+    /// After a write of `len` bytes at `offset` (in place or not):
+    /// populates the pages ahead, through the two chunks after the one the
+    /// write ended in, once the write comes within a chunk of the populated
+    /// end; and, if the write entered a new chunk, releases the chunks
+    /// before the previous one. Separate from [`write`](Self::write) so that
+    /// the writer does it after its record counts as written: those waiting
+    /// for the record do not wait for the page faults too.
     pub fn after_write(&self, offset: u64, len: usize) {
         let Some(end) = offset.checked_add(len as u64) else {
             return;
         };
-        if len == 0 || !(offset.is_multiple_of(CHUNK) || offset / CHUNK != (end - 1) / CHUNK) {
-            return;
-        }
         let Some(Some(map)) = self.map.get() else {
             return;
         };
-        let _populating = lock(&self.populating);
-        let reserved = self.reserved.load(Ordering::Acquire);
-        if end <= reserved {
-            self.entered_chunk(map, (end - 1) / CHUNK, reserved);
+        if len == 0 {
+            return;
         }
-    }
-
-    /// A write reached chunk `chunk`: populate the next one, release those
-    /// before the previous one.
-    fn entered_chunk(&self, map: &MmapRaw, chunk: u64, reserved: u64) {
-        let len = map.len() as u64;
-        let next = (chunk + 1) * CHUNK;
-        let upto = (next + CHUNK).min(reserved).min(len);
-        if upto > next {
-            // A hint: an old kernel refuses it (EINVAL), and the writes
-            // then fault their pages in themselves.
-            let _ = map.advise_range(Advice::PopulateWrite, next as usize, (upto - next) as usize);
+        let map_len = map.len() as u64;
+        let populated = self.populated_to.load(Ordering::Acquire);
+        let limit = self.reserved.load(Ordering::Acquire).min(map_len);
+        // One writer populates at a time; the others go on (and fault
+        // their page themselves if they get there first).
+        let populating = (end + CHUNK > populated && populated < limit)
+            .then(|| self.populating.try_lock().ok())
+            .flatten();
+        if populating.is_some() {
+            // Under the lock: `reserved` is not lowered meanwhile.
+            let limit = self.reserved.load(Ordering::Acquire).min(map_len);
+            let chunk_start = end / CHUNK * CHUNK;
+            let from = self.populated_to.load(Ordering::Acquire).max(chunk_start);
+            let upto = (chunk_start + 3 * CHUNK).min(limit);
+            if upto > from {
+                // A hint: an old kernel refuses it (EINVAL), and the
+                // writes then fault their pages in themselves.
+                let _ =
+                    map.advise_range(Advice::PopulateWrite, from as usize, (upto - from) as usize);
+                self.populated_to.store(upto, Ordering::Release);
+            }
         }
-        let keep_from = chunk.saturating_sub(1) * CHUNK;
-        let from = self.released_below.fetch_max(keep_from, Ordering::AcqRel);
-        if from < keep_from {
-            release(map, from as usize, (keep_from - from) as usize);
+        drop(populating);
+        if offset.is_multiple_of(CHUNK) || offset / CHUNK != (end - 1) / CHUNK {
+            let keep_from = ((end - 1) / CHUNK).saturating_sub(1) * CHUNK;
+            let from = self.released_below.fetch_max(keep_from, Ordering::AcqRel);
+            if from < keep_from {
+                release(map, from as usize, (keep_from - from) as usize);
+            }
         }
     }
 }
@@ -212,6 +227,8 @@ mod tests {
         }
         assert_eq!(read(&file, 0, expect.len()), expect);
         assert!(writes.released_below.load(Ordering::Acquire) >= 2 * CHUNK);
+        // Populated ahead up to the reserved end, not past it.
+        assert_eq!(writes.populated_to.load(Ordering::Acquire), 4 * CHUNK);
         // Past the reserved space, and past the file, nothing is written.
         assert!(!writes.write(&file, 4 * CHUNK - 10, &[7; 20]));
         writes.reserved_to(16 * CHUNK);
@@ -219,6 +236,7 @@ mod tests {
         assert_eq!(read(&file, 8 * CHUNK - 10, 10), vec![0; 10]);
         // Given back: refused from there on, kept below.
         writes.unreserved_from(2 * CHUNK);
+        assert_eq!(writes.populated_to.load(Ordering::Acquire), 2 * CHUNK);
         assert!(!writes.write(&file, 2 * CHUNK, b"x"));
         assert!(writes.write(&file, 2 * CHUNK - 1, b"y"));
         assert_eq!(read(&file, 2 * CHUNK - 1, 1), b"y");
