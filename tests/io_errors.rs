@@ -608,19 +608,25 @@ fn assert_acknowledged_survive(sim: &SimFs, dir: &Path, acked: &[u64], ctx: &str
         .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
     let snap = store.snapshot();
     for (t, n) in acked.iter().enumerate() {
-        let got: Vec<Vec<u8>> = snap
-            .journal(format!("t{t}").as_bytes())
-            .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
-            .unwrap_or_default();
+        let got = numbered_entries(&snap, t, ctx);
         assert!(
-            (*n..=n + 1).contains(&(got.len() as u64)),
-            "{ctx}: writer {t}: {} entries after power loss, {n} acknowledged",
-            got.len()
+            (*n..=n + 1).contains(&got),
+            "{ctx}: writer {t}: {got} entries after power loss, {n} acknowledged"
         );
-        for (k, e) in got.iter().enumerate() {
-            assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
-        }
     }
+}
+
+/// How many entries writer `t`'s journal holds in `snap`, checking that
+/// they are its numbered entries from the first, in order.
+fn numbered_entries(snap: &Snapshot, t: usize, ctx: &str) -> u64 {
+    let got: Vec<Vec<u8>> = snap
+        .journal(format!("t{t}").as_bytes())
+        .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
+        .unwrap_or_default();
+    for (k, e) in got.iter().enumerate() {
+        assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
+    }
+    got.len() as u64
 }
 
 /// Guards group commit under a failing sync (`SyncMode::Always`): four
@@ -734,17 +740,11 @@ fn failed_buffered_write_with_concurrent_writers_acknowledges_nothing_after_it()
         );
         let snap = store.snapshot();
         for (t, (n, _)) in acked.iter().enumerate() {
-            let got: Vec<Vec<u8>> = snap
-                .journal(format!("t{t}").as_bytes())
-                .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
-                .unwrap_or_default();
+            let got = numbered_entries(&snap, t, &ctx);
             assert!(
-                got.len() as u64 <= *n,
+                got <= *n,
                 "{ctx}: writer {t}: unacknowledged entries visible"
             );
-            for (k, e) in got.iter().enumerate() {
-                assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
-            }
         }
         drop(snap);
         let store = Arc::try_unwrap(store).unwrap();
@@ -753,18 +753,11 @@ fn failed_buffered_write_with_concurrent_writers_acknowledges_nothing_after_it()
             .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
         let snap = store.snapshot();
         for (t, (n, _)) in acked.iter().enumerate() {
-            let got: Vec<Vec<u8>> = snap
-                .journal(format!("t{t}").as_bytes())
-                .map(|j| j.entries(..).map(|e| e.unwrap().1.to_vec()).collect())
-                .unwrap_or_default();
+            let got = numbered_entries(&snap, t, &ctx);
             assert!(
-                (*n..=n + 1).contains(&(got.len() as u64)),
-                "{ctx}: writer {t}: {} entries after reopen, {n} acknowledged",
-                got.len()
+                (*n..=n + 1).contains(&got),
+                "{ctx}: writer {t}: {got} entries after reopen, {n} acknowledged"
             );
-            for (k, e) in got.iter().enumerate() {
-                assert_eq!(e, format!("{t}-{k}").as_bytes(), "{ctx}: writer {t}");
-            }
         }
         drop(snap);
         store.close().unwrap();
