@@ -155,6 +155,11 @@ impl SyncGate {
             return Ok(None);
         };
         if let Some(seal) = &done.seal {
+            // Nothing is written past its end any more: the space reserved
+            // there goes back (past a sync mark that may sit at the end),
+            // before the sync, which then does not write back the pages
+            // populated ahead there (`io/in_place.rs`).
+            seal.sealed.unreserve_after(seal.sealed_len);
             if progress.is_none_or(|p| p.durable() < seal.lsn) {
                 self.sync_file(&seal.sealed)?;
             }
@@ -176,9 +181,6 @@ impl SyncGate {
             // being no newer than `MANIFEST`), so a failure to remove it is
             // harmless.
             let _ = done.fs.remove_file(&done.dir.join(MANIFEST_NEXT_FILE));
-            // Nothing is written past its end any more: the space reserved
-            // there goes back (past a sync mark that may sit at the end).
-            seal.sealed.unreserve_after(seal.sealed_len);
             // Sealed and durable: its mapping is all it needs.
             seal.sealed.close_file();
         }
