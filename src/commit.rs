@@ -81,7 +81,6 @@ use std::time::Instant;
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
-#[cfg(doc)]
 use crate::in_flight::InFlight;
 use crate::index_checkpoint::IndexCheckpoint;
 use crate::log_writer::{LogWriter, MAX_GROUP_BYTES};
@@ -230,6 +229,10 @@ pub(crate) struct Committer {
     /// `LogWriter::progress`. A published version older than the
     /// acknowledged LSN is stale (see `current`).
     progress: Arc<Progress>,
+    /// The buffered records written outside the writer's lock; the same as
+    /// `LogWriter::in_flight`, held here so that a buffered write reaches
+    /// it after releasing the lock without cloning the `Arc` each time.
+    in_flight: Arc<InFlight>,
     /// Held by a compaction from choosing its run to switching over.
     pub(crate) compacting: Mutex<()>,
     /// Whether a write made compaction due since `take_compaction_due`
@@ -242,6 +245,7 @@ impl Committer {
         let version = log.version();
         let gate = log.sync_gate.clone();
         let progress = log.progress.clone();
+        let in_flight = log.in_flight.clone();
         Committer {
             queue: Mutex::new(Queue::default()),
             log: Mutex::new(log),
@@ -249,6 +253,7 @@ impl Committer {
             pins: Pins::default(),
             gate,
             progress,
+            in_flight,
             compacting: Mutex::new(()),
             compaction_due: AtomicBool::new(false),
         }
@@ -669,7 +674,6 @@ impl Committer {
         } else if !ids.is_empty() {
             log.defer_free(ids);
         }
-        let in_flight = log.in_flight.clone();
         drop(log);
         drop(retired);
 
@@ -683,7 +687,7 @@ impl Committer {
             // Recorded before `finish` wakes anyone waiting for the record.
             self.stop(e);
         }
-        in_flight.finish(reservation.lsn, written.is_ok());
+        self.in_flight.finish(reservation.lsn, written.is_ok());
         if written.is_ok() {
             // Readying the space after the record (page faults ahead) is
             // left until it counts as written, so that newer records'
@@ -692,7 +696,7 @@ impl Committer {
                 .file
                 .after_write_in_place(reservation.offset, buf_len);
         }
-        let acknowledged = in_flight.written_through(reservation.lsn);
+        let acknowledged = self.in_flight.written_through(reservation.lsn);
         written?;
         if !acknowledged {
             return Err(self.check_stopped().err().unwrap_or(Error::Closed));

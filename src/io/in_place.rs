@@ -16,12 +16,12 @@
 //!   have returned an error. Writes above it go through `pwrite`. Giving
 //!   space back (`unreserve`) lowers `reserved` first.
 //! - Few pages stay mapped: the chunk of the newest write, the one before
-//!   it and the two populated ahead. Every page mapped writable is write-protected again by
-//!   writeback at each `fdatasync` (a TLB shootdown per page on a
-//!   multi-core machine) and counts in the process's RSS, so the chunks
-//!   behind are released (their page table entries dropped; the pages,
-//!   dirty or not, stay in the page cache). A write still under way in a
-//!   released chunk faults its page back in.
+//!   it and the two populated ahead. Every page mapped writable is
+//!   write-protected again by writeback at each `fdatasync` (a TLB
+//!   shootdown per page on a multi-core machine) and counts in the
+//!   process's RSS, so the chunks behind are released (their page table
+//!   entries dropped; the pages, dirty or not, stay in the page cache). A
+//!   write still under way in a released chunk faults its page back in.
 //! - The two chunks after the newest write's are populated ahead
 //!   (`MADV_POPULATE_WRITE`), within `reserved`, so writers rarely fault
 //!   (a fault on a page another thread is populating waits for it, in the
@@ -126,15 +126,12 @@ impl InPlaceWrites {
     /// the writer does it after its record counts as written: those waiting
     /// for the record do not wait for the page faults too.
     pub fn after_write(&self, offset: u64, len: usize) {
-        let Some(end) = offset.checked_add(len as u64) else {
+        let Some(end) = offset.checked_add(len as u64).filter(|_| len > 0) else {
             return;
         };
         let Some(Some(map)) = self.map.get() else {
             return;
         };
-        if len == 0 {
-            return;
-        }
         let map_len = map.len() as u64;
         let populated = self.populated_to.load(Ordering::Acquire);
         let limit = self.reserved.load(Ordering::Acquire).min(map_len);
