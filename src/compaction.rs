@@ -142,6 +142,13 @@ pub(crate) struct Policy {
     /// `Options::compaction_dead_bytes`: how many bytes die between looks
     /// (`None`: see `LogWriter::dead_bytes_between_looks`).
     pub dead_bytes: Option<u64>,
+    /// The pass at close (`Options::compact_on_close`): the space target
+    /// with [`CLOSE_SLACK`] instead of `space_slack`, and the active
+    /// segment sealed whatever it holds once dead bytes in it take the
+    /// store over that. The slack spares a running store seals and rewrites that
+    /// the next writes would soon call for anyway; a closed store would
+    /// keep it on disk.
+    pub at_close: bool,
 }
 
 /// Segments at or above this live ratio are never rewritten to bring the
@@ -167,6 +174,12 @@ const EARLY_SEAL_MIN: u64 = 1 << 20;
 /// syncs and manifest swaps whatever the amount of data, so a writer whose
 /// live set is tiny would otherwise pay them every MiB it writes.
 const EARLY_SEAL_MIN_WRITTEN: u64 = 4 << 20;
+
+/// The slack of the space target for the pass at close: a store whose
+/// dead bytes exceed the target by less keeps them, so a small store that
+/// is opened and closed often does not seal and rewrite its segment at
+/// every close for a few records.
+const CLOSE_SLACK: u64 = 64 << 10;
 
 /// The write stall starts only this far past the stall limit (on top of
 /// `space_slack`), or one segment if that is less: below it the background
@@ -213,11 +226,18 @@ impl LogWriter {
     /// `policy.max_space_amplification` (with 1 MiB of slack). Without this
     /// a store whose live data is small next to `segment_size` (journals
     /// created and deleted at a high rate) keeps up to a whole segment of
-    /// dead records on disk, out of compaction's reach.
+    /// dead records on disk, out of compaction's reach. With
+    /// `policy.at_close`, any dead byte in it and the store over the target
+    /// by [`CLOSE_SLACK`] are enough.
     pub(crate) fn should_seal_active(&self, policy: Policy) -> bool {
         let active = self.active();
         let written = self.write_pos.saturating_sub(SEGMENT_HEADER_LEN as u64);
-        if written < EARLY_SEAL_MIN_WRITTEN {
+        let (min_written, seal_slack) = if policy.at_close {
+            (1, CLOSE_SLACK as f64)
+        } else {
+            (EARLY_SEAL_MIN_WRITTEN, EARLY_SEAL_MIN as f64)
+        };
+        if written < min_written {
             return false;
         }
         let active_live = self
@@ -227,13 +247,24 @@ impl LogWriter {
             .map_or(0, |u| u.live_bytes);
         let live = self.acct.total_live_bytes();
         let dead = written.saturating_sub(active_live);
-        if active_live as f64 >= policy.threshold * written as f64
-            && (dead as f64) < self.space_slack(live)
+        if dead == 0
+            || (active_live as f64 >= policy.threshold * written as f64
+                && (dead as f64) < self.target_slack(policy, live))
         {
             return false;
         }
         (self.sealed_data(false) + written) as f64
-            > policy.max_space_amplification * live as f64 + EARLY_SEAL_MIN as f64
+            > policy.max_space_amplification * live as f64 + seal_slack
+    }
+
+    /// The slack of the space target under `policy`: `space_slack`, or
+    /// [`CLOSE_SLACK`] for the pass at close.
+    fn target_slack(&self, policy: Policy, live: u64) -> f64 {
+        if policy.at_close {
+            CLOSE_SLACK as f64
+        } else {
+            self.space_slack(live)
+        }
     }
 
     /// How far the sealed data may exceed `amplification x live` before the
@@ -275,7 +306,7 @@ impl LogWriter {
     ///    young, so this leaves about a segment of dead data at most;
     /// 2. else, if the sealed segments hold more than
     ///    `policy.max_space_amplification` times their live bytes (plus the
-    ///    slack of `space_slack`), the segment below [`REWRITE_MAX_RATIO`] with
+    ///    slack of `space_slack`, [`CLOSE_SLACK`] at close), the segment below [`REWRITE_MAX_RATIO`] with
     ///    the best benefit/cost in the sense of Rosenblum and Ousterhout's
     ///    log-structured file system: `(1 - u) * age / (1 + u)` for live
     ///    ratio `u`, where age is the bytes written after it. Old segments
@@ -326,6 +357,7 @@ impl LogWriter {
                 }
             })
             .collect();
+
         let ratio = |i: usize| -> Option<f64> {
             let (data, live, candidate) = usage[i];
             candidate.then(|| live as f64 / data as f64)
@@ -358,7 +390,8 @@ impl LogWriter {
             None => {
                 let data: u64 = usage.iter().map(|u| u.0).sum();
                 let live: u64 = usage.iter().map(|u| u.1).sum();
-                let allowed = policy.max_space_amplification * live as f64 + self.space_slack(live);
+                let allowed =
+                    policy.max_space_amplification * live as f64 + self.target_slack(policy, live);
                 if (data as f64) <= allowed {
                     return None;
                 }
@@ -446,6 +479,7 @@ impl LogWriter {
 
         // Move what is still live; what died meanwhile stays dead in the copy.
         let mut usage = SegmentUsage::default();
+        let copied_items = output.moves.len() as u64;
         for (key, role, old, new) in output.moves {
             let Some(state) = self.index.get_mut(&key) else {
                 continue;
@@ -500,7 +534,10 @@ impl LogWriter {
             }
         }
         if let Some(id) = new_id {
-            usage.settled = true;
+            // Settled only if nothing it holds died during the copy: that
+            // dead copy has no later death to unsettle the segment, so it
+            // would stay out of compaction's reach for good.
+            usage.settled = usage.live_items == copied_items;
             usage.tombstones = output.tombstones;
             usage.journals = output.journals;
             self.acct.segments.insert(id, usage);

@@ -121,6 +121,15 @@ pub struct Options {
     pub compaction_interval: Option<Duration>,
     /// Most bytes per second compaction writes; `None` (default) for no limit.
     pub compaction_rate_limit: Option<u64>,
+    /// Whether close compacts until the store meets
+    /// `max_space_amplification` within 64 KiB, rather than with the slack
+    /// a running store is allowed (README, "Compaction"), sealing the
+    /// active segment if dead records in it are over the target. It copies at most about one
+    /// `segment_size` of live data, so a close takes at most that copy and
+    /// its syncs longer. Only with `background_compaction` (without it,
+    /// compaction runs only when [`Store::compact`](crate::Store::compact)
+    /// is called). Default true.
+    pub compact_on_close: bool,
     /// How often the open store rewrites its advisory `STATUS` file, which
     /// other processes read with
     /// [`inspect::read_status`](crate::inspect::read_status) (also written
@@ -167,6 +176,7 @@ impl Default for Options {
             compaction_dead_bytes: None,
             compaction_interval: Some(Duration::from_secs(1)),
             compaction_rate_limit: None,
+            compact_on_close: true,
             status_interval: Some(Duration::from_secs(10)),
             index_checkpoint_bytes: Some(64 << 20),
             index_checkpoint_interval: Some(Duration::from_secs(1)),

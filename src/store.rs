@@ -564,6 +564,13 @@ impl Store {
         for handle in threads {
             let _ = handle.join();
         }
+        // Alone now: no call, no background thread. A failed step leaves
+        // the store as it was, or (a failed switch) stops writes, which the
+        // close's sync below reports.
+        let o = &self.inner.options;
+        if o.compact_on_close && o.background_compaction {
+            let _ = self.inner.compact_for_close();
+        }
         // After a failed write or sync (possibly in the sync thread, where
         // nobody saw it) what was acknowledged may not be durable: say so
         // rather than report a clean close.
@@ -759,6 +766,7 @@ impl Inner {
             wait_for_young,
             max_space_amplification: self.options.max_space_amplification,
             dead_bytes: self.options.compaction_dead_bytes,
+            at_close: false,
         }
     }
 
@@ -767,6 +775,35 @@ impl Inner {
         // changed; the cap only guards against a bug looping forever.
         let cap = 16 + 4 * lock(&self.committer.log).generation.segments.len();
         self.compact_while(cap, policy, || true)
+    }
+
+    /// The pass at close (`Options::compact_on_close`): compaction steps
+    /// under the close's policy (`Policy::at_close`) until the store meets
+    /// its space target or has copied one segment's worth, so a close
+    /// costs at most about one segment's copy and sync.
+    fn compact_for_close(&self) -> Result<()> {
+        let policy = Policy {
+            at_close: true,
+            ..self.policy(false)
+        };
+        let (cap, budget) = {
+            let log = lock(&self.committer.log);
+            (16 + 4 * log.generation.segments.len(), log.segment_size)
+        };
+        let mut copied = 0;
+        for _ in 0..cap {
+            if copied >= budget {
+                break;
+            }
+            match self
+                .committer
+                .compact_once(policy, self.options.compaction_rate_limit)?
+            {
+                None => break,
+                Some(step) => copied += step.bytes_copied,
+            }
+        }
+        Ok(())
     }
 
     /// Runs compaction steps while `wanted` says so, until there is nothing
