@@ -72,7 +72,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 
@@ -233,6 +233,10 @@ pub(crate) struct Committer {
     /// `LogWriter::in_flight`, held here so that a buffered write reaches
     /// it after releasing the lock without cloning the `Arc` each time.
     in_flight: Arc<InFlight>,
+    /// Buffered writes between entering `commit_direct` and leaving it:
+    /// more than one says writers run side by side, which makes copies in
+    /// place worth their page faults (see `Reservation::in_place`).
+    direct_writers: AtomicU32,
     /// Held by a compaction from choosing its run to switching over.
     pub(crate) compacting: Mutex<()>,
     /// Whether a write made compaction due since `take_compaction_due`
@@ -254,6 +258,7 @@ impl Committer {
             gate,
             progress,
             in_flight,
+            direct_writers: AtomicU32::new(0),
             compacting: Mutex::new(()),
             compaction_due: AtomicBool::new(false),
         }
@@ -638,6 +643,15 @@ impl Committer {
     /// [`InFlight`]), so that writers copy side by side; the batch is
     /// acknowledged once it and every record before it are written.
     fn commit_direct(&self, batch: &WriteBatch) -> Result<u64> {
+        let side_by_side = self.direct_writers.fetch_add(1, Ordering::Relaxed) > 0;
+        let result = self.commit_direct_counted(batch, side_by_side);
+        self.direct_writers.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// `commit_direct`, told whether another buffered write was under way
+    /// as it began.
+    fn commit_direct_counted(&self, batch: &WriteBatch, side_by_side: bool) -> Result<u64> {
         let mut retired = Retired::default();
         let mut log = lock(&self.log);
         // Under the writer's lock: a failure recorded by a sync that ran
@@ -650,7 +664,7 @@ impl Committer {
         if log.must_roll(record_len(batch.payload_bound())) {
             retired.push(self.publish_dirty(&mut log));
         }
-        let reserved = log.reserve_one(batch, &mut buf);
+        let reserved = log.reserve_one(batch, &mut buf, side_by_side);
         self.note_compaction_due(&mut log);
         let reservation = match reserved {
             Ok(r) => r,
@@ -677,10 +691,13 @@ impl Committer {
         drop(log);
         drop(retired);
 
-        let written = reservation
-            .file
-            .write_in_place(reservation.offset, &buf)
-            .map_err(|e| Error::io("write segment", &reservation.segment.path, e));
+        let file = &reservation.file;
+        let written = if reservation.in_place {
+            file.write_in_place(reservation.offset, &buf)
+        } else {
+            file.write_at(reservation.offset, &buf)
+        }
+        .map_err(|e| Error::io("write segment", &reservation.segment.path, e));
         let buf_len = buf.len();
         WRITE_BUFFER.set(buf);
         if let Err(e) = &written {
@@ -688,13 +705,11 @@ impl Committer {
             self.stop(e);
         }
         self.in_flight.finish(reservation.lsn, written.is_ok());
-        if written.is_ok() {
+        if written.is_ok() && reservation.in_place {
             // Readying the space after the record (page faults ahead) is
             // left until it counts as written, so that newer records'
             // writers do not wait for it.
-            reservation
-                .file
-                .after_write_in_place(reservation.offset, buf_len);
+            file.after_write_in_place(reservation.offset, buf_len);
         }
         let acknowledged = self.in_flight.written_through(reservation.lsn);
         written?;

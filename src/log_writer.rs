@@ -108,6 +108,9 @@ pub(crate) struct LogWriter {
     /// Bytes per write of the buffer, a moving average (weight 1/8 for
     /// the newest write); chooses how space is reserved (`write_buffer`).
     avg_write: u64,
+    /// Buffered writes left to copy in place since the last one reserved
+    /// while another was in flight (see [`Reservation::in_place`]).
+    in_place_left: u32,
     /// Whether the index holds acknowledged batches that no published
     /// version shows yet (buffered modes publish lazily, see `Committer`).
     pub dirty: bool,
@@ -129,6 +132,18 @@ pub(crate) struct LogWriter {
     pub young_until: Option<Instant>,
 }
 
+/// Records are copied in place even by a lone writer while the moving
+/// average of their lengths is below this (see [`Reservation::in_place`]):
+/// the saved system call then outweighs the page faults, shared by many
+/// records per page.
+const IN_PLACE_ALONE_MAX: u64 = 512;
+
+/// After a buffered write that ran side by side with another, this many
+/// more are copied in place (see [`Reservation::in_place`]): writers that copy side
+/// by side come and go between reservations, and switching a file between
+/// copies in place and `pwrite` at every change costs more than either.
+const IN_PLACE_AFTER_CONTENTION: u32 = 256;
+
 /// A buffered record's place, reserved under the writer's lock and written
 /// outside it (see [`LogWriter::reserve_one`]).
 pub(crate) struct Reservation {
@@ -136,6 +151,18 @@ pub(crate) struct Reservation {
     pub segment: Arc<Segment>,
     pub file: Arc<dyn StorageFile>,
     pub offset: u64,
+    /// Whether to copy the record in place
+    /// ([`StorageFile::write_in_place`]) rather than with `write_at`: when
+    /// buffered writes ran side by side lately (a record reserved while
+    /// another was in flight, or a write begun while another was under
+    /// way; see [`IN_PLACE_AFTER_CONTENTION`]), or records are short
+    /// ([`IN_PLACE_ALONE_MAX`]). Copies in place spare writers that copy
+    /// side by side the file's inode lock, and short records a system
+    /// call each; but a lone writer of longer records pays more for them
+    /// in page faults (the pages mapped writable are write-protected again
+    /// at every sync, and those populated ahead are dirtied with zeros
+    /// first) than a `pwrite` costs.
+    pub in_place: bool,
 }
 
 /// Where `encode_record` put a record.
@@ -184,6 +211,7 @@ impl LogWriter {
             // Unknown after a reopen: the first flush reserves.
             reserved: write_pos,
             avg_write: 0,
+            in_place_left: 0,
             dirty: false,
             appended: 0,
             compacted: 0,
@@ -402,12 +430,17 @@ impl LogWriter {
     /// tells it whether the batch may be acknowledged. On an I/O error
     /// (from a roll or the space reservation) nothing is reserved and
     /// writes must stop.
-    pub fn reserve_one(&mut self, batch: &WriteBatch, out: &mut Vec<u8>) -> Result<Reservation> {
+    pub fn reserve_one(
+        &mut self,
+        batch: &WriteBatch,
+        out: &mut Vec<u8>,
+        side_by_side: bool,
+    ) -> Result<Reservation> {
         debug_assert!(self.buf.is_empty(), "the buffer is flushed between batches");
         out.clear();
         std::mem::swap(&mut self.buf, out);
         self.buf_start = self.write_pos;
-        let reserved = self.reserve_record(batch);
+        let reserved = self.reserve_record(batch, side_by_side);
         std::mem::swap(&mut self.buf, out);
         if reserved.is_ok() {
             self.buf_start = self.write_pos;
@@ -416,7 +449,7 @@ impl LogWriter {
     }
 
     /// `reserve_one` with the caller's buffer as `buf`.
-    fn reserve_record(&mut self, batch: &WriteBatch) -> Result<Reservation> {
+    fn reserve_record(&mut self, batch: &WriteBatch, side_by_side: bool) -> Result<Reservation> {
         let plan = plan(&self.index, batch)?;
         let record = self.encode_record(&plan)?;
         let segment = self.active().clone();
@@ -440,12 +473,17 @@ impl LogWriter {
         };
         self.avg_write = (self.avg_write * 7 + record.record_len as u64) / 8;
         self.apply_record(&record);
-        self.in_flight.reserve(record.lsn, record.offset);
+        if self.in_flight.reserve(record.lsn, record.offset) || side_by_side {
+            self.in_place_left = IN_PLACE_AFTER_CONTENTION;
+        } else {
+            self.in_place_left = self.in_place_left.saturating_sub(1);
+        }
         Ok(Reservation {
             lsn: record.lsn,
             segment,
             file,
             offset: record.offset,
+            in_place: self.in_place_left > 0 || self.avg_write < IN_PLACE_ALONE_MAX,
         })
     }
 

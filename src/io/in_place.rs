@@ -7,7 +7,9 @@
 //! queue in the kernel however the engine lets them copy side by side).
 //! The bytes land in the same page cache a `pwrite` fills, so what a
 //! process crash keeps, what `fdatasync` makes durable and what the
-//! read-only mappings show are the same.
+//! read-only mappings show are the same. The engine chooses per record
+//! (`Reservation::in_place`): a lone writer of longer records pays more
+//! in page faults here than a `pwrite` costs.
 //!
 //! Invariants:
 //! - Bytes are copied only below `reserved`: disk space the file system

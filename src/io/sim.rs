@@ -247,6 +247,8 @@ struct State {
     sync_latency: Duration,
     /// How long each `write_at` waits before it is issued.
     write_latency: Duration,
+    /// Calls of `write_in_place` (each then done as a `write_at`).
+    writes_in_place: u64,
 }
 
 impl fmt::Debug for State {
@@ -503,6 +505,14 @@ impl SimFs {
         self.state().ops
     }
 
+    /// Calls of [`StorageFile::write_in_place`] so far. A `SimFs` file has
+    /// no writable mapping: each is done as a `write_at` (and counts in
+    /// [`op_count`](Self::op_count) as one); this tells which way the
+    /// engine chose.
+    pub fn writes_in_place(&self) -> u64 {
+        self.state().writes_in_place
+    }
+
     /// Simulates power loss for the files directly in `dir`: every file there
     /// is deleted, then each durable name is rewritten with its file's durable
     /// image (plus what `mode` keeps), zero-extended to its durable length.
@@ -655,6 +665,11 @@ impl StorageFile for SimFile {
     fn reserve(&self, upto: u64) -> io::Result<()> {
         self.fs.state().gate(Op::Allocate)?;
         self.real.reserve(upto)
+    }
+
+    fn write_in_place(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.fs.state().writes_in_place += 1;
+        self.write_at(offset, buf)
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
