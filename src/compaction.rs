@@ -145,9 +145,9 @@ pub(crate) struct Policy {
     /// The pass at close (`Options::compact_on_close`): the space target
     /// with [`CLOSE_SLACK`] instead of `space_slack`, and the active
     /// segment sealed whatever it holds once dead bytes in it take the
-    /// store over that. The slack spares a running store seals and rewrites that
-    /// the next writes would soon call for anyway; a closed store would
-    /// keep it on disk.
+    /// store over that. `space_slack` spares a running store seals and
+    /// rewrites that its next writes would soon call for anyway; a closed
+    /// store would keep that slack on disk.
     pub at_close: bool,
 }
 
@@ -306,9 +306,10 @@ impl LogWriter {
     ///    young, so this leaves about a segment of dead data at most;
     /// 2. else, if the sealed segments hold more than
     ///    `policy.max_space_amplification` times their live bytes (plus the
-    ///    slack of `space_slack`, [`CLOSE_SLACK`] at close), the segment below [`REWRITE_MAX_RATIO`] with
-    ///    the best benefit/cost in the sense of Rosenblum and Ousterhout's
-    ///    log-structured file system: `(1 - u) * age / (1 + u)` for live
+    ///    slack of `space_slack`, or [`CLOSE_SLACK`] at close), the segment
+    ///    below [`REWRITE_MAX_RATIO`] with the best benefit/cost in the
+    ///    sense of Rosenblum and Ousterhout's log-structured file system:
+    ///    `(1 - u) * age / (1 + u)` for live
     ///    ratio `u`, where age is the bytes written after it. Old segments
     ///    first, since young ones are still dying on their own; with
     ///    `policy.wait_for_young`, those not old enough (as in 1.) are left.
@@ -357,7 +358,6 @@ impl LogWriter {
                 }
             })
             .collect();
-
         let ratio = |i: usize| -> Option<f64> {
             let (data, live, candidate) = usage[i];
             candidate.then(|| live as f64 / data as f64)

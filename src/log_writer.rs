@@ -108,8 +108,8 @@ pub(crate) struct LogWriter {
     /// Bytes per write of the buffer, a moving average (weight 1/8 for
     /// the newest write); chooses how space is reserved (`write_buffer`).
     avg_write: u64,
-    /// Buffered writes left to copy in place since the last one reserved
-    /// while another was in flight (see [`Reservation::in_place`]).
+    /// Buffered writes left to copy in place since the last one that ran
+    /// side by side with another (see [`Reservation::in_place`]).
     in_place_left: u32,
     /// Whether the index holds acknowledged batches that no published
     /// version shows yet (buffered modes publish lazily, see `Committer`).
@@ -139,9 +139,10 @@ pub(crate) struct LogWriter {
 const IN_PLACE_ALONE_MAX: u64 = 512;
 
 /// After a buffered write that ran side by side with another, this many
-/// more are copied in place (see [`Reservation::in_place`]): writers that copy side
-/// by side come and go between reservations, and switching a file between
-/// copies in place and `pwrite` at every change costs more than either.
+/// more are copied in place (see [`Reservation::in_place`]): writers that
+/// copy side by side come and go between reservations, and switching a
+/// file between copies in place and `pwrite` at every change costs more
+/// than either.
 const IN_PLACE_AFTER_CONTENTION: u32 = 256;
 
 /// A buffered record's place, reserved under the writer's lock and written

@@ -740,6 +740,27 @@ fn space_amplification_target_rewrites_segments_above_the_threshold() {
     }
 }
 
+/// Writes `journals` journals of four random entries of up to 2,000 bytes
+/// each and deletes all but every 40th again; returns the model.
+fn write_and_delete_most(store: &Store, journals: u32, seed: u64) -> Model {
+    let mut model = Model::default();
+    let mut rng = Rng::new(seed);
+    for k in 0..journals {
+        let id = format!("j{k}").into_bytes();
+        let ops: Vec<Op> = (0..4)
+            .map(|_| Op::Append(id.clone(), None, rng.bytes(2000)))
+            .collect();
+        store.write(&to_batch(&ops)).unwrap();
+        model.apply(&ops).unwrap();
+        if k % 40 != 0 {
+            let ops = vec![Op::Delete(id)];
+            store.write(&to_batch(&ops)).unwrap();
+            model.apply(&ops).unwrap();
+        }
+    }
+    model
+}
+
 /// Disk blocks allocated to the store's segment files.
 fn allocated_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -772,23 +793,7 @@ fn mostly_dead_active_segment_is_sealed_and_reclaimed() {
             ..options()
         };
         let store = Store::open(&dir, opts.clone()).unwrap();
-        let mut model = Model::default();
-        let mut rng = Rng::new(7);
-        for k in 0..3000u32 {
-            let id = format!("j{k}").into_bytes();
-            let mut ops = Vec::new();
-            for _ in 0..4 {
-                ops.push(Op::Append(id.clone(), None, rng.bytes(2000)));
-            }
-            store.write(&to_batch(&ops)).unwrap();
-            model.apply(&ops).unwrap();
-            // All but every 40th journal are deleted again.
-            if k % 40 != 0 {
-                let ops = vec![Op::Delete(id)];
-                store.write(&to_batch(&ops)).unwrap();
-                model.apply(&ops).unwrap();
-            }
-        }
+        let model = write_and_delete_most(&store, 3000, 7);
         let report = store.compact().unwrap();
         let live = store.stats().live_bytes;
         model.assert_matches(&store.snapshot(), "after compact");
@@ -969,21 +974,7 @@ fn close_compacts_down_to_the_space_target() {
             ..options()
         };
         let store = Store::open(&dir, opts.clone()).unwrap();
-        let mut model = Model::default();
-        let mut rng = Rng::new(5);
-        for k in 0..2000u32 {
-            let id = format!("j{k}").into_bytes();
-            let ops: Vec<Op> = (0..4)
-                .map(|_| Op::Append(id.clone(), None, rng.bytes(2000)))
-                .collect();
-            store.write(&to_batch(&ops)).unwrap();
-            model.apply(&ops).unwrap();
-            if k % 40 != 0 {
-                let ops = vec![Op::Delete(id)];
-                store.write(&to_batch(&ops)).unwrap();
-                model.apply(&ops).unwrap();
-            }
-        }
+        let model = write_and_delete_most(&store, 2000, 5);
         let live = store.stats().live_bytes;
         store.close().unwrap();
         let allocated = allocated_bytes(&dir);
