@@ -506,10 +506,6 @@ impl Committer {
             let last = !queue.syncing;
             if last {
                 queue.syncing = true;
-                queue.leading = false;
-                if let Some(next) = queue.waiting.front() {
-                    next.thread.unpark();
-                }
             } else if taken.is_empty() {
                 // Full, or nothing new: wait for requests or for the sync
                 // stage (either unparks the leader).
@@ -521,6 +517,15 @@ impl Committer {
             drop(queue);
             self.write_pass(&mut group, taken, last);
             if last {
+                // The lead passes on only now: a next leader's pass written
+                // before this last one would take LSNs below this group's
+                // end, so this group's sync and version would cover batches
+                // of the next group, whose own sync may fail.
+                let mut queue = lock(&self.queue);
+                queue.leading = false;
+                if let Some(next) = queue.waiting.front() {
+                    next.thread.unpark();
+                }
                 return group;
             }
         }
