@@ -94,9 +94,8 @@ impl Default for InFlight {
 
 impl InFlight {
     /// Registers the record at `offset` with `lsn`, newer than every
-    /// record registered before (under the writer's lock). Returns whether
-    /// older records were still in flight.
-    pub fn reserve(&self, lsn: u64, offset: u64) -> bool {
+    /// record registered before (under the writer's lock).
+    pub fn reserve(&self, lsn: u64, offset: u64) {
         let mut state = lock(&self.state);
         debug_assert!(state.records.back().is_none_or(|s| s.lsn < lsn));
         state.records.push_back(Slot {
@@ -107,7 +106,6 @@ impl InFlight {
         if state.records.len() == 1 {
             self.note_oldest(&state);
         }
-        state.records.len() > 1
     }
 
     /// Records that the record with `lsn` was written (`ok`) or failed.

@@ -154,9 +154,9 @@ pub(crate) struct Reservation {
     pub offset: u64,
     /// Whether to copy the record in place
     /// ([`StorageFile::write_in_place`]) rather than with `write_at`: when
-    /// buffered writes ran side by side lately (a record reserved while
-    /// another was in flight, or a write begun while another was under
-    /// way; see [`IN_PLACE_AFTER_CONTENTION`]), or records are short
+    /// buffered writes ran side by side lately (a write begun while
+    /// another was under way, `Committer::direct_writers`; see
+    /// [`IN_PLACE_AFTER_CONTENTION`]), or records are short
     /// ([`IN_PLACE_ALONE_MAX`]). Copies in place spare writers that copy
     /// side by side the file's inode lock, and short records a system
     /// call each; but a lone writer of longer records pays more for them
@@ -474,7 +474,8 @@ impl LogWriter {
         };
         self.avg_write = (self.avg_write * 7 + record.record_len as u64) / 8;
         self.apply_record(&record);
-        if self.in_flight.reserve(record.lsn, record.offset) || side_by_side {
+        self.in_flight.reserve(record.lsn, record.offset);
+        if side_by_side {
             self.in_place_left = IN_PLACE_AFTER_CONTENTION;
         } else {
             self.in_place_left = self.in_place_left.saturating_sub(1);

@@ -771,10 +771,14 @@ impl Inner {
     }
 
     fn compact(&self, policy: Policy) -> Result<CompactionReport> {
-        // Each step rewrites a run into a settled segment or finds its run
-        // changed; the cap only guards against a bug looping forever.
-        let cap = 16 + 4 * lock(&self.committer.log).generation.segments.len();
-        self.compact_while(cap, policy, || true)
+        self.compact_while(self.step_cap(), policy, || true)
+    }
+
+    /// The most steps a compaction to completion runs: each step rewrites
+    /// a run into a settled segment or finds its run changed, so this only
+    /// guards against a bug looping forever.
+    fn step_cap(&self) -> usize {
+        16 + 4 * lock(&self.committer.log).generation.segments.len()
     }
 
     /// The pass at close (`Options::compact_on_close`): compaction steps
@@ -786,24 +790,9 @@ impl Inner {
             at_close: true,
             ..self.policy(false)
         };
-        let (cap, budget) = {
-            let log = lock(&self.committer.log);
-            (16 + 4 * log.generation.segments.len(), log.segment_size)
-        };
-        let mut copied = 0;
-        for _ in 0..cap {
-            if copied >= budget {
-                break;
-            }
-            match self
-                .committer
-                .compact_once(policy, self.options.compaction_rate_limit)?
-            {
-                None => break,
-                Some(step) => copied += step.bytes_copied,
-            }
-        }
-        Ok(())
+        let budget = lock(&self.committer.log).segment_size;
+        self.compact_steps(self.step_cap(), policy, |done| done.bytes_copied < budget)
+            .map(|_| ())
     }
 
     /// Runs compaction steps while `wanted` says so, until there is nothing
@@ -814,9 +803,21 @@ impl Inner {
         policy: Policy,
         wanted: impl Fn() -> bool,
     ) -> Result<CompactionReport> {
+        self.compact_steps(cap, policy, |_| !*lock(&self.closed) && wanted())
+    }
+
+    /// Runs compaction steps while `wanted`, given what the steps so far
+    /// did, says so, until there is nothing left to do or `cap` steps ran;
+    /// sums what they did.
+    fn compact_steps(
+        &self,
+        cap: usize,
+        policy: Policy,
+        wanted: impl Fn(&CompactionReport) -> bool,
+    ) -> Result<CompactionReport> {
         let mut total = CompactionReport::default();
         for _ in 0..cap {
-            if *lock(&self.closed) || !wanted() {
+            if !wanted(&total) {
                 break;
             }
             match self
