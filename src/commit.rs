@@ -47,10 +47,12 @@
 //!   (and acknowledged) only after a sync covering it, unless a later batch
 //!   is made visible first: snapshots always show a prefix of the log, so a
 //!   `sync: false` batch written (and visible) while a group syncs shows the
-//!   group's batches too, and so do the versions a roll, a free or a
-//!   compaction publishes, which sync first. A batch written with `sync:
-//!   false` is visible as soon as it is written, in every `SyncMode`, and
-//!   may be taken back by a power loss.
+//!   group's batches too. A change of the segments (a roll, a free, a
+//!   compaction switch) is published with the working state only when no
+//!   group's batches are written and not acknowledged; else by the sync of
+//!   the last such group, after its own version ([`Committer::publish_change`]).
+//!   A batch written with `sync: false` is visible as soon as it is
+//!   written, in every `SyncMode`, and may be taken back by a power loss.
 //! - Neither a `sync: true` write nor `sync_to` returns `Ok` before every
 //!   byte of the batches it covers is durable: the `Progress` durable LSN
 //!   is raised only after a successful sync covering it, and a sync
@@ -635,6 +637,10 @@ impl Committer {
             }
         }
         self.progress.acknowledge(end.lsn);
+        if log.change_unpublished {
+            // A change made while this group synced, left to it.
+            retired.push(self.publish_change(&mut log));
+        }
         if let Err(e) = self.free_or_defer(&mut log, retired) {
             // The group is durable; the failure stops later writes.
             self.stop(&e);
@@ -746,9 +752,32 @@ impl Committer {
         // The free syncs under the lock: publish first.
         retired.push(self.publish_dirty(log));
         if log.free(ids)? {
-            retired.push(self.publish(log.version()));
+            retired.push(self.publish_change(log));
         }
         Ok(())
+    }
+
+    /// Publishes the working state after a step that changed the segments
+    /// (a free, a roll, a compaction switch), so that the segments it
+    /// dropped go once no snapshot holds them. Not while a group commit has
+    /// written batches that are not acknowledged: their group's sync may
+    /// still fail, and a batch never shows before its writer's verdict. The
+    /// change is then published after the sync of the last such group
+    /// (`finish_sync`), whose own version may predate it.
+    #[must_use = "the replaced versions should be dropped outside the locks"]
+    pub(crate) fn publish_change(&self, log: &mut LogWriter) -> Vec<Arc<Version>> {
+        if log.group_written > self.progress.acked() {
+            log.change_unpublished = true;
+            return Vec::new();
+        }
+        // Every record in flight is in the working state: written first.
+        log.in_flight.settle();
+        if log.in_flight.failed() {
+            return Vec::new();
+        }
+        log.change_unpublished = false;
+        log.dirty = false;
+        self.publish(log.version())
     }
 
     /// Makes `version` the one new snapshots get. Returns the one it

@@ -861,7 +861,7 @@ impl Committer {
             }
         };
         if freed {
-            retired.push(self.publish(log.version()));
+            retired.push(self.publish_change(&mut log));
         }
         drop(log);
         // The manifest swap the free left pending, without the lock.
@@ -905,7 +905,7 @@ impl Committer {
                     self.stop(&e);
                     return Err(e);
                 }
-                retired.push(self.publish(log.version()));
+                retired.push(self.publish_change(&mut log));
                 drop(log);
                 // The seal's syncs and manifest swap, without the lock.
                 self.finish_pending()?;
@@ -955,11 +955,11 @@ impl Committer {
         retired.push(self.publish_dirty(&mut log));
         let switched = log.finish_compaction(&plan, output).and_then(|switched| {
             if switched {
-                retired.push(self.publish(log.version()));
+                retired.push(self.publish_change(&mut log));
                 // With `defers_frees`, the next step frees (`free_dead`),
                 // syncing without the lock.
                 if !log.defers_frees() && log.free_segments()? {
-                    retired.push(self.publish(log.version()));
+                    retired.push(self.publish_change(&mut log));
                 }
             }
             Ok(switched)

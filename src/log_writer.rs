@@ -114,6 +114,14 @@ pub(crate) struct LogWriter {
     /// Whether the index holds acknowledged batches that no published
     /// version shows yet (buffered modes publish lazily, see `Committer`).
     pub dirty: bool,
+    /// The LSN of the last batch a group commit wrote (`write_group`):
+    /// above the acknowledged LSN, a group's sync is still to come, and no
+    /// version may show that batch yet (see `Committer::publish_change`).
+    pub group_written: u64,
+    /// Whether a change of the segments (a free, a roll, a compaction
+    /// switch) waits for a group's sync to be published with it (see
+    /// `Committer::publish_change`).
+    pub change_unpublished: bool,
     /// Bytes of records appended by writes since open.
     pub appended: u64,
     /// Bytes of records compaction copied since open, and its runs.
@@ -214,6 +222,8 @@ impl LogWriter {
             avg_write: 0,
             in_place_left: 0,
             dirty: false,
+            group_written: 0,
+            change_unpublished: false,
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
@@ -276,6 +286,9 @@ impl LogWriter {
         }
         if fatal.is_ok() {
             fatal = self.flush();
+        }
+        if fatal.is_ok() && results[first..].iter().any(Result::is_ok) {
+            self.group_written = self.next_lsn - 1;
         }
         if let Err(e) = &fatal {
             for r in results[first..].iter_mut() {

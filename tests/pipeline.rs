@@ -183,3 +183,99 @@ fn group_written_during_a_sync_is_synced_after_it() {
         );
     }
 }
+
+/// Fills two segments with three journals and deletes the largest, so that
+/// `compact()` has a run to rewrite; everything is synced and acknowledged.
+fn fill_with_a_run_to_compact(store: &Store) {
+    for _ in 0..40 {
+        let mut batch = WriteBatch::new();
+        batch.append(b"keep", &[1; 300]);
+        batch.append(b"dies", &[2; 900]);
+        batch.append(b"gone", &[3; 1500]);
+        store.write(&batch).unwrap();
+    }
+    let mut batch = WriteBatch::new();
+    batch.delete_journal(b"gone");
+    store.write(&batch).unwrap();
+}
+
+/// A compaction that switches while group n ("a") is written and its sync
+/// held: the switch's new version holds group n's batch, which must not
+/// show before group n's sync has succeeded. The copy's sync is held until
+/// group n is written, so that the switch comes after it.
+fn compaction_switched_while_a_group_syncs(store: &Arc<Store>, sim: &SimFs) -> (Writer, SyncHold) {
+    fill_with_a_run_to_compact(store);
+    let copy_synced = sim.hold_sync(0);
+    let group_synced = sim.hold_sync(1);
+    let compactor = {
+        let store = store.clone();
+        std::thread::spawn(move || store.compact())
+    };
+    assert!(copy_synced.wait_held(deadline()), "compaction never synced");
+    let a = append(store, "a", "group n");
+    assert!(group_synced.wait_held(deadline()), "group n never synced");
+    copy_synced.release();
+    let report = compactor.join().unwrap().unwrap();
+    assert!(report.runs >= 1, "no run was rewritten: {report:?}");
+    assert!(
+        store.snapshot().journal(b"a").is_none(),
+        "group n visible while its sync is under way"
+    );
+    assert!(!a.is_finished(), "group n returned before its sync ended");
+    (a, group_synced)
+}
+
+/// A compaction switch while a group syncs, and the sync fails: the group
+/// is never visible, before or after the failure, nor after a power loss;
+/// what was acknowledged before survives.
+#[test]
+fn compaction_switch_never_shows_a_group_whose_sync_then_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
+    let (a, group_synced) = compaction_switched_while_a_group_syncs(&store, &sim);
+    sim.inject(Fault::Sync {
+        nth: 0,
+        kind: std::io::ErrorKind::Other,
+    });
+    group_synced.release();
+    let a = a.join().unwrap();
+    assert!(matches!(a, Err(Error::Io { .. })), "group n: {a:?}");
+    assert!(
+        store.snapshot().journal(b"a").is_none(),
+        "group n visible after its sync failed"
+    );
+    let store = Arc::try_unwrap(store).unwrap();
+    assert!(store.close().is_err());
+
+    let store = reopen_after_power_loss(&sim, &dir);
+    let snap = store.snapshot();
+    assert!(snap.journal(b"a").is_none());
+    assert!(snap.journal(b"gone").is_none());
+    assert_eq!(snap.journal(b"keep").unwrap().len(), 40);
+    assert_eq!(snap.journal(b"dies").unwrap().len(), 40);
+}
+
+/// A compaction switch while a group syncs, and the sync succeeds: the
+/// group is acknowledged and visible, and the switch is published with it,
+/// so that the rewritten segments go once nothing pins them.
+#[test]
+fn compaction_switch_during_a_group_sync_is_published_by_that_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
+    let (a, group_synced) = compaction_switched_while_a_group_syncs(&store, &sim);
+    group_synced.release();
+    let a = a.join().unwrap().unwrap();
+    assert_eq!(store.last_lsn(), a);
+    let snap = store.snapshot();
+    assert_eq!(snap.journal(b"a").map(|j| j.len()), Some(1));
+    assert_eq!(snap.journal(b"keep").unwrap().len(), 40);
+    assert_eq!(
+        snap.generation(),
+        store.stats().generation,
+        "the switch's generation is not the one snapshots get"
+    );
+}

@@ -355,41 +355,59 @@ impl State {
 #[derive(Clone, Debug, Default)]
 pub struct SimFs {
     inner: Arc<Mutex<State>>,
-    /// The hold armed by [`SimFs::hold_next_sync`], shared with its handle.
-    hold: Arc<(Mutex<Hold>, Condvar)>,
+    /// The holds armed by [`SimFs::hold_sync`], shared with their handles.
+    holds: Arc<(Mutex<Holds>, Condvar)>,
 }
 
-/// Where the sync held by [`SimFs::hold_next_sync`] is.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// The syncs [`SimFs::hold_sync`] holds, by their place in the sequence
+/// of `sync_data` calls.
+#[derive(Debug, Default)]
+struct Holds {
+    /// `sync_data` calls that have reached the hold check so far.
+    syncs: u64,
+    /// The armed holds: the place of the sync each holds, and where it is.
+    armed: Vec<(u64, Hold)>,
+}
+
+/// Where a sync held by [`SimFs::hold_sync`] is.
+#[derive(Debug, PartialEq, Eq)]
 enum Hold {
-    #[default]
-    Off,
-    /// The next `sync_data` will wait.
+    /// The sync has not been called yet.
     Armed,
-    /// A `sync_data` waits for [`SyncHold::release`].
+    /// It waits for [`SyncHold::release`].
     Holding,
     Released,
 }
 
-/// A sync held by [`SimFs::hold_next_sync`]: tests wait until it is held,
-/// do what must happen while a sync is under way, and release it.
+/// A sync held by [`SimFs::hold_sync`]: tests wait until it is held, do
+/// what must happen while a sync is under way, and release it.
 #[derive(Debug)]
 pub struct SyncHold {
-    hold: Arc<(Mutex<Hold>, Condvar)>,
+    holds: Arc<(Mutex<Holds>, Condvar)>,
+    /// The place of the held sync (see [`Holds`]).
+    place: u64,
 }
 
 impl SyncHold {
-    /// Waits until a `sync_data` is held; `false` if none was by `deadline`.
+    fn state<'a>(&self, holds: &'a mut Holds) -> Option<&'a mut Hold> {
+        holds
+            .armed
+            .iter_mut()
+            .find(|(place, _)| *place == self.place)
+            .map(|(_, hold)| hold)
+    }
+
+    /// Waits until its sync is held; `false` if it was not by `deadline`.
     pub fn wait_held(&self, deadline: Instant) -> bool {
-        let (state, cv) = &*self.hold;
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        while *state != Hold::Holding {
+        let (holds, cv) = &*self.holds;
+        let mut holds = holds.lock().unwrap_or_else(|e| e.into_inner());
+        while self.state(&mut holds) != Some(&mut Hold::Holding) {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            state = cv
-                .wait_timeout(state, deadline - now)
+            holds = cv
+                .wait_timeout(holds, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -398,16 +416,22 @@ impl SyncHold {
 
     /// Lets the held sync go on (it then fails if a fault is armed for it).
     pub fn release(&self) {
-        let (state, cv) = &*self.hold;
-        *state.lock().unwrap_or_else(|e| e.into_inner()) = Hold::Released;
+        let (holds, cv) = &*self.holds;
+        let mut holds = holds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = self.state(&mut holds) {
+            *state = Hold::Released;
+        }
         cv.notify_all();
     }
 }
 
 impl Drop for SyncHold {
-    /// A hold is never left holding a thread.
+    /// A hold is never left holding a thread, nor armed.
     fn drop(&mut self) {
         self.release();
+        let (holds, _) = &*self.holds;
+        let mut holds = holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.armed.retain(|(place, _)| *place != self.place);
     }
 }
 
@@ -452,25 +476,50 @@ impl SimFs {
 
     /// Makes the next `sync_data` wait, before it does anything, until the
     /// returned handle releases it (or drops): for testing what runs while
-    /// a sync is under way.
+    /// a sync is under way. The same as `hold_sync(0)`.
     pub fn hold_next_sync(&self) -> SyncHold {
-        *self.hold.0.lock().unwrap_or_else(|e| e.into_inner()) = Hold::Armed;
+        self.hold_sync(0)
+    }
+
+    /// Makes the `sync_data` call `nth` from now (0 for the next one) wait,
+    /// before it does anything, until the returned handle releases it (or
+    /// drops). Syncs are counted in the order they reach the hold check,
+    /// held ones included; several holds may be armed at once, so that a
+    /// test can stop two syncs in a row (one held sync does not hold up
+    /// the count: others go by it).
+    pub fn hold_sync(&self, nth: u64) -> SyncHold {
+        let mut holds = self.holds.0.lock().unwrap_or_else(|e| e.into_inner());
+        let place = holds.syncs + nth;
+        if !holds.armed.iter().any(|(p, _)| *p == place) {
+            holds.armed.push((place, Hold::Armed));
+        }
         SyncHold {
-            hold: self.hold.clone(),
+            holds: self.holds.clone(),
+            place,
         }
     }
 
-    /// Waits in `sync_data` if a hold is armed (see `hold_next_sync`).
+    /// Counts a `sync_data` call, and waits if a hold is armed for it (see
+    /// `hold_sync`).
     fn wait_if_held(&self) {
-        let (state, cv) = &*self.hold;
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        if *state != Hold::Armed {
+        let (holds, cv) = &*self.holds;
+        let mut holds = holds.lock().unwrap_or_else(|e| e.into_inner());
+        let place = holds.syncs;
+        holds.syncs += 1;
+        let Some(state) = holds.armed.iter_mut().find(|(p, _)| *p == place) else {
+            return;
+        };
+        if state.1 != Hold::Armed {
             return;
         }
-        *state = Hold::Holding;
+        state.1 = Hold::Holding;
         cv.notify_all();
-        while *state == Hold::Holding {
-            state = cv.wait(state).unwrap_or_else(|e| e.into_inner());
+        while holds
+            .armed
+            .iter()
+            .any(|(p, hold)| *p == place && *hold == Hold::Holding)
+        {
+            holds = cv.wait(holds).unwrap_or_else(|e| e.into_inner());
         }
     }
 
