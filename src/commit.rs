@@ -8,8 +8,10 @@
 //!    it takes every queued request, encodes and writes their batches under
 //!    the writer's lock, releases the lock, and repeats with the requests
 //!    that arrived meanwhile, for as long as the previous group syncs (up to
-//!    `MAX_GROUP_BATCHES` / `MAX_GROUP_BYTES`). So the next group keeps
-//!    filling, and is written, while the previous one syncs.
+//!    `MAX_GROUP_BATCHES` / `MAX_GROUP_BYTES`); parked between passes, it
+//!    is woken once a quarter of the last group's size has queued
+//!    (`PASSES_PER_GROUP`). So the next group keeps filling, and is
+//!    written, while the previous one syncs.
 //! 2. **Sync.** When the previous group's sync is over, the leader takes
 //!    the requests still queued in a last pass, hands the write stage to the
 //!    next head of the queue, and fdatasyncs its group without the writer's
@@ -172,7 +174,18 @@ struct Queue {
     /// The leader in the write stage while it is parked, waiting for
     /// requests or for the sync stage to be free.
     parked_leader: Option<Thread>,
+    /// How many requests waiting wake a parked leader for a write pass
+    /// (at least one; the sync stage's end wakes it whatever the count):
+    /// a share of the last group's requests (see [`PASSES_PER_GROUP`]).
+    wake_leader_at: usize,
 }
+
+/// About how many write passes a group takes while the previous group
+/// syncs: a parked leader is woken for a pass once this share of the
+/// previous group's requests has queued, not at every request, so that
+/// many writers cost a few passes (each a wake-up of the leader and a
+/// write) per group rather than one per arrival.
+const PASSES_PER_GROUP: usize = 4;
 
 /// A group in the pipeline: its requests, their verdicts so far, and where
 /// its last write pass left the log.
@@ -462,13 +475,12 @@ impl Committer {
         });
         let mut queue = lock(&self.queue);
         queue.waiting.push_back(me.clone());
-        if let Some(leader) = queue.parked_leader.take() {
-            leader.unpark();
+        if queue.waiting.len() >= queue.wake_leader_at {
+            if let Some(leader) = queue.parked_leader.take() {
+                leader.unpark();
+            }
         }
         loop {
-            if let Some(r) = lock(&me.result).take() {
-                return r;
-            }
             if !queue.leading && queue.waiting.front().is_some_and(|w| Arc::ptr_eq(w, &me)) {
                 queue.leading = true;
                 break;
@@ -476,8 +488,13 @@ impl Committer {
             drop(queue);
             // A verdict or the lead is always announced by an `unpark`
             // after the state that the loop checks is set, so no wake-up is
-            // lost; spurious ones only repeat the check.
+            // lost; spurious ones only repeat the check. The verdict, the
+            // usual reason to wake, is checked without the queue's lock,
+            // which the leader and arriving writers contend for.
             thread::park();
+            if let Some(r) = lock(&me.result).take() {
+                return r;
+            }
             queue = lock(&self.queue);
         }
         drop(queue);
@@ -525,6 +542,7 @@ impl Committer {
                 // of the next group, whose own sync may fail.
                 let mut queue = lock(&self.queue);
                 queue.leading = false;
+                queue.wake_leader_at = (group.waiters.len() / PASSES_PER_GROUP).max(1);
                 if let Some(next) = queue.waiting.front() {
                     next.thread.unpark();
                 }
