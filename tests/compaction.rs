@@ -27,7 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{digest, files_on_disk, listed, random_batch, to_batch, Model, Op, Rng};
+use common::{
+    digest, files_on_disk, fill_three_journals_and_delete_gone, listed, random_batch, to_batch,
+    Model, Op, Rng,
+};
 use journalstore::inspect;
 use journalstore::io::SimFs;
 use journalstore::{CompactionReport, Options, Snapshot, Store, SyncMode, WriteBatch};
@@ -907,17 +910,7 @@ fn items_that_die_during_the_copy_leave_the_new_segment_a_candidate() {
         ..options()
     };
     let store = Arc::new(Store::open(tmp.path(), opts).unwrap());
-    // About 23 batches fill a segment: one sealed, the rest active.
-    for _ in 0..40 {
-        let mut batch = WriteBatch::new();
-        batch.append(b"keep", &[1; 300]);
-        batch.append(b"dies", &[2; 900]);
-        batch.append(b"gone", &[3; 1500]);
-        store.write(&batch).unwrap();
-    }
-    let mut batch = WriteBatch::new();
-    batch.delete_journal(b"gone");
-    store.write(&batch).unwrap();
+    fill_three_journals_and_delete_gone(&store);
     store.sync().unwrap();
 
     let hold = sim.hold_next_sync();

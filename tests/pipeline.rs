@@ -1,7 +1,9 @@
 //! The group commit pipeline (`SyncMode::Always`): a group is written while
 //! the group before it syncs, and is acknowledged only by a sync of its own
-//! that succeeds after that one. `SimFs::hold_next_sync` stops a sync in its
-//! tracks so that the next group is written behind it, deterministically.
+//! that succeeds after that one, and no other step (a compaction switch)
+//! shows it before. `SimFs::hold_sync` stops a sync in its tracks so that
+//! the next group, or a compaction's switch, comes behind it,
+//! deterministically.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use journalstore::io::{CrashMode, Fault, SimFs, SyncHold};
 use journalstore::{Error, Options, Store, SyncMode, WriteBatch};
+
+mod common;
+use common::fill_three_journals_and_delete_gone;
 
 fn options(sim: &SimFs) -> Options {
     Options {
@@ -184,27 +189,27 @@ fn group_written_during_a_sync_is_synced_after_it() {
     }
 }
 
-/// Fills two segments with three journals and deletes the largest, so that
-/// `compact()` has a run to rewrite; everything is synced and acknowledged.
-fn fill_with_a_run_to_compact(store: &Store) {
-    for _ in 0..40 {
-        let mut batch = WriteBatch::new();
-        batch.append(b"keep", &[1; 300]);
-        batch.append(b"dies", &[2; 900]);
-        batch.append(b"gone", &[3; 1500]);
-        store.write(&batch).unwrap();
-    }
-    let mut batch = WriteBatch::new();
-    batch.delete_journal(b"gone");
-    store.write(&batch).unwrap();
+/// A store and the group n ("a") of the pipeline, whose sync is held
+/// after a compaction switched while it was under way.
+struct SwitchDuringSync {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    sim: SimFs,
+    store: Arc<Store>,
+    a: Writer,
+    group_synced: SyncHold,
 }
 
 /// A compaction that switches while group n ("a") is written and its sync
 /// held: the switch's new version holds group n's batch, which must not
 /// show before group n's sync has succeeded. The copy's sync is held until
 /// group n is written, so that the switch comes after it.
-fn compaction_switched_while_a_group_syncs(store: &Arc<Store>, sim: &SimFs) -> (Writer, SyncHold) {
-    fill_with_a_run_to_compact(store);
+fn compaction_switched_while_a_group_syncs() -> SwitchDuringSync {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimFs::new();
+    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
+    fill_three_journals_and_delete_gone(&store);
     let copy_synced = sim.hold_sync(0);
     let group_synced = sim.hold_sync(1);
     let compactor = {
@@ -212,7 +217,7 @@ fn compaction_switched_while_a_group_syncs(store: &Arc<Store>, sim: &SimFs) -> (
         std::thread::spawn(move || store.compact())
     };
     assert!(copy_synced.wait_held(deadline()), "compaction never synced");
-    let a = append(store, "a", "group n");
+    let a = append(&store, "a", "group n");
     assert!(group_synced.wait_held(deadline()), "group n never synced");
     copy_synced.release();
     let report = compactor.join().unwrap().unwrap();
@@ -222,7 +227,14 @@ fn compaction_switched_while_a_group_syncs(store: &Arc<Store>, sim: &SimFs) -> (
         "group n visible while its sync is under way"
     );
     assert!(!a.is_finished(), "group n returned before its sync ended");
-    (a, group_synced)
+    SwitchDuringSync {
+        _tmp: tmp,
+        dir,
+        sim,
+        store,
+        a,
+        group_synced,
+    }
 }
 
 /// A compaction switch while a group syncs, and the sync fails: the group
@@ -230,11 +242,14 @@ fn compaction_switched_while_a_group_syncs(store: &Arc<Store>, sim: &SimFs) -> (
 /// what was acknowledged before survives.
 #[test]
 fn compaction_switch_never_shows_a_group_whose_sync_then_fails() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    let sim = SimFs::new();
-    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
-    let (a, group_synced) = compaction_switched_while_a_group_syncs(&store, &sim);
+    let SwitchDuringSync {
+        _tmp,
+        dir,
+        sim,
+        store,
+        a,
+        group_synced,
+    } = compaction_switched_while_a_group_syncs();
     sim.inject(Fault::Sync {
         nth: 0,
         kind: std::io::ErrorKind::Other,
@@ -262,11 +277,13 @@ fn compaction_switch_never_shows_a_group_whose_sync_then_fails() {
 /// so that the rewritten segments go once nothing pins them.
 #[test]
 fn compaction_switch_during_a_group_sync_is_published_by_that_group() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    let sim = SimFs::new();
-    let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
-    let (a, group_synced) = compaction_switched_while_a_group_syncs(&store, &sim);
+    let SwitchDuringSync {
+        _tmp,
+        store,
+        a,
+        group_synced,
+        ..
+    } = compaction_switched_while_a_group_syncs();
     group_synced.release();
     let a = a.join().unwrap().unwrap();
     assert_eq!(store.last_lsn(), a);

@@ -395,3 +395,20 @@ pub fn wait_for_stats(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Writes 40 batches to three journals (entries of 300 B to "keep", 900 B
+/// to "dies", 1,500 B to "gone"), then deletes "gone". With 64 KiB
+/// segments (about 23 batches fill one) one segment is sealed and the rest
+/// is in the active one, and `compact()` has a run to rewrite.
+pub fn fill_three_journals_and_delete_gone(store: &journalstore::Store) {
+    for _ in 0..40 {
+        let mut batch = WriteBatch::new();
+        batch.append(b"keep", &[1; 300]);
+        batch.append(b"dies", &[2; 900]);
+        batch.append(b"gone", &[3; 1500]);
+        store.write(&batch).unwrap();
+    }
+    let mut batch = WriteBatch::new();
+    batch.delete_journal(b"gone");
+    store.write(&batch).unwrap();
+}
