@@ -486,7 +486,8 @@ impl SimFs {
     /// drops). Syncs are counted in the order they reach the hold check,
     /// held ones included; several holds may be armed at once, so that a
     /// test can stop two syncs in a row (one held sync does not hold up
-    /// the count: others go by it).
+    /// the count: others go by it). Two handles for the same sync share
+    /// its hold: either releases it, and dropping either disarms it.
     pub fn hold_sync(&self, nth: u64) -> SyncHold {
         let mut holds = self.holds.0.lock().unwrap_or_else(|e| e.into_inner());
         let place = holds.syncs + nth;
