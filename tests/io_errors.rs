@@ -709,6 +709,70 @@ fn failed_sync_under_concurrent_store_sync_acknowledges_nothing_it_dropped() {
     }
 }
 
+/// Guards what a free, a seal or a compaction switch publishes while
+/// groups sync: as the test above, with background compaction on and each
+/// writer also filling and deleting a scratch journal of 2 KiB entries, so
+/// that segments are sealed, freed and rewritten between the groups, and
+/// a run of syncs fails (some of them a compaction's, which leave the
+/// store writable, until a group's or a switch's stops it). Each
+/// journal's snapshot length after the failure equals what its writer saw
+/// acknowledged, and after a power loss every acknowledged entry is there.
+#[test]
+fn failed_group_sync_beside_compaction_shows_nothing_unacknowledged() {
+    for first in [5u64, 30, 120] {
+        let ctx = format!("syncs from {first}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let sim = SimFs::new();
+        sim.set_sync_latency(std::time::Duration::from_micros(200));
+        let opts = Options {
+            segment_size: 64 << 10,
+            background_compaction: true,
+            ..options(&sim, SyncMode::Always)
+        };
+        let store = Arc::new(Store::open(&dir, opts).unwrap());
+        for k in 0..8 {
+            sim.inject(Fault::Sync {
+                nth: first + 7 * k,
+                kind: ErrorKind::Other,
+            });
+        }
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let (id, scratch) = (format!("t{t}"), format!("s{t}"));
+                    for n in 0..20_000u64 {
+                        let mut batch = journalstore::WriteBatch::new();
+                        batch.append(id.as_bytes(), format!("{t}-{n}").as_bytes());
+                        if n % 16 == 15 {
+                            batch.delete_journal(scratch.as_bytes());
+                        } else {
+                            batch.append(scratch.as_bytes(), &[t as u8; 2048]);
+                        }
+                        if let Err(e) = store.write(&batch) {
+                            return (n, e);
+                        }
+                    }
+                    panic!("writer {t}: the faults never stopped writes");
+                })
+            })
+            .collect();
+        let acked: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap().0).collect();
+        let snap = store.snapshot();
+        for (t, n) in acked.iter().enumerate() {
+            let len = snap
+                .journal(format!("t{t}").as_bytes())
+                .map_or(0, |j| j.len());
+            assert_eq!(len, *n, "{ctx}: writer {t}: visible vs acknowledged");
+        }
+        drop(snap);
+        let store = Arc::try_unwrap(store).unwrap();
+        drop(store.close());
+        assert_acknowledged_survive(&sim, &dir, &acked, &ctx);
+    }
+}
+
 /// Guards buffered writes copied outside the writer's lock
 /// (`SyncMode::Never`): four writers append numbered entries to their own
 /// journals while one segment write fails. A record reserved after the
