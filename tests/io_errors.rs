@@ -599,6 +599,19 @@ fn spawn_writers(store: &Arc<Store>, max: u64) -> Vec<std::thread::JoinHandle<(u
         .collect()
 }
 
+/// Writer `t`'s journal shows exactly its `acked[t]` acknowledged entries
+/// in a snapshot: nothing unacknowledged is visible, nothing acknowledged
+/// is missing.
+fn assert_visible_equals_acknowledged(store: &Store, acked: &[u64], ctx: &str) {
+    let snap = store.snapshot();
+    for (t, n) in acked.iter().enumerate() {
+        let len = snap
+            .journal(format!("t{t}").as_bytes())
+            .map_or(0, |j| j.len());
+        assert_eq!(len, *n, "{ctx}: writer {t}: visible vs acknowledged");
+    }
+}
+
 /// After a power loss (`sim.crash`) and a reopen, writer `t`'s journal
 /// holds its `acked[t]` acknowledged entries in order, and at most the one
 /// whose write failed beyond them.
@@ -653,17 +666,10 @@ fn failed_group_sync_with_concurrent_writers_loses_nothing_acknowledged() {
             acked.iter().any(|(_, e)| matches!(e, Error::Io { .. })),
             "{ctx}: no writer saw the sync fail: {acked:?}"
         );
-        let snap = store.snapshot();
-        for (t, (n, _)) in acked.iter().enumerate() {
-            let len = snap
-                .journal(format!("t{t}").as_bytes())
-                .map_or(0, |j| j.len());
-            assert_eq!(len, *n, "{ctx}: writer {t}: visible vs acknowledged");
-        }
-        drop(snap);
+        let acked: Vec<u64> = acked.iter().map(|(n, _)| *n).collect();
+        assert_visible_equals_acknowledged(&store, &acked, &ctx);
         let store = Arc::try_unwrap(store).unwrap();
         assert!(store.close().is_err(), "{ctx}: close after the failure");
-        let acked: Vec<u64> = acked.iter().map(|(n, _)| *n).collect();
         assert_acknowledged_survive(&sim, &dir, &acked, &ctx);
     }
 }
@@ -759,14 +765,7 @@ fn failed_group_sync_beside_compaction_shows_nothing_unacknowledged() {
             })
             .collect();
         let acked: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap().0).collect();
-        let snap = store.snapshot();
-        for (t, n) in acked.iter().enumerate() {
-            let len = snap
-                .journal(format!("t{t}").as_bytes())
-                .map_or(0, |j| j.len());
-            assert_eq!(len, *n, "{ctx}: writer {t}: visible vs acknowledged");
-        }
-        drop(snap);
+        assert_visible_equals_acknowledged(&store, &acked, &ctx);
         let store = Arc::try_unwrap(store).unwrap();
         drop(store.close());
         assert_acknowledged_survive(&sim, &dir, &acked, &ctx);

@@ -97,6 +97,16 @@ fn group_written_behind_a_held_sync(store: &Arc<Store>, sim: &SimFs) -> Pipeline
     Pipeline { a, b, before, hold }
 }
 
+/// Lets the held sync go on and fail, as an EIO from `fdatasync` would:
+/// it is the next sync to reach the fault check.
+fn release_failing(sim: &SimFs, hold: &SyncHold) {
+    sim.inject(Fault::Sync {
+        nth: 0,
+        kind: std::io::ErrorKind::Other,
+    });
+    hold.release();
+}
+
 fn reopen_after_power_loss(sim: &SimFs, dir: &Path) -> Store {
     drop(sim.crash(dir, CrashMode::DropUnsynced));
     Store::open(dir, options(&SimFs::new())).unwrap()
@@ -112,11 +122,7 @@ fn failed_sync_of_a_group_never_acknowledges_the_group_written_behind_it() {
     let sim = SimFs::new();
     let store = Arc::new(Store::open(&dir, options(&sim)).unwrap());
     let Pipeline { a, b, before, hold } = group_written_behind_a_held_sync(&store, &sim);
-    sim.inject(Fault::Sync {
-        nth: 0,
-        kind: std::io::ErrorKind::Other,
-    });
-    hold.release();
+    release_failing(&sim, &hold);
 
     let a = a.join().unwrap();
     assert!(matches!(a, Err(Error::Io { .. })), "group n: {a:?}");
@@ -250,11 +256,7 @@ fn compaction_switch_never_shows_a_group_whose_sync_then_fails() {
         a,
         group_synced,
     } = compaction_switched_while_a_group_syncs();
-    sim.inject(Fault::Sync {
-        nth: 0,
-        kind: std::io::ErrorKind::Other,
-    });
-    group_synced.release();
+    release_failing(&sim, &group_synced);
     let a = a.join().unwrap();
     assert!(matches!(a, Err(Error::Io { .. })), "group n: {a:?}");
     assert!(
