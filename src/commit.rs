@@ -367,6 +367,12 @@ impl Committer {
         if !log.dirty {
             return Vec::new();
         }
+        self.publish_working(log)
+    }
+
+    /// Publishes the working state, unless a buffered write failed (see
+    /// `publish_dirty`).
+    fn publish_working(&self, log: &mut LogWriter) -> Vec<Arc<Version>> {
         // Checked once every record in flight is written or has failed.
         log.in_flight.settle();
         if log.in_flight.failed() {
@@ -655,8 +661,9 @@ impl Committer {
             }
         }
         self.progress.acknowledge(end.lsn);
-        if log.change_unpublished {
-            // A change made while this group synced, left to it.
+        if !Arc::ptr_eq(&self.current.load().generation, &log.generation) {
+            // A change of the segments that no version shows yet, made
+            // while this group was written or synced: left to it.
             retired.push(self.publish_change(&mut log));
         }
         if let Err(e) = self.free_or_defer(&mut log, retired) {
@@ -781,21 +788,14 @@ impl Committer {
     /// written batches that are not acknowledged: their group's sync may
     /// still fail, and a batch never shows before its writer's verdict. The
     /// change is then published after the sync of the last such group
-    /// (`finish_sync`), whose own version may predate it.
+    /// (`finish_sync`, which finds the published generation older than the
+    /// working one), whose own version may predate it.
     #[must_use = "the replaced versions should be dropped outside the locks"]
     pub(crate) fn publish_change(&self, log: &mut LogWriter) -> Vec<Arc<Version>> {
         if log.group_written > self.progress.acked() {
-            log.change_unpublished = true;
             return Vec::new();
         }
-        // Every record in flight is in the working state: written first.
-        log.in_flight.settle();
-        if log.in_flight.failed() {
-            return Vec::new();
-        }
-        log.change_unpublished = false;
-        log.dirty = false;
-        self.publish(log.version())
+        self.publish_working(log)
     }
 
     /// Makes `version` the one new snapshots get. Returns the one it

@@ -118,10 +118,6 @@ pub(crate) struct LogWriter {
     /// above the acknowledged LSN, a group's sync is still to come, and no
     /// version may show that batch yet (see `Committer::publish_change`).
     pub group_written: u64,
-    /// Whether a change of the segments (a free, a roll, a compaction
-    /// switch) waits for a group's sync to be published with it (see
-    /// `Committer::publish_change`).
-    pub change_unpublished: bool,
     /// Bytes of records appended by writes since open.
     pub appended: u64,
     /// Bytes of records compaction copied since open, and its runs.
@@ -223,7 +219,6 @@ impl LogWriter {
             in_place_left: 0,
             dirty: false,
             group_written: 0,
-            change_unpublished: false,
             appended: 0,
             compacted: 0,
             compaction_runs: 0,
