@@ -507,7 +507,7 @@ impl LogWriter {
             return Ok(());
         }
         let upto = (end + RESERVE_STEP).min(segment.capacity);
-        if self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP {
+        if self.zero_fills_ahead() {
             // Past every reserved record, so no write in flight overlaps it.
             let from = end.max(self.reserved);
             let zeros = vec![0u8; (upto - from) as usize];
@@ -519,6 +519,13 @@ impl LogWriter {
         }
         self.reserved = upto;
         Ok(())
+    }
+
+    /// Whether space ahead of the records is reserved by writing zeros
+    /// rather than with `fallocate`: for durable writes of small groups
+    /// (see `write_buffer`).
+    fn zero_fills_ahead(&self) -> bool {
+        self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP
     }
 
     /// Writes the encoded records to the active segment.
@@ -543,7 +550,7 @@ impl LogWriter {
         self.avg_write = (self.avg_write * 7 + len as u64) / 8;
         if end > self.reserved {
             let upto = (end + RESERVE_STEP).min(active.capacity);
-            if self.sync == SyncMode::Always && self.avg_write < ZERO_FILL_MAX_GROUP {
+            if self.zero_fills_ahead() {
                 // Zeros written ahead of the data, in the same write: an
                 // fdatasync of data in blocks that are already written (and
                 // whose allocation is committed) needs no metadata commit,
