@@ -58,7 +58,7 @@ fn main() -> Res<()> {
     let base: PathBuf =
         std::env::var_os("PEERS_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     std::fs::create_dir_all(&base)?;
-    let mut engines: Vec<&str> = vec!["raw", "raw-group"];
+    let mut engines: Vec<&str> = vec!["raw", "raw-group", "raw-group-fresh"];
     engines.extend_from_slice(ENGINES);
     engines.retain(|e| filter("PEERS_ENGINES", e));
     let rounds = env_u64("PEERS_ROUNDS", 3).max(1);

@@ -77,7 +77,8 @@ pub trait Engine: Send + Sync {
     }
 }
 
-/// The engines built into this binary (`raw` and `raw-group` come on top).
+/// The engines built into this binary (`raw`, `raw-group` and
+/// `raw-group-fresh` come on top).
 pub const ENGINES: &[&str] = &[
     "journalstore",
     "redb",
@@ -93,7 +94,16 @@ pub const ENGINES: &[&str] = &[
 pub fn open(name: &str, dir: &Path, durable: bool) -> Res<Box<dyn Engine>> {
     Ok(match name {
         "journalstore" => Box::new(journalstore::Js::open(dir, durable)?),
-        "raw-group" => Box::new(raw_group::RawGroup::open(dir, durable)?),
+        "raw-group" => Box::new(raw_group::RawGroup::open(
+            dir,
+            durable,
+            raw_group::Blocks::Rewritten,
+        )?),
+        "raw-group-fresh" => Box::new(raw_group::RawGroup::open(
+            dir,
+            durable,
+            raw_group::Blocks::Fresh,
+        )?),
         "redb" => Box::new(redb::Redb::open(dir, durable)?),
         "fjall" => Box::new(fjall::Fjall::open(dir, durable)?),
         "lmdb" => Box::new(lmdb::Lmdb::open(dir, durable)?),

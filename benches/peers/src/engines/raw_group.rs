@@ -1,4 +1,5 @@
-//! The raw baseline with group commit (`raw-group`, workloads 1 and 2).
+//! The raw baselines with group commit (`raw-group` and `raw-group-fresh`,
+//! workloads 1 and 2).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -21,35 +22,53 @@ struct State {
     offset: u64,
 }
 
+/// Where a [`RawGroup`] writes its groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Blocks {
+    /// `raw-group`: one 64 MiB file, zeroed and synced at open, written
+    /// round robin, so every write overwrites blocks written before: the
+    /// limit for a log whose files are written in place again (recycled).
+    Rewritten,
+    /// `raw-group-fresh`: a new file that grows with every group, so every
+    /// write lands on blocks never written before, as in a log that keeps
+    /// what it writes: the file system allocates them and a sync commits
+    /// that allocation, and a virtual disk may allocate them on its host
+    /// too.
+    Fresh,
+}
+
 /// The raw baseline with group commit: the payload bytes only, no framing,
-/// no index, in one preallocated 64 MiB file written round robin.
-/// Concurrent writers queue their bytes; one of them writes the whole queue
-/// with one `pwrite` (+ one `fdatasync` when durable) while the next group
-/// queues up. The physical limit for an engine that group-commits into one
-/// log.
+/// no index, in one file (see [`Blocks`]). Concurrent writers queue their
+/// bytes; one of them writes the whole queue with one `pwrite` (+ one
+/// `fdatasync` when durable) while the next group queues up. The physical
+/// limit for an engine that group-commits into one log.
 pub struct RawGroup {
     file: File,
     durable: bool,
+    blocks: Blocks,
     state: Mutex<State>,
     cond: Condvar,
 }
 
 impl RawGroup {
-    pub fn open(dir: &Path, durable: bool) -> Res<RawGroup> {
+    pub fn open(dir: &Path, durable: bool, blocks: Blocks) -> Res<RawGroup> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
             .open(dir.join("raw-group"))?;
-        let zeros = vec![0u8; 1 << 20];
-        for i in 0..FILE_LEN >> 20 {
-            file.write_all_at(&zeros, i << 20)?;
+        if blocks == Blocks::Rewritten {
+            let zeros = vec![0u8; 1 << 20];
+            for i in 0..FILE_LEN >> 20 {
+                file.write_all_at(&zeros, i << 20)?;
+            }
         }
         file.sync_all()?;
         Ok(RawGroup {
             file,
             durable,
+            blocks,
             state: Mutex::new(State {
                 pending: Vec::new(),
                 queued: 0,
@@ -84,7 +103,7 @@ impl Engine for RawGroup {
             let buf = std::mem::take(&mut st.pending);
             let upto = st.queued;
             let mut offset = st.offset;
-            if offset + buf.len() as u64 > FILE_LEN {
+            if self.blocks == Blocks::Rewritten && offset + buf.len() as u64 > FILE_LEN {
                 offset = 0;
             }
             st.offset = offset + buf.len() as u64;
