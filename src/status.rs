@@ -6,7 +6,7 @@
 //! open and at close.
 //!
 //! Both sides of the file live here: the store writes it ([`render`],
-//! [`write`]) and other processes read it ([`read_status`], [`parse`],
+//! [`write()`]) and other processes read it ([`read_status`], [`parse`],
 //! [`StatusInfo`]; public as `journalstore::inspect::*`). The module
 //! depends on the [`Stats`] value only, not on the store or the inspection
 //! code, so either can use it.
@@ -230,7 +230,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<StatusInfo> {
 
 /// The advisory status file an open store rewrites every
 /// [`Options::status_interval`](crate::Options::status_interval), and at open
-/// and close: its [`Stats`](crate::Stats) as of `written_unix_ms`, for
+/// and close: its [`Stats`] as of `written_unix_ms`, for
 /// processes that cannot ask it (format: `format-spec/README.md`, section 12).
 ///
 /// It says what the writing process saw, not what is on disk now; a file

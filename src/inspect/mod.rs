@@ -4,7 +4,7 @@
 //! works on a store that another process has open: segment files are read
 //! into memory (or mapped read-only for [`open_read_only`]) and a record that
 //! is being written at that moment looks like a torn tail, as after a crash.
-//! [`salvage`] is the one function that writes, and only to a new directory.
+//! [`salvage()`] is the one function that writes, and only to a new directory.
 //!
 //! Nothing here panics on any input: every length and offset read from a
 //! file is bounds-checked, as in the engine.
@@ -14,9 +14,9 @@
 //!   listing, manifest, segment headers, records with resync past damage);
 //! - `read_only.rs`: [`open_read_only`], recovery's checks and replay on
 //!   read-only mappings;
-//! - `verify.rs`: [`verify`], every checksum and cross-reference;
+//! - `verify.rs`: [`verify()`], every checksum and cross-reference;
 //! - `index_checkpoint.rs`: [`decode_index_checkpoint`];
-//! - `salvage.rs`: [`Salvaged`] and [`salvage`], the intact records copied
+//! - `salvage.rs`: [`Salvaged`] and [`salvage()`], the intact records copied
 //!   into a new store, one segment file in memory at a time, with every
 //!   unread LSN range and every journal that may differ reported;
 //! - the status file's reader ([`read_status`], [`StatusInfo`]) lives with
