@@ -243,10 +243,11 @@ pub(crate) const MAX_HOLE: u64 = 1 << 24;
 /// index lacks at the front is left out rather than filled: such entries are
 /// never part of the final state, and recovery checks the final bounds
 /// against each journal's latest operation. A range lacking at the back is
-/// filled with placeholders (one run item, see [`Gaps`](crate::locs::Gaps)), which later
-/// operations must remove. Each location removed costs one step and each
-/// run one step, so replay's work and memory grow with the operations it
-/// reads, whatever bounds they carry. `framing` is the encoded length of
+/// filled with placeholders (one run item, see
+/// [`Gaps`](crate::locs::Gaps)), which later operations must remove. Each
+/// location removed costs one step and each run one step, so replay's work
+/// and memory grow with the operations it reads, whatever bounds they
+/// carry. `framing` is the encoded length of
 /// one of the journal's operations less its value (all its entries share
 /// it): what an entry's encoded length exceeds its value's by.
 fn force_bounds(
