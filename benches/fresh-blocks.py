@@ -9,12 +9,17 @@ SECS seconds into a file in DIR prepared one of four ways:
   grows       a new empty file that every write extends
   sparse      a new 1 GiB file set to its length, no blocks
   fallocated  a new 1 GiB file reserved with fallocate (unwritten extents)
+  over-freed  a new file that grows after a 1 GiB file was written,
+              synced and deleted (blocks the file system may hand out
+              again; with `discard` it gives them back to the device)
 
 and, with --zeros-ahead MIB, a new file where zeros are written MIB ahead
 of the data (in MIB-sized writes, synced by the next group's fdatasync),
-printing the mean time of the iterations that wrote zeros.
+printing the mean time of the iterations that wrote zeros. The data
+written is random, or one repeated byte with --constant (as the
+criterion benches' entries are).
 
-    python3 benches/fresh-blocks.py [DIR] [--group-kib 256] [--secs 3]
+    python3 benches/fresh-blocks.py [DIR] [--group-kib 256] [--secs 3] [--constant]
 """
 import argparse
 import os
@@ -24,6 +29,10 @@ SIZE = 1 << 30
 
 
 def prepare(path, mode):
+    if mode == "over-freed":
+        os.close(prepare(path, "rewritten"))
+        os.unlink(path)
+        os.sync()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     if mode == "rewritten":
         zeros = bytes(1 << 20)
@@ -37,9 +46,9 @@ def prepare(path, mode):
     return fd
 
 
-def run(path, mode, group, secs, zeros_ahead):
+def run(path, mode, group, secs, zeros_ahead, constant):
     fd = prepare(path, "grows" if zeros_ahead else mode)
-    data = os.urandom(group)
+    data = bytes([0xA5]) * group if constant else os.urandom(group)
     zeros = bytes(zeros_ahead)
     offset = zeroed = 0
     zero_times = []
@@ -74,14 +83,15 @@ def main():
     p.add_argument("--group-kib", type=int, default=256)
     p.add_argument("--secs", type=float, default=3)
     p.add_argument("--zeros-ahead", type=int, default=0, metavar="MIB")
+    p.add_argument("--constant", action="store_true")
     a = p.parse_args()
     path = os.path.join(a.dir, "fresh-blocks.tmp")
     group = a.group_kib << 10
     if a.zeros_ahead:
-        print("zeros %d MiB ahead: %s" % (a.zeros_ahead, run(path, None, group, a.secs, a.zeros_ahead << 20)))
+        print("zeros %d MiB ahead: %s" % (a.zeros_ahead, run(path, None, group, a.secs, a.zeros_ahead << 20, a.constant)))
         return
-    for mode in ("rewritten", "grows", "sparse", "fallocated"):
-        print("%-10s %s" % (mode, run(path, mode, group, a.secs, 0)))
+    for mode in ("rewritten", "grows", "sparse", "fallocated", "over-freed"):
+        print("%-10s %s" % (mode, run(path, mode, group, a.secs, 0, a.constant)))
 
 
 if __name__ == "__main__":
