@@ -137,6 +137,11 @@ def build_block(results_dir, command):
                 if "peers_rounds" in info
                 else " one round per pair (before `PEERS_ROUNDS`),"
             )
+            + (
+                f" `PEERS_SETTLE_MS={info['peers_settle_ms']}`,"
+                if "peers_settle_ms" in info
+                else " pairs back to back (before `PEERS_SETTLE_MS`),"
+            )
             + f" `PEERS_RECOVERY_MIB={info.get('peers_recovery_mib', '?')}`,"
             f" workloads {info.get('workloads', '?')},"
             f" engines {info.get('engines', '?').replace(',', ', ')}."
