@@ -180,8 +180,9 @@ fn run_pair(
 /// and the freeing of the previous child's files. Without it, children run
 /// back to back were measured up to 2x slower after another engine's run
 /// (benches/README.md, "Durable appends, 64 KiB"). The wait is a fixed
-/// time because the disk's own work after a sync (a virtual disk's host
-/// writing back what it acknowledged) shows in no counter of this machine.
+/// time, not a wait for the disk to go idle: whatever the disk still did
+/// after a sync showed in no counter of the development machine
+/// (`/sys/block/*/stat` stayed still).
 fn settle(settle_ms: u64) {
     if settle_ms == 0 {
         return;
