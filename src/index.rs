@@ -247,9 +247,9 @@ pub(crate) const MAX_HOLE: u64 = 1 << 24;
 /// [`Gaps`](crate::locs::Gaps)), which later operations must remove. Each
 /// location removed costs one step and each run one step, so replay's work
 /// and memory grow with the operations it reads, whatever bounds they
-/// carry. `framing` is the encoded length of
-/// one of the journal's operations less its value (all its entries share
-/// it): what an entry's encoded length exceeds its value's by.
+/// carry. `framing` is the encoded length of one of the journal's
+/// operations less its value (all its entries share it): what an entry's
+/// encoded length exceeds its value's by.
 fn force_bounds(
     state: &mut JournalState,
     first: u64,
